@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Real third-party peers for testing rme, on 127.0.0.1 only.
+# Adapted from the steering repo's harness/peers.sh; the OTel Python SDK venv is not installed (rme's tests do not use it).
+#
+# usage: peers.sh install [--update]
+#        peers.sh start  NAME...     (NAME: vm prometheus otelcol carbon statsd fail2ban mtail | graphite | all)
+#        peers.sh stop   NAME...|all
+#        peers.sh restart NAME...
+#        peers.sh clean  NAME...|all (stop and delete its state/data dir)
+#        peers.sh status
+#        peers.sh env                (print export lines: URLs/ports/paths for tests)
+#        peers.sh versions           (installed versions of every peer)
+#
+# State (pids, configs, data, logs) lives under $PEERS_DIR (default ${TMPDIR:-/tmp}/rme-peers),
+# one sub-directory per peer. Non-apt tools (rotel wheel, statsd npm, OTel SDK venv) live under
+# $PEERS_TOOLS (default /opt/rme-peers). Ports can be overridden with the env vars below.
+# Every start is idempotent (a running peer is left alone) and waits for readiness with a timeout.
+set -euo pipefail
+
+HARNESS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PEERS_DIR="${PEERS_DIR:-${TMPDIR:-/tmp}/rme-peers}"
+PEERS_TOOLS="${PEERS_TOOLS:-/opt/rme-peers}"
+START_TIMEOUT="${START_TIMEOUT:-30}"   # seconds to wait for readiness
+STOP_TIMEOUT="${STOP_TIMEOUT:-15}"     # seconds to wait for exit after SIGTERM (then SIGKILL)
+
+VM_PORT="${VM_PORT:-8428}"
+PROM_PORT="${PROM_PORT:-9090}"
+OTLP_GRPC_PORT="${OTLP_GRPC_PORT:-4317}"
+OTLP_HTTP_PORT="${OTLP_HTTP_PORT:-4318}"
+CARBON_PORT="${CARBON_PORT:-2003}"
+CARBON_PICKLE_PORT="${CARBON_PICKLE_PORT:-2004}"
+CARBON_QUERY_PORT="${CARBON_QUERY_PORT:-7002}"
+STATSD_PORT="${STATSD_PORT:-8125}"
+STATSD_MGMT_PORT="${STATSD_MGMT_PORT:-8126}"
+STATSD_FLUSH_MS="${STATSD_FLUSH_MS:-1000}"
+MTAIL_PORT="${MTAIL_PORT:-3903}"
+# Prometheus scrapes itself; it remote-writes to VM unless PROM_REMOTE_WRITE_URL is set empty.
+PROM_REMOTE_WRITE_URL="${PROM_REMOTE_WRITE_URL-http://127.0.0.1:${VM_PORT}/api/v1/write}"
+PROM_SCRAPE_INTERVAL="${PROM_SCRAPE_INTERVAL:-2s}"
+F2B_BANTIME="${F2B_BANTIME:-5s}"
+F2B_FINDTIME="${F2B_FINDTIME:-60s}"
+F2B_MAXRETRY="${F2B_MAXRETRY:-3}"
+# mtail tails these files (comma separated); default: the fail2ban peer's log.
+MTAIL_LOGS="${MTAIL_LOGS:-$PEERS_DIR/fail2ban/fail2ban.log}"
+MTAIL_PROGS="${MTAIL_PROGS:-$HARNESS/mtail}"
+
+ROTEL_VERSION="0.0.1a15"
+STATSD_VERSION="0.9.0"
+OTEL_SDK_VERSION="1.45.2"
+APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail
+          netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
+ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
+
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+log() { echo "peers: $*" >&2; }
+die() { echo "peers: ERROR: $*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+# ---------------------------------------------------------------- helpers
+port_listening() { # proto port -> 0 if something listens on 127.0.0.1:port (or any addr)
+  local flag=-ltn; [ "$1" = udp ] && flag=-lun
+  ss -H "$flag" 2>/dev/null | awk '{print $4}' | grep -Eq "(^|[:.])$2\$"
+}
+# alive = exists and is not a zombie (an exited child of ours stays a zombie until PID 1 reaps it)
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" 2>/dev/null | grep -q '^Z'; }
+peer_pid() { cat "$PEERS_DIR/$1/pid" 2>/dev/null || true; }
+peer_running() { # pid alive and its command line still names the peer's dir (guards against pid reuse)
+  local pid; pid=$(peer_pid "$1"); pid_alive "$pid" || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$PEERS_DIR/$1"
+}
+
+wait_until() { # timeout_s cmd... ; polls every 0.1s
+  local t=$1; shift; local end=$(( $(date +%s) + t ))
+  while [ "$(date +%s)" -lt "$end" ]; do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+check_ports_free() { # name proto:port...
+  local name=$1; shift
+  for pp in "$@"; do
+    if port_listening "${pp%%:*}" "${pp##*:}"; then
+      die "$name: port ${pp##*:}/${pp%%:*} already in use by another process (ss -ltnp / ss -lunp)"
+    fi
+  done
+}
+
+launch() { # name logfile cmd... ; runs detached, records pid+cmd
+  local name=$1 logf=$2; shift 2
+  local d="$PEERS_DIR/$name"
+  printf '%q ' "$@" > "$d/cmd"; echo >> "$d/cmd"
+  setsid "$@" >>"$logf" 2>&1 < /dev/null &
+  echo $! > "$d/pid"
+}
+
+finish_start() { # name t0 ready-cmd...
+  local name=$1 t0=$2; shift 2
+  local d="$PEERS_DIR/$name"
+  if ! wait_until "$START_TIMEOUT" "$@"; then
+    log "$name: not ready after ${START_TIMEOUT}s; last log lines:"
+    tail -n 20 "$d"/*.log >&2 2>/dev/null || true
+    stop_one "$name" || true
+    die "$name failed to start"
+  fi
+  peer_running "$name" || die "$name exited during startup (see $d)"
+  echo $(( $(now_ms) - t0 )) > "$d/startup_ms"
+  log "$name: ready in $(cat "$d/startup_ms") ms (pid $(peer_pid "$name"))"
+}
+
+# ---------------------------------------------------------------- install
+cmd_install() {
+  local update=0; [ "${1:-}" = "--update" ] && update=1
+  # 1. Debian packages. Never let their init scripts start system services.
+  local made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  local apt_opts=(-o DPkg::Lock::Timeout=600 -y --no-install-recommends)
+  if [ $update = 1 ] || ! apt-cache policy victoria-metrics 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    timeout 900 apt-get -o DPkg::Lock::Timeout=600 update
+  fi
+  local pkgs=("${APT_PKGS[@]}")
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm  >/dev/null || pkgs+=(npm)
+  DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install "${apt_opts[@]}" "${pkgs[@]}"
+  [ $made_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  # Debian's packages may have started nothing (policy-rc.d), but make sure of it:
+  for s in victoria-metrics prometheus carbon-cache fail2ban mtail; do
+    pgrep -x "$s" >/dev/null 2>&1 && log "warning: a system '$s' is running (not started by us); stop it with 'service $s stop'"
+  done
+
+  mkdir -p "$PEERS_TOOLS"
+  # 2. rotel (OpenTelemetry collector, Rust) from its PyPI wheel; the binary is inside the wheel.
+  if [ ! -x "$PEERS_TOOLS/rotel/rotel/rotel-agent" ]; then
+    local tmp; tmp=$(mktemp -d)
+    # the wheel's binary links libpython3.11 (Debian 12's), so ask for the cp311 build explicitly
+    timeout 600 python3 -m pip download --no-deps -d "$tmp" --only-binary=:all: --python-version 3.11 \
+      --implementation cp --abi cp311 --platform manylinux_2_34_x86_64 "rotel==$ROTEL_VERSION"
+    rm -rf "$PEERS_TOOLS/rotel"; mkdir -p "$PEERS_TOOLS/rotel"
+    python3 -m zipfile -e "$tmp"/rotel-*.whl "$PEERS_TOOLS/rotel"
+    chmod +x "$PEERS_TOOLS/rotel/rotel/rotel-agent"; rm -rf "$tmp"
+  fi
+  # 3. Etsy statsd from npm.
+  if [ ! -f "$PEERS_TOOLS/statsd/node_modules/statsd/stats.js" ]; then
+    mkdir -p "$PEERS_TOOLS/statsd"
+    (cd "$PEERS_TOOLS/statsd" && timeout 600 npm install --no-audit --no-fund --ignore-scripts "statsd@$STATSD_VERSION")
+  fi
+  cmd_versions
+}
+
+cmd_versions() {
+  echo "victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo missing)"
+  echo "prometheus       $(dpkg-query -W -f='${Version}' prometheus 2>/dev/null || echo missing)"
+  echo "graphite-carbon  $(dpkg-query -W -f='${Version}' graphite-carbon 2>/dev/null || echo missing)"
+  echo "python3-whisper  $(dpkg-query -W -f='${Version}' python3-whisper 2>/dev/null || echo missing)"
+  echo "fail2ban         $(dpkg-query -W -f='${Version}' fail2ban 2>/dev/null || echo missing)"
+  echo "mtail            $(dpkg-query -W -f='${Version}' mtail 2>/dev/null || echo missing)"
+  echo "rotel            $("$PEERS_TOOLS/rotel/rotel/rotel-agent" --version 2>/dev/null || echo missing) (wheel $ROTEL_VERSION)"
+  echo "statsd           $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$PEERS_TOOLS/statsd/node_modules/statsd/package.json" 2>/dev/null || echo missing) (node $(node --version 2>/dev/null))"
+}
+
+# ---------------------------------------------------------------- per-peer start
+start_vm() {
+  local d="$PEERS_DIR/vm"; check_ports_free vm "tcp:$VM_PORT"
+  echo "$VM_PORT" > "$d/ports"; echo "$d/data" > "$d/datadir"
+  local t0; t0=$(now_ms)
+  # -search.latencyOffset=0s: instant queries at 'now' are not shifted 30s into the past.
+  # -search.disableCache: no rollup-result cache (stale answers while a test writes).
+  # -retentionPeriod=100y: old test timestamps are kept (default 1 month silently drops them).
+  launch vm "$d/vm.log" victoria-metrics -storageDataPath="$d/data" -httpListenAddr="127.0.0.1:$VM_PORT" \
+    -search.latencyOffset=0s -search.disableCache -retentionPeriod=100y -loggerLevel=INFO ${VM_EXTRA_FLAGS:-}
+  finish_start vm "$t0" bash -c "curl -sf http://127.0.0.1:$VM_PORT/health | grep -q OK"
+}
+
+start_prometheus() {
+  local d="$PEERS_DIR/prometheus"; check_ports_free prometheus "tcp:$PROM_PORT"
+  echo "$PROM_PORT" > "$d/ports"; echo "$d/data" > "$d/datadir"
+  {
+    echo "global:"
+    echo "  scrape_interval: $PROM_SCRAPE_INTERVAL"
+    echo "  evaluation_interval: $PROM_SCRAPE_INTERVAL"
+    echo "scrape_configs:"
+    echo "  - job_name: prometheus-self"
+    echo "    static_configs:"
+    echo "      - targets: ['127.0.0.1:$PROM_PORT']"
+    if [ -n "$PROM_REMOTE_WRITE_URL" ]; then
+      echo "remote_write:"
+      echo "  - url: $PROM_REMOTE_WRITE_URL"
+      echo "    queue_config:"
+      echo "      batch_send_deadline: 1s"
+    fi
+  } > "$d/prometheus.yml"
+  local t0; t0=$(now_ms)
+  launch prometheus "$d/prometheus.log" prometheus --config.file="$d/prometheus.yml" \
+    --storage.tsdb.path="$d/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.enable-remote-write-receiver --web.enable-lifecycle ${PROM_EXTRA_FLAGS:-}
+  finish_start prometheus "$t0" curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+}
+
+start_otelcol() {
+  local d="$PEERS_DIR/otelcol" bin="$PEERS_TOOLS/rotel/rotel/rotel-agent"
+  [ -x "$bin" ] || die "rotel not installed: run peers.sh install"
+  check_ports_free otelcol "tcp:$OTLP_GRPC_PORT" "tcp:$OTLP_HTTP_PORT"
+  echo "$OTLP_GRPC_PORT $OTLP_HTTP_PORT" > "$d/ports"; echo "$d/received.jsonl" > "$d/datadir"
+  touch "$d/received.jsonl"
+  local t0; t0=$(now_ms)
+  # blackhole exporter + a Python processor that appends every received metric to received.jsonl;
+  # --debug-log metrics prints the collector-style detailed dump into otelcol.log.
+  ROTEL_DUMP_FILE="$d/received.jsonl" launch otelcol "$d/otelcol.log" "$bin" start \
+    --otlp-grpc-endpoint "127.0.0.1:$OTLP_GRPC_PORT" --otlp-http-endpoint "127.0.0.1:$OTLP_HTTP_PORT" \
+    --exporter blackhole --debug-log metrics --debug-log-verbosity detailed \
+    --otlp-with-metrics-processor "$HARNESS/lib/rotel_dump_processor.py" \
+    --pid-file "$d/rotel.pid" --log-file "$d/rotel-daemon.log" ${OTEL_EXTRA_FLAGS:-}
+  finish_start otelcol "$t0" bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$OTLP_HTTP_PORT/)\" != 000 ] && ss -H -ltn | grep -q ':$OTLP_GRPC_PORT '"
+}
+
+start_carbon() {
+  local d="$PEERS_DIR/carbon"
+  check_ports_free carbon "tcp:$CARBON_PORT" "tcp:$CARBON_PICKLE_PORT" "tcp:$CARBON_QUERY_PORT"
+  mkdir -p "$d/conf" "$d/storage/whisper" "$d/log" "$d/run"
+  echo "$CARBON_PORT $CARBON_PICKLE_PORT $CARBON_QUERY_PORT" > "$d/ports"; echo "$d/storage/whisper" > "$d/datadir"
+  cat > "$d/conf/carbon.conf" <<EOF
+[cache]
+STORAGE_DIR    = $d/storage/
+LOCAL_DATA_DIR = $d/storage/whisper/
+CONF_DIR       = $d/conf/
+LOG_DIR        = $d/log/
+PID_DIR        = $d/run/
+DATABASE = whisper
+ENABLE_LOGROTATION = False
+USER =
+MAX_CACHE_SIZE = inf
+MAX_UPDATES_PER_SECOND = inf
+MAX_CREATES_PER_MINUTE = inf
+MIN_TIMESTAMP_RESOLUTION = 1
+LINE_RECEIVER_INTERFACE = 127.0.0.1
+LINE_RECEIVER_PORT = $CARBON_PORT
+ENABLE_UDP_LISTENER = False
+PICKLE_RECEIVER_INTERFACE = 127.0.0.1
+PICKLE_RECEIVER_PORT = $CARBON_PICKLE_PORT
+CACHE_QUERY_INTERFACE = 127.0.0.1
+CACHE_QUERY_PORT = $CARBON_QUERY_PORT
+USE_FLOW_CONTROL = True
+LOG_UPDATES = False
+LOG_CREATES = True
+LOG_LISTENER_CONN_SUCCESS = False
+CACHE_WRITE_STRATEGY = sorted
+WHISPER_AUTOFLUSH = True
+WHISPER_FALLOCATE_CREATE = False
+# Tagged series (name;k=v) are stored under whisper/_tagged/ either way; ENABLE_TAGS only
+# controls posting them to a graphite-web TagDB, which does not exist here.
+ENABLE_TAGS = False
+EOF
+  # 1-second resolution for 6h so every statsd flush (1s) is kept as its own point.
+  cat > "$d/conf/storage-schemas.conf" <<EOF
+[carbon]
+pattern = ^carbon\\.
+retentions = 10s:1d
+
+[default]
+pattern = .*
+retentions = ${CARBON_RETENTIONS:-1s:6h,10s:7d}
+EOF
+  printf '[default]\npattern = .*\nxFilesFactor = 0\naggregationMethod = average\n' > "$d/conf/storage-aggregation.conf"
+  local t0; t0=$(now_ms)
+  launch carbon "$d/carbon.log" carbon-cache --config="$d/conf/carbon.conf" \
+    --pidfile="$d/run/carbon-cache.pid" --logdir="$d/log" --nodaemon start
+  # readiness: all three listeners up (do not connect to 2003: an empty line is logged as invalid)
+  finish_start carbon "$t0" bash -c "ss -H -ltn | grep -q '127.0.0.1:$CARBON_PORT ' && ss -H -ltn | grep -q '127.0.0.1:$CARBON_QUERY_PORT '"
+}
+
+start_statsd() {
+  local d="$PEERS_DIR/statsd" js="$PEERS_TOOLS/statsd/node_modules/statsd/stats.js"
+  [ -f "$js" ] || die "statsd not installed: run peers.sh install"
+  check_ports_free statsd "udp:$STATSD_PORT" "tcp:$STATSD_MGMT_PORT"
+  peer_running carbon || log "warning: carbon is not running; statsd flushes will fail until it is"
+  echo "$STATSD_PORT/udp $STATSD_MGMT_PORT/tcp" > "$d/ports"; echo "(none: data goes to carbon)" > "$d/datadir"
+  cat > "$d/config.js" <<EOF
+{
+  port: $STATSD_PORT,
+  address: "127.0.0.1",
+  mgmt_address: "127.0.0.1",
+  mgmt_port: $STATSD_MGMT_PORT,
+  flushInterval: $STATSD_FLUSH_MS,
+  backends: ["./backends/graphite"],
+  graphiteHost: "127.0.0.1",
+  graphitePort: $CARBON_PORT,
+  graphite: { legacyNamespace: false, globalPrefix: "stats" },
+  deleteIdleStats: ${STATSD_DELETE_IDLE:-true},
+  debug: false,
+  dumpMessages: ${STATSD_DUMP:-false}
+}
+EOF
+  local t0; t0=$(now_ms)
+  launch statsd "$d/statsd.log" node "$js" "$d/config.js"
+  finish_start statsd "$t0" bash -c "ss -H -lun | grep -q '127.0.0.1:$STATSD_PORT ' && { exec 3<>/dev/tcp/127.0.0.1/$STATSD_MGMT_PORT; echo health >&3; timeout 2 head -n1 <&3 | grep -q up; }"
+}
+
+start_fail2ban() {
+  local d="$PEERS_DIR/fail2ban"; mkdir -p "$d/conf/filter.d" "$d/conf/action.d" "$d/run"
+  cp /etc/fail2ban/filter.d/sshd.conf /etc/fail2ban/filter.d/common.conf "$d/conf/filter.d/"
+  cp /etc/fail2ban/action.d/dummy.conf "$d/conf/action.d/"
+  echo "(no port; socket $d/run/fail2ban.sock)" > "$d/ports"; echo "$d" > "$d/datadir"
+  touch "$d/auth.log" "$d/fail2ban.log"
+  cat > "$d/conf/fail2ban.conf" <<EOF
+[Definition]
+loglevel = INFO
+logtarget = $d/fail2ban.log
+syslogsocket = auto
+socket = $d/run/fail2ban.sock
+pidfile = $d/run/fail2ban.pid
+allowipv6 = auto
+dbfile = $d/fail2ban.sqlite3
+dbpurgeage = 1d
+dbmaxmatches = 10
+[Thread]
+EOF
+  cat > "$d/conf/jail.conf" <<EOF
+[DEFAULT]
+ignoreself = true
+ignoreip = 127.0.0.1/8 ::1
+backend = polling
+usedns = no
+maxretry = $F2B_MAXRETRY
+findtime = $F2B_FINDTIME
+bantime = $F2B_BANTIME
+# dummy action: only appends +ip / -ip to a file; no firewall is touched.
+banaction = dummy
+action = dummy[target="$d/run/fail2ban.dummy"]
+
+[sshd]
+enabled = true
+filter = sshd
+port = ssh
+logpath = $d/auth.log
+EOF
+  local t0; t0=$(now_ms)
+  launch fail2ban "$d/server.log" fail2ban-server -f -x -c "$d/conf" -s "$d/run/fail2ban.sock" -p "$d/run/fail2ban.pid"
+  finish_start fail2ban "$t0" fail2ban-client -s "$d/run/fail2ban.sock" ping
+}
+
+start_mtail() {
+  local d="$PEERS_DIR/mtail"; check_ports_free mtail "tcp:$MTAIL_PORT"
+  echo "$MTAIL_PORT" > "$d/ports"; echo "(none)" > "$d/datadir"
+  # mtail (polling mode) only watches files that exist at startup, and starts at their END.
+  local f; IFS=, read -ra _logs <<< "$MTAIL_LOGS"
+  for f in "${_logs[@]}"; do mkdir -p "$(dirname "$f")"; touch "$f"; done
+  local t0; t0=$(now_ms)
+  launch mtail "$d/mtail.log" mtail -progs "$MTAIL_PROGS" -logs "$MTAIL_LOGS" \
+    -address 127.0.0.1 -port "$MTAIL_PORT" -logtostderr -poll_interval 250ms -log_dir "$d"
+  finish_start mtail "$t0" curl -sf "http://127.0.0.1:$MTAIL_PORT/metrics"
+}
+
+start_one() {
+  local name=$1
+  declare -F "start_$name" >/dev/null || die "unknown peer '$name' (known: ${ALL[*]} graphite all)"
+  mkdir -p "$PEERS_DIR/$name"
+  if peer_running "$name"; then log "$name: already running (pid $(peer_pid "$name"))"; return 0; fi
+  rm -f "$PEERS_DIR/$name/pid" "$PEERS_DIR/$name/startup_ms"
+  "start_$name"
+}
+
+stop_one() {
+  local name=$1 d="$PEERS_DIR/$1" pid
+  pid=$(peer_pid "$name")
+  peer_running "$name" || pid=""
+  if [ "$name" = fail2ban ] && pid_alive "$pid"; then   # graceful: logs "Shutdown in progress"
+    timeout 10 fail2ban-client -s "$d/run/fail2ban.sock" stop >/dev/null 2>&1 || true
+  fi
+  if pid_alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local end=$(( $(date +%s) + STOP_TIMEOUT ))
+    while pid_alive "$pid" && [ "$(date +%s)" -lt "$end" ]; do sleep 0.1; done
+    if pid_alive "$pid"; then log "$name: still alive after ${STOP_TIMEOUT}s, SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+    log "$name: stopped (pid $pid)"
+  fi
+  rm -f "$d/pid"
+}
+
+validate_names() { # dies (in the main shell) on an unknown name
+  local n
+  for n in "$@"; do
+    case " ${ALL[*]} all graphite " in *" $n "*) ;; *) die "unknown peer '$n' (known: ${ALL[*]} graphite all)";; esac
+  done
+}
+expand_names() { # turns 'all'/'graphite' into peer names; output in dependency order
+  local want=() n
+  for n in "$@"; do
+    case $n in all) want+=("${ALL[@]}");; graphite) want+=(carbon statsd);; *) want+=("$n");; esac
+  done
+  for n in "${ALL[@]}"; do if printf '%s\n' "${want[@]}" | grep -qx "$n"; then echo "$n"; fi; done
+}
+
+cmd_status() {
+  printf '%-11s %-8s %-7s %-10s %-26s %s\n' PEER PID STATE STARTUP PORTS DATA
+  local n
+  for n in "${ALL[@]}"; do
+    local d="$PEERS_DIR/$n" pid state
+    [ -d "$d" ] || { printf '%-11s %-8s %-7s\n' "$n" - absent; continue; }
+    pid=$(peer_pid "$n"); state=stopped; peer_running "$n" && state=running
+    printf '%-11s %-8s %-7s %-10s %-26s %s\n' "$n" "${pid:--}" "$state" \
+      "$(cat "$d/startup_ms" 2>/dev/null || echo -)ms" "$(cat "$d/ports" 2>/dev/null || echo -)" "$(cat "$d/datadir" 2>/dev/null || echo -)"
+  done
+  echo "PEERS_DIR=$PEERS_DIR"
+}
+
+cmd_env() {
+  cat <<EOF
+export PEERS_DIR=$PEERS_DIR
+export PEERS_TOOLS=$PEERS_TOOLS
+export VM_URL=http://127.0.0.1:$VM_PORT
+export VM_WRITE_URL=http://127.0.0.1:$VM_PORT/api/v1/write
+export PROM_URL=http://127.0.0.1:$PROM_PORT
+export PROM_WRITE_URL=http://127.0.0.1:$PROM_PORT/api/v1/write
+export OTLP_GRPC_ENDPOINT=http://127.0.0.1:$OTLP_GRPC_PORT
+export OTLP_HTTP_METRICS_URL=http://127.0.0.1:$OTLP_HTTP_PORT/v1/metrics
+export OTEL_RECEIVED_JSONL=$PEERS_DIR/otelcol/received.jsonl
+export STATSD_ADDR=127.0.0.1:$STATSD_PORT
+export CARBON_ADDR=127.0.0.1:$CARBON_PORT
+export GRAPHITE_WHISPER_DIR=$PEERS_DIR/carbon/storage/whisper
+export F2B_SOCKET=$PEERS_DIR/fail2ban/run/fail2ban.sock
+export F2B_AUTH_LOG=$PEERS_DIR/fail2ban/auth.log
+export F2B_LOG=$PEERS_DIR/fail2ban/fail2ban.log
+export MTAIL_URL=http://127.0.0.1:$MTAIL_PORT/metrics
+EOF
+}
+
+# ---------------------------------------------------------------- main
+[ $# -ge 1 ] || usage
+cmd=$1; shift
+case $cmd in start|stop|restart|clean) validate_names "$@";; esac
+case $cmd in
+  install) cmd_install "$@";;
+  versions) cmd_versions;;
+  start)   [ $# -ge 1 ] || usage; mkdir -p "$PEERS_DIR"; for n in $(expand_names "$@"); do start_one "$n"; done;;
+  stop)    [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; done;;
+  restart) [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; done
+           for n in $(expand_names "$@"); do start_one "$n"; done;;
+  clean)   [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; rm -rf "${PEERS_DIR:?}/$n"; log "$n: state removed"; done;;
+  status)  cmd_status;;
+  env)     cmd_env;;
+  -h|--help|help) usage;;
+  *) usage;;
+esac

@@ -1,0 +1,316 @@
+//! The config file as written (serde, unknown keys rejected) and its checks.
+//!
+//! `Config::load` names the file in every error; `Config::validate` names the
+//! key and the reason (`sinks[1].url: scheme must be http or https`). Each
+//! source's and sink's own struct lives in its module, beside the code that uses it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::sinks;
+use crate::sources;
+use crate::store::{LabelRule, Limits};
+
+/// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
+/// It reads the sample logs in examples/ and prints to stdout.
+pub const DEFAULT_CONFIG: &str = include_str!("../examples/demo.toml");
+
+/// Every key, commented, with its default: what `rme defaults` prints.
+pub const REFERENCE_CONFIG: &str = include_str!("../examples/rme.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Seconds between flushes in `rme push`; ignored by `--once`. Default 30.
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// Up to this many seconds are added at random to each interval, so a fleet
+    /// does not hit the receiver at once. Default 0.
+    #[serde(default)]
+    pub jitter_secs: u64,
+    /// Where the state file and the spool live. Relative paths are taken from
+    /// the config file's directory.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Optional pull endpoint served by `rme push` and `rme serve`.
+    #[serde(default)]
+    pub serve: Option<ServeConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+const fn default_interval_secs() -> u64 {
+    30
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/rme")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address of `GET /metrics`. Default 127.0.0.1:9899 (loopback only).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9899".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// New series past this many per metric are folded into one
+    /// `rme_overflow="true"` series and counted. Default 10000.
+    #[serde(default = "default_max_series")]
+    pub max_series_per_metric: usize,
+    /// Series not updated for this many seconds are forgotten (0 = never). Default 0.
+    #[serde(default)]
+    pub idle_expiry_secs: u64,
+    /// Label rewrites: drop a label, or keep an IP's prefix.
+    #[serde(default)]
+    pub labels: Vec<LabelRule>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_series_per_metric: default_max_series(),
+            idle_expiry_secs: 0,
+            labels: Vec::new(),
+        }
+    }
+}
+
+const fn default_max_series() -> usize {
+    10_000
+}
+
+impl StoreConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_series_per_metric: self.max_series_per_metric,
+            idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
+            rules: self.labels.clone(),
+        }
+    }
+}
+
+/// The closed set of sources; `type` picks one.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Reaction(sources::reaction::ReactionConfig),
+    Fail2ban(sources::fail2ban::Fail2banConfig),
+    Audit(sources::audit::AuditConfig),
+}
+
+impl SourceConfig {
+    /// The name that keys this source in the state file; defaults to its type.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Reaction(c) => c.name.as_deref().unwrap_or("reaction"),
+            SourceConfig::Fail2ban(c) => c.name.as_deref().unwrap_or("fail2ban"),
+            SourceConfig::Audit(c) => c.name.as_deref().unwrap_or("audit"),
+        }
+    }
+}
+
+/// The closed set of sinks; `type` picks one.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    Stdout(sinks::stdout::StdoutConfig),
+    RemoteWrite(sinks::remote_write::RemoteWriteConfig),
+    Otlp(sinks::otlp::OtlpConfig),
+    Statsd(sinks::statsd::StatsdConfig),
+}
+
+impl SinkConfig {
+    /// The name that keys this sink's spool and state; defaults to its type.
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
+            SinkConfig::RemoteWrite(c) => c.name.as_deref().unwrap_or("remote_write"),
+            SinkConfig::Otlp(c) => c.name.as_deref().unwrap_or("otlp"),
+            SinkConfig::Statsd(c) => c.name.as_deref().unwrap_or("statsd"),
+        }
+    }
+}
+
+/// A config value that parses but cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct Invalid {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file (`-` = standard input); errors name the file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin()).context("reading config from stdin")?
+        } else {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?
+        };
+        let base = path.parent().filter(|_| path != Path::new("-"));
+        Config::parse(&text, base).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// The embedded default (examples/rme.toml), with paths taken from the current directory.
+    pub fn embedded() -> anyhow::Result<Config> {
+        Config::parse(DEFAULT_CONFIG, None).context("embedded default config")
+    }
+
+    /// Parses, resolves relative paths against `base`, and validates.
+    pub fn parse(text: &str, base: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config: Config = toml::from_str(text)?;
+        if let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) {
+            config.resolve_paths(base);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.state_dir);
+        for s in &mut self.sources {
+            match s {
+                SourceConfig::Reaction(c) => c.resolve_paths(&fix),
+                SourceConfig::Fail2ban(c) => c.resolve_paths(&fix),
+                SourceConfig::Audit(c) => c.resolve_paths(&fix),
+            }
+        }
+    }
+
+    /// Checks what serde cannot: names unique, URLs usable, at least one sink.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.interval_secs == 0 {
+            return Err(Invalid::new("interval_secs", "must be at least 1"));
+        }
+        let mut seen = HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !seen.insert(s.name().to_string()) {
+                return Err(Invalid::new(
+                    format!("sources[{i}].name"),
+                    format!("two sources are named '{}'; give one a `name`", s.name()),
+                ));
+            }
+            let key = format!("sources[{i}]");
+            match s {
+                SourceConfig::Reaction(c) => c.validate(&key)?,
+                SourceConfig::Fail2ban(c) => c.validate(&key)?,
+                SourceConfig::Audit(c) => c.validate(&key)?,
+            }
+        }
+        let mut seen = HashSet::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            if !seen.insert(s.name().to_string()) {
+                return Err(Invalid::new(
+                    format!("sinks[{i}].name"),
+                    format!("two sinks are named '{}'; give one a `name`", s.name()),
+                ));
+            }
+            let key = format!("sinks[{i}]");
+            match s {
+                SinkConfig::Stdout(_) => {}
+                SinkConfig::RemoteWrite(c) => c.validate(&key)?,
+                SinkConfig::Otlp(c) => c.validate(&key)?,
+                SinkConfig::Statsd(c) => c.validate(&key)?,
+            }
+        }
+        if let Some(serve) = &self.serve
+            && serve.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(Invalid::new(
+                "serve.listen",
+                format!("'{}' is not an address:port", serve.listen),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded().unwrap();
+        assert!(!c.sources.is_empty());
+        assert!(!c.sinks.is_empty());
+    }
+
+    #[test]
+    fn reference_config_is_valid() {
+        Config::parse(REFERENCE_CONFIG, None).unwrap();
+    }
+
+    #[test]
+    fn misspelt_key_is_rejected_with_its_name() {
+        let err = Config::parse(
+            "[[sources]]\ntype = \"fail2ban\"\nlogg = \"/x\"\n",
+            None,
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("logg"), "{msg}");
+    }
+
+    #[test]
+    fn misspelt_top_level_key_is_rejected() {
+        let err = Config::parse("intervall_secs = 3\n", None).unwrap_err();
+        assert!(format!("{err:#}").contains("intervall_secs"));
+    }
+
+    #[test]
+    fn duplicate_source_names_name_the_key() {
+        let err = Config::parse(
+            "[[sources]]\ntype = \"fail2ban\"\nlog = \"/a\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"/b\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("sources[1].name"), "{err:#}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "interval_secs = \"x\"\n").unwrap();
+        let msg = format!("{:#}", Config::load(&p).unwrap_err());
+        assert!(msg.contains("bad.toml") && msg.contains("interval_secs"), "{msg}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The `rme` command line: a dispatcher over the library's modules (see lib.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use rme::config::{self, Config};
+use rme::{push, sources};
+
+/// Where `rme` looks for its config when `--config` is not given.
+const SYSTEM_CONFIG: &str = "/etc/rme/rme.toml";
+
+#[derive(Parser)]
+#[command(version, about = "Turns reaction, fail2ban and Linux audit events into metrics and pushes them")]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `debug` or `rme=trace`.
+    #[arg(long, global = true, env = "RME_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Follow the sources and push every `interval_secs` (or once, for cron).
+    Push {
+        /// Config file; default /etc/rme/rme.toml, else the embedded demo (examples/demo.toml).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Read what is new since the last run, flush once, exit (non-zero if delivery failed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Follow the sources and serve GET /metrics only (no pushing).
+    Serve {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file (`-` for stdin) and print the effective config.
+    CheckConfig { config: PathBuf },
+    /// Print a full, commented default config.
+    Defaults,
+    /// Dry run: print the metrics a log file would give, as OpenMetrics text.
+    Parse {
+        /// Which program wrote the log.
+        #[arg(value_parser = ["fail2ban", "reaction", "audit"])]
+        source: String,
+        file: PathBuf,
+        /// reaction's config, to name pattern labels (reaction only).
+        #[arg(long)]
+        reaction_config: Option<PathBuf>,
+        /// Pattern names whose values become labels (reaction only).
+        #[arg(long, value_delimiter = ',')]
+        pattern_labels: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rme: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Push { config, once } => {
+            let config = load(config.as_deref())?;
+            let rt = tokio::runtime::Runtime::new()?;
+            if once {
+                let report = rt.block_on(push::run_once(&config))?;
+                for (sink, reason) in &report.failed {
+                    eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
+                }
+                return Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            }
+            rt.block_on(push::run_daemon(&config, true))?;
+        }
+        Command::Serve { config } => {
+            let config = load(config.as_deref())?;
+            let mut config = config;
+            config.serve.get_or_insert_with(config::ServeConfig::default);
+            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false))?;
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(&config)?;
+            println!("{config:#?}");
+        }
+        Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
+        Command::Parse { source, file, reaction_config, pattern_labels } => {
+            print!("{}", sources::parse_file(&source, &file, reaction_config, pattern_labels)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The given config, else the system one, else the embedded demo.
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
+        None => {
+            tracing::info!("no --config and no {SYSTEM_CONFIG}: using the embedded demo config (examples/demo.toml)");
+            Config::embedded()
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The flush cycle, for `rme push` (every interval) and `rme push --once`.
+//!
+//! One cycle: read what is new → probe live state → snapshot → encode per sink
+//! → append to that sink's spool (fsync) → save the state file → deliver the
+//! spool oldest first. Because every body is spooled before the state moves
+//! on, a crash at any point loses nothing; because the spool drains oldest
+//! first, a receiver never sees an older sample after a newer one. Retry and
+//! backoff live here only; sinks just send once and classify the answer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::journal;
+use crate::sinks::{AnySink, SendError, Sink};
+use crate::sources::{self, Input, LineParser, Probe, feed};
+use crate::spool::Spool;
+use crate::state::{SourceState, State};
+use crate::store::{Kind, Series, Store, now_ms};
+use crate::tail::Tailer;
+
+/// The store and where each source stands, behind one lock so a snapshot and
+/// the positions saved with it always agree.
+pub struct Shared {
+    pub store: Store,
+    pub positions: BTreeMap<String, SourceState>,
+}
+
+pub type SharedRef = Arc<Mutex<Shared>>;
+
+/// Locks the shared store; a panic elsewhere must not stop the flushes.
+pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How hard one flush tries a sink before leaving the rest in the spool.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .min_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        base.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// One source's log input with its parser.
+pub struct Reader {
+    pub name: String,
+    follow: Follow,
+    parser: Box<dyn LineParser>,
+}
+
+enum Follow {
+    File(Tailer),
+    Journal(sources::JournalInput),
+}
+
+impl Reader {
+    fn new(name: String, input: Input, parser: Box<dyn LineParser>, saved: Option<&SourceState>) -> Reader {
+        let follow = match input {
+            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::Journal(j) => Follow::Journal(j),
+        };
+        Reader { name, follow, parser }
+    }
+
+    fn is_journal(&self) -> bool {
+        matches!(self.follow, Follow::Journal(_))
+    }
+
+    /// Reads everything new into the store. For a journal input this runs
+    /// `journalctl` to the end (once mode); following it is [`follow_journal`]'s job.
+    pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
+        match &mut self.follow {
+            Follow::File(tailer) => {
+                let mut g = lock(shared);
+                let Shared { store, positions } = &mut *g;
+                store.set_now(now_ms());
+                let parser = &mut *self.parser;
+                let stats = tailer
+                    .read_new(&mut |line| feed(parser, line, store))
+                    .with_context(|| format!("source {}: reading {}", self.name, tailer.path().display()))?;
+                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                Ok(stats.lines)
+            }
+            Follow::Journal(input) => {
+                let input = input.clone();
+                let cursor = lock(shared)
+                    .positions
+                    .get(&self.name)
+                    .and_then(|s| s.cursor.clone());
+                let mut n = 0;
+                let name = self.name.clone();
+                let parser = &mut *self.parser;
+                journal::read(&input, cursor.as_deref(), false, &mut |e| {
+                    let mut g = lock(shared);
+                    let Shared { store, positions } = &mut *g;
+                    store.set_now(now_ms());
+                    feed(parser, &e.message, store);
+                    positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
+                    n += 1;
+                })?;
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// Reads every reader to its end; errors are logged per source and retried next time.
+pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    for r in readers.iter_mut() {
+        if let Err(e) = r.read_new(shared) {
+            tracing::warn!(source = %r.name, "{e:#}");
+        }
+    }
+}
+
+/// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
+pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
+    let Follow::Journal(input) = &reader.follow else { return };
+    let input = input.clone();
+    loop {
+        let cursor = lock(&shared).positions.get(&reader.name).and_then(|s| s.cursor.clone());
+        let name = reader.name.clone();
+        let parser = &mut *reader.parser;
+        let result = journal::read(&input, cursor.as_deref(), true, &mut |e| {
+            let mut g = lock(&shared);
+            let Shared { store, positions } = &mut *g;
+            store.set_now(now_ms());
+            feed(parser, &e.message, store);
+            positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
+        });
+        if let Err(e) = result {
+            tracing::warn!(source = %reader.name, "journal: {e:#}; retrying in 10 s");
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    }
+}
+
+/// A sink with its spool.
+pub struct Outlet {
+    pub sink: AnySink,
+    pub spool: Spool,
+}
+
+/// What one flush achieved.
+#[derive(Debug, Default)]
+pub struct FlushReport {
+    /// Sinks that still hold undelivered data, with the last reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Everything `rme push` runs.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub shared: SharedRef,
+    /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
+    pub readers: Arc<Mutex<Vec<Reader>>>,
+    pub probes: Vec<Box<dyn Probe>>,
+    pub outlets: Vec<Outlet>,
+    pub retry: RetryPolicy,
+    sink_states: BTreeMap<String, serde_json::Value>,
+}
+
+/// Self-metrics of delivery.
+const REQUESTS: &str = "rme_sink_requests_total";
+const SPOOL_RECORDS: &str = "rme_spool_records";
+const SPOOL_BYTES: &str = "rme_spool_bytes";
+const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
+const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
+
+/// Default spool bound per sink.
+pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
+
+impl Agent {
+    /// Loads the state, restores counters, builds sources and sinks.
+    pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
+        let state = State::load(&config.state_dir)?;
+        let mut store = Store::new(config.store.limits());
+        describe_delivery_metrics(&mut store);
+        sources::describe_self_metrics(&mut store);
+        store.restore_counters(state.counters);
+        let mut readers = Vec::new();
+        let mut probes = Vec::new();
+        for sc in &config.sources {
+            let built = sources::build(sc).with_context(|| format!("source {}", sc.name()))?;
+            if let Some((input, parser)) = built.input {
+                parser.describe(&mut store);
+                readers.push(Reader::new(built.name.clone(), input, parser, state.sources.get(&built.name)));
+            }
+            for p in built.probes {
+                p.describe(&mut store);
+                probes.push(p);
+            }
+        }
+        let mut outlets = Vec::new();
+        let mut sink_states = state.sinks;
+        for sc in &config.sinks {
+            let mut sink = AnySink::build(sc).with_context(|| format!("sink {}", sc.name()))?;
+            if let Some(s) = sink_states.remove(sc.name()) {
+                sink.restore_state(s);
+            }
+            let spool = Spool::open(&config.state_dir.join("spool").join(sc.name()), SPOOL_MAX_BYTES)?;
+            outlets.push(Outlet { sink, spool });
+        }
+        let shared = Arc::new(Mutex::new(Shared {
+            store,
+            positions: state.sources,
+        }));
+        Ok(Agent {
+            state_dir: config.state_dir.clone(),
+            shared,
+            readers: Arc::new(Mutex::new(readers)),
+            probes,
+            outlets,
+            retry,
+            sink_states,
+        })
+    }
+
+    /// Reads every file input (and, in once mode, every journal) to its end.
+    pub fn read_sources(&self) {
+        read_all(&self.readers, &self.shared);
+    }
+
+    /// Takes the journal readers out, for `follow_journal` threads.
+    pub fn take_journal_readers(&mut self) -> Vec<Reader> {
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let (journals, files) = std::mem::take(&mut *readers).into_iter().partition(Reader::is_journal);
+        *readers = files;
+        journals
+    }
+
+    /// Runs every probe once; a failure is logged and counted, never fatal.
+    pub fn probe(&mut self) {
+        for p in &mut self.probes {
+            let mut g = lock(&self.shared);
+            g.store.set_now(now_ms());
+            if let Err(e) = p.probe(&mut g.store) {
+                tracing::warn!(source = p.source(), "probe failed: {e:#}");
+                g.store.inc(Series::new(sources::PROBE_ERRORS, &[("source", p.source())]), 1);
+            }
+        }
+    }
+
+    /// Snapshots, spools every sink's bodies, saves the state, then delivers.
+    pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
+        let at = now_ms();
+        let (snap, mut state) = {
+            let mut g = lock(&self.shared);
+            for o in &mut self.outlets {
+                record_spool(&mut g.store, o.sink.name(), &mut o.spool, at);
+            }
+            let snap = g.store.snapshot(at);
+            let state = State {
+                sources: g.positions.clone(),
+                counters: g.store.saved_counters(),
+                ..State::default()
+            };
+            (snap, state)
+        };
+        for o in &mut self.outlets {
+            let bodies = o.sink.encode(&snap).with_context(|| format!("sink {}: encoding", o.sink.name()))?;
+            for body in bodies {
+                o.spool.append(&body, at)?;
+            }
+            if let Some(s) = o.sink.save_state() {
+                self.sink_states.insert(o.sink.name().to_string(), s);
+            }
+        }
+        state.sinks = self.sink_states.clone();
+        state.save(&self.state_dir)?;
+        let mut report = FlushReport::default();
+        for o in &mut self.outlets {
+            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await {
+                report.failed.push((o.sink.name().to_string(), reason));
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn describe_delivery_metrics(store: &mut Store) {
+    store.describe(REQUESTS, Kind::Counter, "Requests to receivers, by sink and result (sent, retried, rejected).");
+    store.describe(SPOOL_RECORDS, Kind::Gauge, "Request bodies waiting in the spool, by sink.");
+    store.describe(SPOOL_BYTES, Kind::Gauge, "Bytes waiting in the spool, by sink.");
+    store.describe(SPOOL_AGE, Kind::Gauge, "Age of the oldest body in the spool, by sink (0 when empty).");
+    store.describe(
+        SPOOL_DROPPED,
+        Kind::Counter,
+        "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+    );
+}
+
+fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
+    let l = [("sink", sink)];
+    store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
+    store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
+    let age = spool.oldest_created_ms().map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+    store.set(Series::new(SPOOL_AGE, &l), age);
+    let dropped = std::mem::take(&mut spool.dropped);
+    for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
+        store.inc(Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]), n);
+    }
+}
+
+fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str) {
+    let mut g = lock(shared);
+    g.store.inc(Series::new(REQUESTS, &[("sink", sink), ("result", result)]), 1);
+}
+
+/// Sends the spool oldest first until it is empty, or a body still fails after
+/// the policy's attempts (then the rest waits for the next flush, in order).
+pub async fn deliver<S: Sink>(
+    sink: &mut S,
+    spool: &mut Spool,
+    retry: &RetryPolicy,
+    shared: &Mutex<Shared>,
+) -> Result<(), String> {
+    let name = sink.name().to_string();
+    loop {
+        let record = match spool.oldest() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        let mut attempt = 0;
+        loop {
+            match sink.send(&record.body).await {
+                Ok(()) => {
+                    count_request(shared, &name, "sent");
+                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
+                    break;
+                }
+                Err(SendError::Reject { reason }) => {
+                    tracing::error!(sink = %name, "receiver refused a batch: {reason}; dropped");
+                    count_request(shared, &name, "rejected");
+                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
+                    break;
+                }
+                Err(SendError::Retry { reason, after }) => {
+                    count_request(shared, &name, "retried");
+                    attempt += 1;
+                    if attempt >= retry.attempts {
+                        tracing::warn!(sink = %name, attempt, "{reason}; kept in the spool for the next flush");
+                        return Err(reason);
+                    }
+                    let wait = after.unwrap_or_else(|| retry.backoff(attempt)).min(retry.max_backoff);
+                    tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// `rme push --once`: read what is new, probe, flush once. Returns the sinks
+/// that could not deliver (their data stays spooled for the next run).
+pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
+    let mut agent = Agent::new(
+        config,
+        RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        },
+    )?;
+    agent.read_sources();
+    agent.probe();
+    agent.flush().await
+}
+
+/// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
+/// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more and exit.
+pub async fn run_daemon(config: &Config, with_sinks: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut agent = Agent::new(
+        config,
+        RetryPolicy {
+            attempts: 4,
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(config.interval_secs.clamp(1, 60)),
+        },
+    )?;
+    if !with_sinks {
+        agent.outlets.clear();
+    }
+    for r in agent.take_journal_readers() {
+        let shared = agent.shared.clone();
+        std::thread::spawn(move || follow_journal(r, shared));
+    }
+    agent.read_sources();
+    let _watcher = watch_files(&agent)?;
+    let stop_serving = tokio_util_cancel();
+    if let Some(serve) = &config.serve {
+        let listener = tokio::net::TcpListener::bind(&serve.listen)
+            .await
+            .with_context(|| format!("serve.listen: binding {}", serve.listen))?;
+        tracing::info!(addr = %serve.listen, "serving /metrics");
+        let shared = agent.shared.clone();
+        let mut rx = stop_serving.subscribe();
+        tokio::spawn(crate::serve::serve(listener, shared, async move {
+            let _ = rx.recv().await;
+        }));
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let interval = Duration::from_secs(config.interval_secs);
+    loop {
+        let jitter = Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+        let last = tokio::select! {
+            _ = tokio::time::sleep(interval + jitter) => false,
+            _ = term.recv() => true,
+            _ = int.recv() => true,
+        };
+        agent.read_sources();
+        agent.probe();
+        match agent.flush().await {
+            Ok(r) => {
+                for (sink, reason) in r.failed {
+                    tracing::warn!(sink = %sink, "not delivered yet: {reason}");
+                }
+            }
+            Err(e) => tracing::error!("flush failed: {e:#}"),
+        }
+        if last {
+            tracing::info!("stopping after a last flush");
+            let _ = stop_serving.send(());
+            return Ok(());
+        }
+    }
+}
+
+fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
+    tokio::sync::broadcast::channel(1).0
+}
+
+/// Watches the directories of the file inputs; any change there reads the
+/// files again (no polling while idle). The watcher lives as long as the result.
+fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    let dirs: std::collections::BTreeSet<PathBuf> = agent
+        .readers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|r| match &r.follow {
+            Follow::File(t) => Some(match t.path().parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            }),
+            Follow::Journal(_) => None,
+        })
+        .collect();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch: {e}; its files are read at each flush only");
+        }
+    }
+    let readers = agent.readers.clone();
+    let shared = agent.shared.clone();
+    std::thread::spawn(move || {
+        while rx.recv().is_ok() {
+            while rx.try_recv().is_ok() {}
+            read_all(&readers, &shared);
+        }
+    });
+    Ok(watcher)
+}

@@ -1,0 +1,115 @@
+//! The protocols rme speaks: one module each.
+//!
+//! A sink only encodes a [`Snapshot`] into request bodies and sends one body
+//! once, classifying the answer. Retry, backoff and the disk spool live in
+//! `push.rs`, so "nothing is lost" is written once for every sink.
+
+pub mod otlp;
+pub mod remote_write;
+pub mod statsd;
+pub mod stdout;
+
+use std::time::Duration;
+
+use crate::config::SinkConfig;
+use crate::store::Snapshot;
+
+/// Why one send did not succeed, and whether trying again can help.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SendError {
+    /// Receiver down, slow, 5xx or 429: keep the body and try again later.
+    #[error("{reason}; keeping the data to retry")]
+    Retry {
+        reason: String,
+        /// The receiver's `Retry-After`, when it gave one.
+        after: Option<Duration>,
+    },
+    /// The receiver refused this body for good (4xx): drop it and count it.
+    #[error("{reason}; dropping it")]
+    Reject { reason: String },
+}
+
+/// Delivers snapshots to one receiver.
+pub trait Sink {
+    /// Name used for the spool directory, state and self-metric labels.
+    fn name(&self) -> &str;
+    /// Turns a snapshot into request bodies, each small enough to send alone.
+    /// Bodies are spooled as they are, so they must be self-contained.
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>>;
+    /// Sends one body once.
+    fn send(&mut self, body: &[u8]) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Bookkeeping to keep across runs (statsd's last sent values); `None` when stateless.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    fn restore_state(&mut self, _state: serde_json::Value) {}
+}
+
+/// The closed set of sinks, dispatched by one `match`.
+pub enum AnySink {
+    Stdout(stdout::Stdout),
+    RemoteWrite(remote_write::RemoteWrite),
+    Otlp(otlp::Otlp),
+    Statsd(statsd::Statsd),
+}
+
+impl AnySink {
+    pub fn build(config: &SinkConfig) -> anyhow::Result<AnySink> {
+        let name = config.name().to_string();
+        Ok(match config {
+            SinkConfig::Stdout(c) => AnySink::Stdout(stdout::Stdout::new(name, c)),
+            SinkConfig::RemoteWrite(c) => {
+                AnySink::RemoteWrite(remote_write::RemoteWrite::new(name, c)?)
+            }
+            SinkConfig::Otlp(c) => AnySink::Otlp(otlp::Otlp::new(name, c)?),
+            SinkConfig::Statsd(c) => AnySink::Statsd(statsd::Statsd::new(name, c)?),
+        })
+    }
+}
+
+impl Sink for AnySink {
+    fn name(&self) -> &str {
+        match self {
+            AnySink::Stdout(s) => s.name(),
+            AnySink::RemoteWrite(s) => s.name(),
+            AnySink::Otlp(s) => s.name(),
+            AnySink::Statsd(s) => s.name(),
+        }
+    }
+
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            AnySink::Stdout(s) => s.encode(snap),
+            AnySink::RemoteWrite(s) => s.encode(snap),
+            AnySink::Otlp(s) => s.encode(snap),
+            AnySink::Statsd(s) => s.encode(snap),
+        }
+    }
+
+    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        match self {
+            AnySink::Stdout(s) => s.send(body).await,
+            AnySink::RemoteWrite(s) => s.send(body).await,
+            AnySink::Otlp(s) => s.send(body).await,
+            AnySink::Statsd(s) => s.send(body).await,
+        }
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        match self {
+            AnySink::Stdout(s) => s.save_state(),
+            AnySink::RemoteWrite(s) => s.save_state(),
+            AnySink::Otlp(s) => s.save_state(),
+            AnySink::Statsd(s) => s.save_state(),
+        }
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) {
+        match self {
+            AnySink::Stdout(s) => s.restore_state(state),
+            AnySink::RemoteWrite(s) => s.restore_state(state),
+            AnySink::Otlp(s) => s.restore_state(state),
+            AnySink::Statsd(s) => s.restore_state(state),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Writes each snapshot to standard output as OpenMetrics text: the embedded
+//! default, and a way to see what the other sinks would send.
+
+use std::io::Write as _;
+
+use serde::Deserialize;
+
+use super::{SendError, Sink};
+use crate::store::Snapshot;
+use crate::text::{Format, render};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    /// Sink name (spool directory, self-metric label). Default `stdout`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+pub struct Stdout {
+    name: String,
+}
+
+impl Stdout {
+    pub fn new(name: String, _config: &StdoutConfig) -> Stdout {
+        Stdout { name }
+    }
+}
+
+impl Sink for Stdout {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(vec![render(snap, Format::OpenMetrics).into_bytes()])
+    }
+
+    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(body).and_then(|_| out.flush()) {
+            Ok(()) => Ok(()),
+            // A closed pipe (`rme push --once | head`) will not take it later either.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(SendError::Retry {
+                reason: format!("stdout: {e}"),
+                after: None,
+            }),
+        }
+    }
+}

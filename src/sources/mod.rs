@@ -1,0 +1,151 @@
+//! The programs rme reads: one module each.
+//!
+//! A source has up to two parts: a [`LineParser`] fed with log lines (no I/O,
+//! tests feed it strings) and a [`Probe`] that reads live state once per flush.
+//! Files and journald are followed by `tail.rs` and `journal.rs`, once for all.
+
+pub mod audit;
+pub mod fail2ban;
+pub mod reaction;
+
+use serde::Deserialize;
+
+use crate::store::Store;
+
+/// Turns one log line into store updates. No files, no clock.
+pub trait LineParser: Send {
+    /// Name used in self-metrics and the state file, e.g. `fail2ban`.
+    fn source(&self) -> &'static str;
+    /// Registers the metrics this parser may emit, so /metrics shows HELP/TYPE from the start.
+    fn describe(&self, store: &mut Store);
+    /// Updates the store from one line (without its newline).
+    fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+}
+
+/// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`).
+pub trait Probe: Send {
+    fn source(&self) -> &'static str;
+    fn describe(&self, store: &mut Store);
+    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()>;
+}
+
+/// A line we did not understand. The reader counts it under the source's name and moves on.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unrecognised {parser} line")]
+pub struct Unparsed {
+    pub parser: &'static str,
+}
+
+/// Where a source's log comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalInput {
+    /// systemd unit whose messages are read, e.g. `reaction.service`.
+    pub unit: String,
+    /// `journalctl` binary to run.
+    #[serde(default = "default_journalctl")]
+    pub journalctl: String,
+}
+
+fn default_journalctl() -> String {
+    "journalctl".to_string()
+}
+
+/// Self-metric names shared by all sources.
+pub const LINES_READ: &str = "rme_lines_read_total";
+pub const LINES_UNPARSED: &str = "rme_lines_unparsed_total";
+pub const PROBE_ERRORS: &str = "rme_probe_errors_total";
+
+/// Registers the self-metrics every source reports.
+pub fn describe_self_metrics(store: &mut Store) {
+    use crate::store::Kind::Counter;
+    store.describe(LINES_READ, Counter, "Log lines read, by source.");
+    store.describe(
+        LINES_UNPARSED,
+        Counter,
+        "Log lines that matched no known format, by source; they are skipped.",
+    );
+    store.describe(PROBE_ERRORS, Counter, "Failed live-state probes, by source.");
+}
+
+/// Feeds one line to a parser and counts it (read, and unparsed when it failed).
+pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
+    let source = parser.source();
+    store.inc(crate::store::Series::new(LINES_READ, &[("source", source)]), 1);
+    if parser.parse(line, store).is_err() {
+        store.inc(
+            crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
+            1,
+        );
+    }
+}
+
+/// Where a source's lines come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    File(std::path::PathBuf),
+    Journal(JournalInput),
+}
+
+/// A source ready to run: its log input with the parser for it, and its probes.
+pub struct Built {
+    pub name: String,
+    pub input: Option<(Input, Box<dyn LineParser>)>,
+    pub probes: Vec<Box<dyn Probe>>,
+}
+
+/// Builds the parser and probes a source's config asks for.
+pub fn build(config: &crate::config::SourceConfig) -> anyhow::Result<Built> {
+    use crate::config::SourceConfig;
+    let name = config.name().to_string();
+    let (input, probes) = match config {
+        SourceConfig::Reaction(c) => reaction::build(c)?,
+        SourceConfig::Fail2ban(c) => fail2ban::build(c)?,
+        SourceConfig::Audit(c) => audit::build(c)?,
+    };
+    Ok(Built {
+        name,
+        input,
+        probes,
+    })
+}
+
+/// What a source module's `build` returns.
+pub type Parts = (Option<(Input, Box<dyn LineParser>)>, Vec<Box<dyn Probe>>);
+
+/// `rme parse`: the metrics a whole log file gives, as OpenMetrics text.
+pub fn parse_file(
+    source: &str,
+    file: &std::path::Path,
+    reaction_config: Option<std::path::PathBuf>,
+    pattern_labels: Vec<String>,
+) -> anyhow::Result<String> {
+    use crate::config::SourceConfig;
+    let log = Some(file.to_path_buf());
+    let config = match source {
+        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig { name: None, log, socket: None }),
+        "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
+            name: None,
+            log,
+            journal: None,
+            config: reaction_config,
+            pattern_labels,
+        }),
+        "audit" => SourceConfig::Audit(audit::AuditConfig { name: None, log }),
+        other => anyhow::bail!("unknown source '{other}'"),
+    };
+    let built = build(&config)?;
+    let Some((_, mut parser)) = built.input else {
+        anyhow::bail!("source {source} has no log parser");
+    };
+    let mut store = Store::new(crate::store::Limits::default());
+    describe_self_metrics(&mut store);
+    parser.describe(&mut store);
+    let mut tailer = crate::tail::Tailer::new(file.to_path_buf(), None);
+    if !file.exists() {
+        anyhow::bail!("{}: no such file", file.display());
+    }
+    tailer.read_new(&mut |line| feed(&mut *parser, line, &mut store))?;
+    let snap = store.snapshot(crate::store::now_ms());
+    Ok(crate::text::render(&snap, crate::text::Format::OpenMetrics))
+}
