@@ -1,1 +1,13 @@
-//! Integration tests.
+//! Integration tests: one binary (ripgrep's `tests/tests.rs` shape). They run
+//! the real `rme` binary and talk to real peers (VictoriaMetrics, Prometheus,
+//! rotel, statsd + carbon, fail2ban) that `integration/peers/peers.sh` starts
+//! on 127.0.0.1.
+
+mod common;
+
+mod audit;
+mod cli;
+mod fail2ban_live;
+mod otlp;
+mod remote_write;
+mod statsd;

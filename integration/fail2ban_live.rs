@@ -1,0 +1,1 @@
+//! Integration tests: fail2ban_live.
