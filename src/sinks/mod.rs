@@ -29,6 +29,13 @@ pub enum SendError {
     Reject { reason: String },
 }
 
+/// One request body and how many samples it carries (for `rme_sink_samples_total`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub body: Vec<u8>,
+    pub samples: u64,
+}
+
 /// Delivers snapshots to one receiver.
 pub trait Sink {
     /// Name used for the spool directory, state and self-metric labels.
@@ -36,6 +43,21 @@ pub trait Sink {
     /// Turns a snapshot into request bodies, each small enough to send alone.
     /// Bodies are spooled as they are, so they must be self-contained.
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>>;
+    /// [`Sink::encode`] with the samples each body carries. The default spreads
+    /// the snapshot's points evenly; sinks that know better override it.
+    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+        let bodies = self.encode(snap)?;
+        let n = bodies.len().max(1) as u64;
+        let points = snap.points.len() as u64;
+        Ok(bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Batch {
+                body,
+                samples: points / n + u64::from((i as u64) < points % n),
+            })
+            .collect())
+    }
     /// Sends one body once.
     fn send(&mut self, body: &[u8]) -> impl Future<Output = Result<(), SendError>> + Send;
     /// Bookkeeping to keep across runs (statsd's last sent values); `None` when stateless.
@@ -83,6 +105,15 @@ impl Sink for AnySink {
             AnySink::RemoteWrite(s) => s.encode(snap),
             AnySink::Otlp(s) => s.encode(snap),
             AnySink::Statsd(s) => s.encode(snap),
+        }
+    }
+
+    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+        match self {
+            AnySink::Stdout(s) => s.batches(snap),
+            AnySink::RemoteWrite(s) => s.batches(snap),
+            AnySink::Otlp(s) => s.batches(snap),
+            AnySink::Statsd(s) => s.batches(snap),
         }
     }
 
