@@ -6,6 +6,9 @@
 //! in the middle; a record whose checksum fails is skipped and counted, not the
 //! whole queue (VictoriaMetrics#11192). Records are sent oldest first, because
 //! Prometheus refuses a whole batch for one out-of-order sample.
+//!
+//! Record layout: magic `RMS2`, created_ms (i64 LE), samples (u32 LE), body
+//! length (u32 LE), crc32 of those three fields and the body (u32 LE), body.
 
 use std::fs::File;
 use std::io::{Read, Write as _};
@@ -15,15 +18,17 @@ use anyhow::Context as _;
 
 use crate::state::sync_dir;
 
-const MAGIC: &[u8; 4] = b"RMS1";
-/// magic + created_ms (i64) + len (u32) + crc32 (u32)
-const HEADER: usize = 4 + 8 + 4 + 4;
+const MAGIC: &[u8; 4] = b"RMS2";
+/// magic + created_ms (i64) + samples (u32) + len (u32) + crc32 (u32)
+const HEADER: usize = 4 + 8 + 4 + 4 + 4;
 
 /// One queued body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub seq: u64,
     pub created_ms: i64,
+    /// Samples the body carries, for the sent/rejected/dropped counts.
+    pub samples: u64,
     pub body: Vec<u8>,
 }
 
@@ -34,14 +39,26 @@ pub struct Dropped {
     pub corrupt: u64,
     /// Oldest records removed to stay under `max_bytes`.
     pub overflow: u64,
+    /// Samples in those overflow records.
+    pub overflow_samples: u64,
+}
+
+/// What the index knows of a record without reading its body.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seq: u64,
+    bytes: u64,
+    /// From the header; `None` if the header is unreadable (the record is then skipped as corrupt).
+    created_ms: Option<i64>,
+    samples: u64,
 }
 
 /// A directory of records named by sequence number.
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
-    /// (seq, file size) of every record, oldest first.
-    index: Vec<(u64, u64)>,
+    /// Every record, oldest first.
+    index: Vec<Entry>,
     next_seq: u64,
     pub dropped: Dropped,
 }
@@ -49,9 +66,12 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating) the spool in `dir`; temp files of an interrupted write are removed.
     pub fn open(dir: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating spool {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating spool {}", dir.display()))?;
         let mut index = Vec::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))?
+        {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -59,12 +79,21 @@ impl Spool {
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
-            if let Some(seq) = name.strip_suffix(".rec").and_then(|s| s.parse::<u64>().ok()) {
-                index.push((seq, entry.metadata()?.len()));
+            if let Some(seq) = name
+                .strip_suffix(".rec")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                let (created_ms, samples) = read_header(&entry.path()).unwrap_or((None, 0));
+                index.push(Entry {
+                    seq,
+                    bytes: entry.metadata()?.len(),
+                    created_ms,
+                    samples,
+                });
             }
         }
-        index.sort_unstable();
-        let next_seq = index.last().map_or(1, |(s, _)| s + 1);
+        index.sort_unstable_by_key(|e| e.seq);
+        let next_seq = index.last().map_or(1, |e| e.seq + 1);
         Ok(Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -79,14 +108,18 @@ impl Spool {
     }
 
     /// Appends a body durably, dropping the oldest records if the spool would pass its bound.
-    pub fn append(&mut self, body: &[u8], created_ms: i64) -> anyhow::Result<u64> {
+    pub fn append(&mut self, body: &[u8], samples: u64, created_ms: i64) -> anyhow::Result<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let len = u32::try_from(body.len()).context("spool record over 4 GiB")?;
+        let samples = u32::try_from(samples).unwrap_or(u32::MAX);
         let mut bytes = Vec::with_capacity(HEADER + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&created_ms.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        bytes.extend_from_slice(&samples.to_le_bytes());
+        bytes.extend_from_slice(&len.to_le_bytes());
+        let crc = checksum(&bytes[4..16], body);
+        bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(body);
         let path = self.record_path(seq);
         let tmp = self.dir.join(format!("{seq:020}.tmp"));
@@ -98,19 +131,25 @@ impl Spool {
             sync_dir(&self.dir)
         };
         write().with_context(|| format!("writing spool record {}", path.display()))?;
-        self.index.push((seq, bytes.len() as u64));
+        self.index.push(Entry {
+            seq,
+            bytes: bytes.len() as u64,
+            created_ms: Some(created_ms),
+            samples: u64::from(samples),
+        });
         while self.bytes() > self.max_bytes && self.index.len() > 1 {
-            let (old, _) = self.index[0];
-            tracing::warn!(spool = %self.dir.display(), seq = old, "spool full; dropping its oldest record");
-            self.remove(old)?;
+            let old = self.index[0];
+            tracing::warn!(spool = %self.dir.display(), seq = old.seq, samples = old.samples, "spool full; dropping its oldest record");
+            self.remove(old.seq)?;
             self.dropped.overflow += 1;
+            self.dropped.overflow_samples += old.samples;
         }
         Ok(seq)
     }
 
     /// The oldest readable record; unreadable ones on the way are removed and counted.
     pub fn oldest(&mut self) -> anyhow::Result<Option<Record>> {
-        while let Some(&(seq, _)) = self.index.first() {
+        while let Some(&Entry { seq, .. }) = self.index.first() {
             match self.read(seq) {
                 Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) => {
@@ -130,9 +169,11 @@ impl Spool {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing spool record {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing spool record {}", path.display()));
+            }
         }
-        self.index.retain(|(s, _)| *s != seq);
+        self.index.retain(|e| e.seq != seq);
         Ok(())
     }
 
@@ -145,7 +186,9 @@ impl Spool {
                 .read_to_end(&mut bytes)
                 .with_context(|| format!("reading spool record {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("opening spool record {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening spool record {}", path.display()));
+            }
         };
         Ok(decode(seq, &bytes))
     }
@@ -160,14 +203,38 @@ impl Spool {
 
     /// Bytes on disk.
     pub fn bytes(&self) -> u64 {
-        self.index.iter().map(|(_, n)| n).sum()
+        self.index.iter().map(|e| e.bytes).sum()
     }
 
-    /// Creation time of the oldest record (unix ms), if any.
+    /// Creation time of the oldest record (unix ms) with a readable header, if any.
     pub fn oldest_created_ms(&self) -> Option<i64> {
-        let &(seq, _) = self.index.first()?;
-        self.read(seq).ok().flatten().map(|r| r.created_ms)
+        self.index.iter().find_map(|e| e.created_ms)
     }
+
+    /// Samples waiting in the spool, as the record headers say.
+    pub fn samples(&self) -> u64 {
+        self.index.iter().map(|e| e.samples).sum()
+    }
+}
+
+/// crc32 of the header fields after the magic, then the body.
+fn checksum(fields: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(fields);
+    h.update(body);
+    h.finalize()
+}
+
+/// created_ms and samples from a record's header, without reading the body.
+fn read_header(path: &Path) -> Option<(Option<i64>, u64)> {
+    let mut head = [0u8; HEADER];
+    File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if &head[..4] != MAGIC {
+        return None;
+    }
+    let created = i64::from_le_bytes(head[4..12].try_into().ok()?);
+    let samples = u32::from_le_bytes(head[12..16].try_into().ok()?);
+    Some((Some(created), u64::from(samples)))
 }
 
 /// Parses a record file; `None` when it is not a whole, intact record.
@@ -176,15 +243,17 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Option<Record> {
         return None;
     }
     let created_ms = i64::from_le_bytes(bytes[4..12].try_into().ok()?);
-    let len = u32::from_le_bytes(bytes[12..16].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
-    let body = bytes.get(HEADER..HEADER + len)?;
-    if bytes.len() != HEADER + len || crc32fast::hash(body) != crc {
+    let samples = u32::from_le_bytes(bytes[12..16].try_into().ok()?);
+    let len = u32::from_le_bytes(bytes[16..20].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().ok()?);
+    let body = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    if bytes.len() != HEADER + len || checksum(&bytes[4..16], body) != crc {
         return None;
     }
     Some(Record {
         seq,
         created_ms,
+        samples: u64::from(samples),
         body: body.to_vec(),
     })
 }
@@ -197,8 +266,8 @@ mod tests {
     fn records_come_back_oldest_first_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
-        s.append(b"one", 1).unwrap();
-        s.append(b"two", 2).unwrap();
+        s.append(b"one", 1, 1).unwrap();
+        s.append(b"two", 2, 2).unwrap();
         drop(s);
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         let r = s.oldest().unwrap().unwrap();
@@ -206,7 +275,7 @@ mod tests {
         s.remove(r.seq).unwrap();
         assert_eq!(s.oldest().unwrap().unwrap().body, b"two");
         // new records go after the old ones
-        let seq = s.append(b"three", 3).unwrap();
+        let seq = s.append(b"three", 3, 3).unwrap();
         assert!(seq > r.seq + 1);
     }
 
@@ -214,8 +283,8 @@ mod tests {
     fn torn_record_is_skipped_not_the_queue() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
-        let a = s.append(b"first", 1).unwrap();
-        s.append(b"second", 2).unwrap();
+        let a = s.append(b"first", 1, 1).unwrap();
+        s.append(b"second", 2, 2).unwrap();
         // cut the first record short, as a crash mid-write on a bad disk would
         let p = dir.path().join(format!("{a:020}.rec"));
         let bytes = std::fs::read(&p).unwrap();
@@ -232,11 +301,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), 3 * (HEADER as u64 + 10)).unwrap();
         for i in 0..5u8 {
-            s.append(&[i; 10], i as i64).unwrap();
+            s.append(&[i; 10], 7, i as i64).unwrap();
         }
         assert_eq!(s.len(), 3);
         assert_eq!(s.dropped.overflow, 2);
+        assert_eq!(s.dropped.overflow_samples, 14);
+        assert_eq!(s.samples(), 21);
         assert_eq!(s.oldest().unwrap().unwrap().body, vec![2u8; 10]);
+    }
+
+    #[test]
+    fn torn_newest_record_keeps_the_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append(b"first", 3, 10).unwrap();
+        s.append(b"second", 4, 20).unwrap();
+        let c = s.append(b"third", 5, 30).unwrap();
+        let p = dir.path().join(format!("{c:020}.rec"));
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..HEADER / 2]).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.oldest_created_ms(), Some(10));
+        assert_eq!(s.samples(), 7);
+        let mut got = Vec::new();
+        while let Some(r) = s.oldest().unwrap() {
+            got.push((r.body.clone(), r.samples));
+            s.remove(r.seq).unwrap();
+        }
+        assert_eq!(got, [(b"first".to_vec(), 3), (b"second".to_vec(), 4)]);
+        assert_eq!(s.dropped.corrupt, 1);
+    }
+
+    #[test]
+    fn checksum_covers_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let a = s.append(b"body", 9, 1000).unwrap();
+        let p = dir.path().join(format!("{a:020}.rec"));
+        let mut bytes = std::fs::read(&p).unwrap();
+        assert!(decode(a, &bytes).is_some());
+        for i in 4..HEADER {
+            bytes[i] ^= 0x10;
+            assert!(
+                decode(a, &bytes).is_none(),
+                "flipped byte {i} went unnoticed"
+            );
+            bytes[i] ^= 0x10;
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub struct RemoteWriteConfig {
     pub batch_size: usize,
     /// HTTP basic authentication.
     #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
+    pub basic_auth: Option<Box<BasicAuth>>,
     /// File holding a bearer token, sent as `Authorization: Bearer …`; read again for every request.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
@@ -69,7 +69,7 @@ pub struct RemoteWriteConfig {
     pub headers: BTreeMap<String, String>,
     /// TLS settings for an https `url`.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<Box<TlsConfig>>,
     /// Proxy for every request, e.g. http://proxy:3128. Without it no proxy is
     /// used (the HTTP_PROXY environment variables are ignored).
     #[serde(default)]
@@ -121,37 +121,65 @@ const fn default_batch_size() -> usize {
 impl RemoteWriteConfig {
     /// Makes relative file paths relative to the config file's directory.
     pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        let auth = self.basic_auth.iter_mut().flat_map(|a| a.password_file.iter_mut());
-        let tls = self
-            .tls
+        let auth = self
+            .basic_auth
             .iter_mut()
-            .flat_map(|t| t.ca_file.iter_mut().chain(t.cert_file.iter_mut()).chain(t.key_file.iter_mut()));
-        self.bearer_token_file.iter_mut().chain(auth).chain(tls).for_each(fix);
+            .flat_map(|a| a.password_file.iter_mut());
+        let tls = self.tls.iter_mut().flat_map(|t| {
+            t.ca_file
+                .iter_mut()
+                .chain(t.cert_file.iter_mut())
+                .chain(t.key_file.iter_mut())
+        });
+        self.bearer_token_file
+            .iter_mut()
+            .chain(auth)
+            .chain(tls)
+            .for_each(fix);
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let url = reqwest::Url::parse(&self.url).map_err(|e| Invalid::new(format!("{key}.url"), e.to_string()))?;
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Invalid::new(format!("{key}.url"), e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Invalid::new(format!("{key}.url"), "scheme must be http or https"));
+            return Err(Invalid::new(
+                format!("{key}.url"),
+                "scheme must be http or https",
+            ));
         }
         if self.timeout_secs == 0 {
-            return Err(Invalid::new(format!("{key}.timeout_secs"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{key}.timeout_secs"),
+                "must be at least 1",
+            ));
         }
         if self.batch_size == 0 {
-            return Err(Invalid::new(format!("{key}.batch_size"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{key}.batch_size"),
+                "must be at least 1",
+            ));
         }
         if let Some(a) = &self.basic_auth {
             if a.password.is_some() == a.password_file.is_some() {
-                return Err(Invalid::new(format!("{key}.basic_auth"), "set exactly one of `password`, `password_file`"));
+                return Err(Invalid::new(
+                    format!("{key}.basic_auth"),
+                    "set exactly one of `password`, `password_file`",
+                ));
             }
             if self.bearer_token_file.is_some() {
-                return Err(Invalid::new(key, "set `basic_auth` or `bearer_token_file`, not both"));
+                return Err(Invalid::new(
+                    key,
+                    "set `basic_auth` or `bearer_token_file`, not both",
+                ));
             }
         }
         for (name, value) in &self.headers {
             let k = format!("{key}.headers.{name}");
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(Invalid::new(k, "reserved by the remote-write spec; rme sets it"));
+                return Err(Invalid::new(
+                    k,
+                    "reserved by the remote-write spec; rme sets it",
+                ));
             }
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| Invalid::new(&k, e.to_string()))?;
             HeaderValue::from_str(value).map_err(|e| Invalid::new(&k, e.to_string()))?;
@@ -159,15 +187,22 @@ impl RemoteWriteConfig {
         if let Some(t) = &self.tls
             && t.cert_file.is_some() != t.key_file.is_some()
         {
-            return Err(Invalid::new(format!("{key}.tls"), "`cert_file` and `key_file` go together"));
+            return Err(Invalid::new(
+                format!("{key}.tls"),
+                "`cert_file` and `key_file` go together",
+            ));
         }
         if let Some(p) = &self.proxy_url {
-            reqwest::Proxy::all(p).map_err(|e| Invalid::new(format!("{key}.proxy_url"), e.to_string()))?;
+            reqwest::Proxy::all(p)
+                .map_err(|e| Invalid::new(format!("{key}.proxy_url"), e.to_string()))?;
         }
         for (name, value) in &self.external_labels {
             let k = format!("{key}.external_labels.{name}");
             if !is_label_name(name) || name.starts_with("__") {
-                return Err(Invalid::new(k, "a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __"));
+                return Err(Invalid::new(
+                    k,
+                    "a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __",
+                ));
             }
             if value.is_empty() {
                 return Err(Invalid::new(k, "the value must not be empty"));
@@ -179,7 +214,9 @@ impl RemoteWriteConfig {
 
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -215,7 +252,8 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
-        let url = reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
+        let url =
+            reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
                 username: a.username.clone(),
@@ -247,7 +285,10 @@ impl RemoteWrite {
                 let mut metadata: Vec<prompb::MetricMetadata> = Vec::new();
                 for p in chunk {
                     let name = &p.series.name;
-                    if metadata.last().is_some_and(|m| &m.metric_family_name == name) {
+                    if metadata
+                        .last()
+                        .is_some_and(|m| &m.metric_family_name == name)
+                    {
                         continue;
                     }
                     if let Some(meta) = snap.meta.get(name) {
@@ -263,7 +304,13 @@ impl RemoteWrite {
                     }
                 }
                 let n = timeseries.len() as u64;
-                (prompb::WriteRequest { timeseries, metadata }, n)
+                (
+                    prompb::WriteRequest {
+                        timeseries,
+                        metadata,
+                    },
+                    n,
+                )
             })
             .collect()
     }
@@ -275,7 +322,13 @@ impl RemoteWrite {
             value: value.to_string(),
         };
         let mut labels = vec![label("__name__", &p.series.name)];
-        labels.extend(p.series.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| label(k, v)));
+        labels.extend(
+            p.series
+                .labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| label(k, v)),
+        );
         for (k, v) in &self.external_labels {
             if p.series.label(k).is_none_or(str::is_empty) {
                 labels.push(label(k, v));
@@ -291,7 +344,10 @@ impl RemoteWrite {
         }
     }
 
-    fn authorize(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, SendError> {
+    fn authorize(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, SendError> {
         Ok(match &self.auth {
             Auth::None => req,
             Auth::Basic { username, password } => {
@@ -316,7 +372,10 @@ pub fn compress(req: &prompb::WriteRequest) -> anyhow::Result<Vec<u8>> {
 fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
     let mut headers = HeaderMap::new();
     for (k, v) in &config.headers {
-        headers.insert(HeaderName::from_bytes(k.as_bytes())?, HeaderValue::from_str(v)?);
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes())?,
+            HeaderValue::from_str(v)?,
+        );
     }
     let mut b = reqwest::Client::builder()
         .timeout(Duration::from_secs(config.timeout_secs))
@@ -329,13 +388,18 @@ fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
     if let Some(t) = &config.tls {
         if let Some(ca) = &t.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("tls.ca_file {}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("tls.ca_file {}", ca.display()))? {
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("tls.ca_file {}", ca.display()))?
+            {
                 b = b.add_root_certificate(cert);
             }
         }
         if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
-            let mut pem = std::fs::read(cert).with_context(|| format!("tls.cert_file {}", cert.display()))?;
-            pem.extend(std::fs::read(key).with_context(|| format!("tls.key_file {}", key.display()))?);
+            let mut pem =
+                std::fs::read(cert).with_context(|| format!("tls.cert_file {}", cert.display()))?;
+            pem.extend(
+                std::fs::read(key).with_context(|| format!("tls.key_file {}", key.display()))?,
+            );
             b = b.identity(reqwest::Identity::from_pem(&pem).context("tls.cert_file/key_file")?);
         }
         b = b.danger_accept_invalid_certs(t.insecure_skip_verify);
@@ -372,10 +436,14 @@ impl Sink for RemoteWrite {
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body.to_vec());
-        let resp = self.authorize(req)?.send().await.map_err(|e| SendError::Retry {
-            reason: format!("POST {}: {}", self.url, error_chain(&e)),
-            after: None,
-        })?;
+        let resp = self
+            .authorize(req)?
+            .send()
+            .await
+            .map_err(|e| SendError::Retry {
+                reason: format!("POST {}: {}", self.url, error_chain(&e)),
+                after: None,
+            })?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -405,7 +473,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// What an answer means: 2xx taken; 5xx and 429 retried (after `Retry-After`
 /// when given, in seconds or as an HTTP date); any other status refused for good.
-pub fn classify(status: u16, retry_after: Option<&str>, body: &str, now: SystemTime) -> Result<(), SendError> {
+pub fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &str,
+    now: SystemTime,
+) -> Result<(), SendError> {
     if (200..300).contains(&status) {
         return Ok(());
     }

@@ -6,7 +6,10 @@ use super::*;
 use crate::store::{Limits, Series, Store};
 
 fn config(extra: &str) -> RemoteWriteConfig {
-    toml::from_str(&format!("url = \"http://127.0.0.1:1/api/v1/write\"\n{extra}")).unwrap()
+    toml::from_str(&format!(
+        "url = \"http://127.0.0.1:1/api/v1/write\"\n{extra}"
+    ))
+    .unwrap()
 }
 
 fn sink(extra: &str) -> RemoteWrite {
@@ -22,7 +25,10 @@ fn snapshot() -> Snapshot {
     store.describe("f2b_bans_total", Kind::Counter, "Bans by jail.");
     store.describe("f2b_banned", Kind::Gauge, "Banned now.");
     store.set_now(1_000);
-    store.inc(Series::new("f2b_bans_total", &[("jail", "sshd"), ("Zone", "eu")]), 3);
+    store.inc(
+        Series::new("f2b_bans_total", &[("jail", "sshd"), ("Zone", "eu")]),
+        3,
+    );
     store.inc(Series::new("f2b_bans_total", &[("jail", "nginx")]), 1);
     store.set(Series::new("f2b_banned", &[("jail", "sshd")]), 2.0);
     store.snapshot(5_000)
@@ -34,7 +40,10 @@ fn decode(body: &[u8]) -> prompb::WriteRequest {
 }
 
 fn labels(ts: &prompb::TimeSeries) -> Vec<(&str, &str)> {
-    ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+    ts.labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
 }
 
 #[test]
@@ -51,19 +60,47 @@ fn body_is_snappy_block_protobuf_with_sorted_labels_and_metadata() {
         .collect();
     assert_eq!(bans.len(), 2);
     // bytewise order: an uppercase label name sorts before __name__
-    let sshd = bans.iter().find(|t| labels(t).contains(&("jail", "sshd"))).unwrap();
+    let sshd = bans
+        .iter()
+        .find(|t| labels(t).contains(&("jail", "sshd")))
+        .unwrap();
     assert_eq!(
         labels(sshd),
-        [("Zone", "eu"), ("__name__", "f2b_bans_total"), ("host", "web1"), ("jail", "sshd")]
+        [
+            ("Zone", "eu"),
+            ("__name__", "f2b_bans_total"),
+            ("host", "web1"),
+            ("jail", "sshd")
+        ]
     );
-    assert_eq!(sshd.samples, [prompb::Sample { value: 3.0, timestamp: 5_000 }]);
+    assert_eq!(
+        sshd.samples,
+        [prompb::Sample {
+            value: 3.0,
+            timestamp: 5_000
+        }]
+    );
     for ts in &req.timeseries {
         let names: Vec<_> = ts.labels.iter().map(|l| &l.name).collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
     }
-    let meta: Vec<_> = req.metadata.iter().map(|m| (m.metric_family_name.as_str(), m.r#type, m.help.as_str())).collect();
-    assert!(meta.contains(&("f2b_bans_total", MetricType::Counter as i32, "Bans by jail.")), "{meta:?}");
-    assert!(meta.contains(&("f2b_banned", MetricType::Gauge as i32, "Banned now.")), "{meta:?}");
+    let meta: Vec<_> = req
+        .metadata
+        .iter()
+        .map(|m| (m.metric_family_name.as_str(), m.r#type, m.help.as_str()))
+        .collect();
+    assert!(
+        meta.contains(&(
+            "f2b_bans_total",
+            MetricType::Counter as i32,
+            "Bans by jail."
+        )),
+        "{meta:?}"
+    );
+    assert!(
+        meta.contains(&("f2b_banned", MetricType::Gauge as i32, "Banned now.")),
+        "{meta:?}"
+    );
     assert_eq!(batches[0].samples, req.timeseries.len() as u64);
 }
 
@@ -81,7 +118,11 @@ fn batch_size_splits_the_snapshot_into_self_contained_bodies() {
         assert_eq!(req.timeseries.len() as u64, b.samples);
         // each body names the metadata of its own metrics only
         for m in &req.metadata {
-            assert!(req.timeseries.iter().any(|t| t.labels.iter().any(|l| l.value == m.metric_family_name)));
+            assert!(
+                req.timeseries
+                    .iter()
+                    .any(|t| t.labels.iter().any(|l| l.value == m.metric_family_name))
+            );
         }
     }
 }
@@ -90,29 +131,73 @@ fn batch_size_splits_the_snapshot_into_self_contained_bodies() {
 fn classify_table() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
-    let retry = |after| Err::<(), _>(SendError::Retry { reason: String::new(), after });
+    let retry = |after| {
+        Err::<(), _>(SendError::Retry {
+            reason: String::new(),
+            after,
+        })
+    };
     let cases: Vec<(u16, Option<&str>, Result<(), SendError>)> = vec![
         (200, None, Ok(())),
         (204, None, Ok(())),
         (500, None, retry(None)),
         (503, Some("7"), retry(Some(Duration::from_secs(7)))),
         (429, Some(&later), retry(Some(Duration::from_secs(120)))),
-        (429, Some("Thu, 01 Jan 1970 00:00:00 GMT"), retry(Some(Duration::ZERO))),
+        (
+            429,
+            Some("Thu, 01 Jan 1970 00:00:00 GMT"),
+            retry(Some(Duration::ZERO)),
+        ),
         (429, Some("soon"), retry(None)),
-        (400, Some("5"), Err(SendError::Reject { reason: String::new() })),
-        (401, None, Err(SendError::Reject { reason: String::new() })),
-        (404, None, Err(SendError::Reject { reason: String::new() })),
-        (413, None, Err(SendError::Reject { reason: String::new() })),
+        (
+            400,
+            Some("5"),
+            Err(SendError::Reject {
+                reason: String::new(),
+            }),
+        ),
+        (
+            401,
+            None,
+            Err(SendError::Reject {
+                reason: String::new(),
+            }),
+        ),
+        (
+            404,
+            None,
+            Err(SendError::Reject {
+                reason: String::new(),
+            }),
+        ),
+        (
+            413,
+            None,
+            Err(SendError::Reject {
+                reason: String::new(),
+            }),
+        ),
     ];
     for (status, after, want) in cases {
         let got = classify(status, after, "out of order sample", now).map_err(|e| match e {
             SendError::Retry { reason, after } => {
-                assert!(reason.contains(&status.to_string()) && reason.contains("out of order"), "{reason}");
-                SendError::Retry { reason: String::new(), after }
+                assert!(
+                    reason.contains(&status.to_string()) && reason.contains("out of order"),
+                    "{reason}"
+                );
+                SendError::Retry {
+                    reason: String::new(),
+                    after,
+                }
             }
             SendError::Reject { reason } => {
-                assert!(reason.contains(&status.to_string()) && reason.contains("out of order"), "{reason}");
-                SendError::Reject { reason: String::new() }
+                assert!(
+                    reason.contains(&status.to_string()) && reason.contains("out of order"),
+                    "{reason}"
+                );
+                SendError::Reject {
+                    reason: String::new(),
+                }
             }
         });
         assert_eq!(got, want, "status {status} retry-after {after:?}");
@@ -132,16 +217,34 @@ fn long_refusal_body_is_cut_on_a_char_boundary() {
 fn validate_names_the_key() {
     let cases = [
         ("url = \"ftp://x/\"", "sinks[0].url"),
-        ("headers = { \"Content-Type\" = \"x\" }", "sinks[0].headers.Content-Type"),
-        ("headers = { \"user-agent\" = \"x\" }", "sinks[0].headers.user-agent"),
-        ("headers = { \"bad name\" = \"x\" }", "sinks[0].headers.bad name"),
+        (
+            "headers = { \"Content-Type\" = \"x\" }",
+            "sinks[0].headers.Content-Type",
+        ),
+        (
+            "headers = { \"user-agent\" = \"x\" }",
+            "sinks[0].headers.user-agent",
+        ),
+        (
+            "headers = { \"bad name\" = \"x\" }",
+            "sinks[0].headers.bad name",
+        ),
         ("batch_size = 0", "sinks[0].batch_size"),
         ("timeout_secs = 0", "sinks[0].timeout_secs"),
         ("basic_auth = { username = \"u\" }", "sinks[0].basic_auth"),
         ("tls = { cert_file = \"c.pem\" }", "sinks[0].tls"),
-        ("external_labels = { \"__x\" = \"1\" }", "sinks[0].external_labels.__x"),
-        ("external_labels = { \"a-b\" = \"1\" }", "sinks[0].external_labels.a-b"),
-        ("external_labels = { host = \"\" }", "sinks[0].external_labels.host"),
+        (
+            "external_labels = { \"__x\" = \"1\" }",
+            "sinks[0].external_labels.__x",
+        ),
+        (
+            "external_labels = { \"a-b\" = \"1\" }",
+            "sinks[0].external_labels.a-b",
+        ),
+        (
+            "external_labels = { host = \"\" }",
+            "sinks[0].external_labels.host",
+        ),
         ("proxy_url = \"::\"", "sinks[0].proxy_url"),
     ];
     for (extra, key) in cases {
@@ -169,9 +272,16 @@ async fn closed_port_is_a_retry() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let mut s = RemoteWrite::new("rw".into(), &toml::from_str(&format!("url = \"http://127.0.0.1:{port}/w\"")).unwrap()).unwrap();
+    let mut s = RemoteWrite::new(
+        "rw".into(),
+        &toml::from_str(&format!("url = \"http://127.0.0.1:{port}/w\"")).unwrap(),
+    )
+    .unwrap();
     match s.send(b"x").await {
-        Err(SendError::Retry { reason, after: None }) => assert!(reason.contains("127.0.0.1"), "{reason}"),
+        Err(SendError::Retry {
+            reason,
+            after: None,
+        }) => assert!(reason.contains("127.0.0.1"), "{reason}"),
         other => panic!("{other:?}"),
     }
 }
