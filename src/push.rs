@@ -287,7 +287,7 @@ impl Agent {
         }
     }
 
-    /// Snapshots, spools every sink's bodies, saves the state, then delivers.
+    /// Snapshots, spools every sink's bodies, saves the state, delivers, saves it again.
     pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
         let at = now_ms();
         let (snap, mut state) = {
@@ -324,6 +324,18 @@ impl Agent {
                 report.failed.push((o.sink.name().to_string(), reason));
             }
         }
+        // Delivery moved the self-metric counters; keep them for the next run
+        // (positions taken under the same lock, so lines are never counted twice).
+        let state = {
+            let g = lock(&self.shared);
+            State {
+                sources: g.positions.clone(),
+                counters: g.store.saved_counters(),
+                sinks: self.sink_states.clone(),
+                ..State::default()
+            }
+        };
+        state.save(&self.state_dir)?;
         Ok(report)
     }
 }
