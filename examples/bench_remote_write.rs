@@ -1,0 +1,117 @@
+//! Benchmark (not a test): remote-write encode + snappy throughput and bytes
+//! per sample, for snapshots of 10k and 100k series shaped like rme's own
+//! (a few metrics, jail/ip/action labels, two external labels).
+//!
+//! `cargo run --release --example bench_remote_write`
+
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use rme::sinks::Sink as _;
+use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig, compress};
+use rme::store::{Kind, Limits, Series, Snapshot, Store};
+
+fn snapshot(series: usize) -> Snapshot {
+    let mut store = Store::new(Limits {
+        max_series_per_metric: series,
+        idle_expiry_ms: 0,
+        rules: Vec::new(),
+    });
+    store.describe(
+        "fail2ban_bans_total",
+        Kind::Counter,
+        "Bans, by jail and IP.",
+    );
+    store.describe(
+        "fail2ban_found_total",
+        Kind::Counter,
+        "Failures found, by jail and IP.",
+    );
+    store.set_now(1_795_000_000_000);
+    let jails = ["sshd", "nginx-http-auth", "postfix", "recidive"];
+    for i in 0..series {
+        let ip = format!("198.51.{}.{}", (i / 250) % 250, i % 250 + 1);
+        let name = if i % 2 == 0 {
+            "fail2ban_bans_total"
+        } else {
+            "fail2ban_found_total"
+        };
+        let jail = jails[i % jails.len()];
+        store.inc(
+            Series::new(
+                name,
+                &[
+                    ("jail", jail),
+                    ("ip", &ip),
+                    ("n", &(i / 62_500).to_string()),
+                ],
+            ),
+            (i % 97) as u64 + 1,
+        );
+    }
+    store.snapshot(1_795_000_030_000)
+}
+
+/// Runs `f` until at least 1 s has passed (3 runs minimum); returns the mean time per run.
+fn time<T>(mut f: impl FnMut() -> T) -> Duration {
+    let start = Instant::now();
+    let mut runs = 0u32;
+    while runs < 3 || start.elapsed() < Duration::from_secs(1) {
+        std::hint::black_box(f());
+        runs += 1;
+    }
+    start.elapsed() / runs
+}
+
+fn main() -> anyhow::Result<()> {
+    let config: RemoteWriteConfig = toml::from_str(
+        "url = \"http://127.0.0.1:9/api/v1/write\"\nbatch_size = 2000\nexternal_labels = { host = \"web1\", job = \"rme\" }",
+    )?;
+    println!(
+        "{:>8} {:>9} {:>11} {:>11} {:>9} {:>10} {:>10} {:>12} {:>12}",
+        "series",
+        "requests",
+        "proto B",
+        "snappy B",
+        "ratio",
+        "pb B/smp",
+        "snap B/smp",
+        "build+pb ms",
+        "total ms"
+    );
+    for series in [10_000, 100_000] {
+        let snap = snapshot(series);
+        let mut sink = RemoteWrite::new("bench".into(), &config)?;
+        let reqs = sink.requests(&snap);
+        let proto: usize = reqs.iter().map(|(r, _)| r.encoded_len()).sum();
+        let compressed: usize = reqs
+            .iter()
+            .map(|(r, _)| compress(r).map(|b| b.len()))
+            .sum::<anyhow::Result<usize>>()?;
+        let samples = snap.points.len() as f64;
+        let build = time(|| {
+            sink.requests(&snap)
+                .iter()
+                .map(|(r, _)| r.encode_to_vec().len())
+                .sum::<usize>()
+        });
+        let total = time(|| sink.batches(&snap).map(|b| b.len()));
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{series:>8} {:>9} {proto:>11} {compressed:>11} {:>8.1}x {:>10.1} {:>10.1} {:>12.2} {:>12.2}",
+            reqs.len(),
+            proto as f64 / compressed as f64,
+            proto as f64 / samples,
+            compressed as f64 / samples,
+            ms(build),
+            ms(total),
+        );
+        println!(
+            "{:>8} throughput: {:.2} M samples/s encode+compress, {:.1} MB/s of protobuf",
+            "",
+            samples / total.as_secs_f64() / 1e6,
+            proto as f64 / total.as_secs_f64() / 1e6
+        );
+    }
+    Ok(())
+}
