@@ -579,3 +579,109 @@ fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
     });
     Ok(watcher)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Limits;
+
+    /// A sink that answers from a script and records what it was sent.
+    struct Scripted {
+        answers: Vec<Result<(), SendError>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Sink for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+            Ok(Vec::new())
+        }
+        async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+            self.sent.push(body.to_vec());
+            self.answers.remove(0)
+        }
+    }
+
+    fn retry(after: Option<u64>) -> Result<(), SendError> {
+        Err(SendError::Retry {
+            reason: "HTTP 503".into(),
+            after: after.map(Duration::from_millis),
+        })
+    }
+
+    fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Result<(), String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
+            spool.append(body, samples, 1).unwrap();
+        }
+        let shared = Mutex::new(Shared {
+            store: Store::new(Limits::default()),
+            positions: BTreeMap::new(),
+        });
+        let policy = RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(50),
+        };
+        let mut sink = Scripted {
+            answers,
+            sent: Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let result = rt.block_on(deliver(&mut sink, &mut spool, &policy, &shared));
+        let store = shared.into_inner().unwrap().store;
+        (sink, spool, store, result)
+    }
+
+    fn samples(store: &Store, result: &str) -> u64 {
+        store.sum(SAMPLES, &[("result", result)])
+    }
+
+    #[test]
+    fn oldest_first_reject_dropped_and_counted_retry_bounded() {
+        let (sink, spool, store, result) = run(vec![
+            Ok(()),
+            Err(SendError::Reject {
+                reason: "HTTP 400".into(),
+            }),
+            retry(None),
+            retry(Some(1)),
+            retry(None),
+        ]);
+        assert_eq!(
+            sink.sent,
+            [
+                b"a".to_vec(),
+                b"b".to_vec(),
+                b"c".to_vec(),
+                b"c".to_vec(),
+                b"c".to_vec()
+            ]
+        );
+        assert!(result.is_err());
+        assert_eq!(
+            (samples(&store, "sent"), samples(&store, "rejected")),
+            (3, 4)
+        );
+        assert_eq!(store.sum(REQUESTS, &[("result", "retried")]), 3);
+        assert_eq!(
+            spool.len(),
+            1,
+            "the body that kept failing waits for the next flush"
+        );
+    }
+
+    #[test]
+    fn retry_after_longer_than_max_backoff_ends_the_flush_at_once() {
+        let (sink, spool, _, result) = run(vec![retry(Some(60_000))]);
+        assert_eq!(sink.sent.len(), 1);
+        assert!(result.is_err());
+        assert_eq!(spool.len(), 3);
+    }
+}
