@@ -7,7 +7,7 @@
 //! Labels are sorted by name bytewise as the spec says (`__name__` is not
 //! always first: `Zone` < `__name__`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +37,9 @@ const RESERVED_HEADERS: [&str; 6] = [
     "content-length",
     "host",
 ];
+
+/// The spec's stale marker: a NaN no other value may use.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
 /// Longest part of a refusal's body quoted in logs.
 const MAX_REASON_BODY: usize = 512;
@@ -248,6 +251,8 @@ pub struct RemoteWrite {
     auth: Auth,
     batch_size: usize,
     external_labels: Vec<(String, String)>,
+    /// Label sets of the last snapshot, to mark vanished series stale.
+    last_sent: HashSet<Vec<prompb::Label>>,
 }
 
 impl RemoteWrite {
@@ -272,6 +277,7 @@ impl RemoteWrite {
             auth,
             batch_size: config.batch_size.max(1),
             external_labels: config.external_labels.clone().into_iter().collect(),
+            last_sent: HashSet::new(),
         })
     }
 
@@ -342,6 +348,33 @@ impl RemoteWrite {
                 timestamp: at_ms,
             }],
         }
+    }
+
+    /// Adds a stale marker for every series sent last time and absent now
+    /// (expired by the store), as the spec requires; remembered in memory only.
+    fn mark_stale(&mut self, requests: &mut Vec<(prompb::WriteRequest, u64)>, at_ms: i64) {
+        let now: HashSet<Vec<prompb::Label>> = requests
+            .iter()
+            .flat_map(|(r, _)| r.timeseries.iter().map(|t| t.labels.clone()))
+            .collect();
+        let gone = self.last_sent.iter().filter(|l| !now.contains(*l));
+        let stale: Vec<_> = gone
+            .map(|labels| prompb::TimeSeries {
+                labels: labels.clone(),
+                samples: vec![prompb::Sample {
+                    value: f64::from_bits(STALE_NAN),
+                    timestamp: at_ms,
+                }],
+            })
+            .collect();
+        for chunk in stale.chunks(self.batch_size) {
+            let req = prompb::WriteRequest {
+                timeseries: chunk.to_vec(),
+                metadata: Vec::new(),
+            };
+            requests.push((req, chunk.len() as u64));
+        }
+        self.last_sent = now;
     }
 
     fn authorize(
@@ -417,7 +450,9 @@ impl Sink for RemoteWrite {
     }
 
     fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        self.requests(snap)
+        let mut requests = self.requests(snap);
+        self.mark_stale(&mut requests, snap.at_ms);
+        requests
             .iter()
             .map(|(req, samples)| {
                 Ok(Batch {

@@ -128,6 +128,46 @@ fn batch_size_splits_the_snapshot_into_self_contained_bodies() {
 }
 
 #[test]
+fn expired_series_get_a_stale_marker_once() {
+    let mut s = sink("");
+    let mut store = Store::new(Limits {
+        max_series_per_metric: 100,
+        idle_expiry_ms: 10_000,
+        rules: Vec::new(),
+    });
+    store.set_now(1_000);
+    store.inc(Series::new("gone_total", &[]), 1);
+    store.set_now(20_000);
+    store.inc(Series::new("kept_total", &[]), 1);
+    let first = s.batches(&store.snapshot(5_000)).unwrap();
+    assert!(
+        decode(&first[0].body)
+            .timeseries
+            .iter()
+            .any(|t| labels(t) == [("__name__", "gone_total")])
+    );
+    let stale_of = |batches: &[Batch]| -> Vec<prompb::TimeSeries> {
+        let all = batches.iter().flat_map(|b| decode(&b.body).timeseries);
+        all.filter(|t| t.samples[0].value.to_bits() == STALE_NAN)
+            .collect()
+    };
+    assert!(stale_of(&first).is_empty());
+    let second = s.batches(&store.snapshot(25_000)).unwrap();
+    let stale = stale_of(&second);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(labels(&stale[0]), [("__name__", "gone_total")]);
+    assert_eq!(stale[0].samples[0].timestamp, 25_000);
+    assert_eq!(
+        second.iter().map(|b| b.samples).sum::<u64>(),
+        second
+            .iter()
+            .map(|b| decode(&b.body).timeseries.len() as u64)
+            .sum::<u64>()
+    );
+    assert!(stale_of(&s.batches(&store.snapshot(30_000)).unwrap()).is_empty());
+}
+
+#[test]
 fn classify_table() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let later = httpdate::fmt_http_date(now + Duration::from_secs(120));
