@@ -246,9 +246,10 @@ fn read_secret(path: &std::path::Path) -> Result<String, SendError> {
 
 pub struct RemoteWrite {
     name: String,
-    url: reqwest::Url,
+    /// Checked by `new`; kept as text to keep the sink small.
+    url: String,
     client: reqwest::Client,
-    auth: Auth,
+    auth: Box<Auth>,
     batch_size: usize,
     external_labels: Vec<(String, String)>,
     /// Label sets of the last snapshot, to mark vanished series stale.
@@ -257,8 +258,9 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
-        let url =
-            reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
+        let url = reqwest::Url::parse(&config.url)
+            .with_context(|| format!("url {}", config.url))?
+            .to_string();
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
                 username: a.username.clone(),
@@ -274,7 +276,7 @@ impl RemoteWrite {
             name,
             url,
             client: build_client(config)?,
-            auth,
+            auth: Box::new(auth),
             batch_size: config.batch_size.max(1),
             external_labels: config.external_labels.clone().into_iter().collect(),
             last_sent: HashSet::new(),
@@ -381,7 +383,7 @@ impl RemoteWrite {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, SendError> {
-        Ok(match &self.auth {
+        Ok(match &*self.auth {
             Auth::None => req,
             Auth::Basic { username, password } => {
                 let password = match password {
@@ -466,7 +468,7 @@ impl Sink for RemoteWrite {
     async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
         let req = self
             .client
-            .post(self.url.clone())
+            .post(&self.url)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")

@@ -325,3 +325,28 @@ async fn closed_port_is_a_retry() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn silent_receiver_times_out_as_a_retry() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/w", listener.local_addr().unwrap());
+    // accepts and then says nothing
+    let hold = tokio::spawn(async move {
+        let (conn, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(conn);
+    });
+    let mut s = RemoteWrite::new(
+        "rw".into(),
+        &toml::from_str(&format!("url = \"{url}\"\ntimeout_secs = 1")).unwrap(),
+    )
+    .unwrap();
+    match s.send(b"x").await {
+        Err(SendError::Retry {
+            reason,
+            after: None,
+        }) => assert!(reason.contains("timed out"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    hold.abort();
+}
