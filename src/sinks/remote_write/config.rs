@@ -1,0 +1,207 @@
+//! The remote_write sink's config keys and their checks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::config::Invalid;
+
+/// Headers the spec reserves; `headers` may not set them.
+const RESERVED_HEADERS: [&str; 6] = [
+    "content-encoding",
+    "content-type",
+    "x-prometheus-remote-write-version",
+    "user-agent",
+    "content-length",
+    "host",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Sink name (spool directory, self-metric label). Default `remote_write`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Receiver endpoint, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)
+    /// or http://prometheus:9090/api/v1/write (Prometheus with `--web.enable-remote-write-receiver`).
+    pub url: String,
+    /// Seconds one request may take (connect + send + answer) before it counts as failed and is retried. Default 30.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Most samples in one request; a larger snapshot is split into several requests. Default 2000.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// HTTP basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<Box<BasicAuth>>,
+    /// File holding a bearer token, sent as `Authorization: Bearer …`; read again for every request.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Extra request headers, e.g. `{ "X-Scope-OrgID" = "tenant1" }` for Mimir/Cortex.
+    /// The spec's own headers (Content-Type, Content-Encoding, User-Agent,
+    /// X-Prometheus-Remote-Write-Version) cannot be overridden.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TLS settings for an https `url`.
+    #[serde(default)]
+    pub tls: Option<Box<TlsConfig>>,
+    /// Proxy for every request, e.g. http://proxy:3128. Without it no proxy is
+    /// used (the HTTP_PROXY environment variables are ignored).
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Labels added to every series, e.g. `{ host = "web1", job = "rme" }`. A
+    /// label the series already has keeps its own value.
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password, written in the config (prefer `password_file`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the password (trailing newline ignored); read again for every request.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA(s) that signed the receiver's certificate, added to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS); needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate. For tests only: it removes TLS' protection. Default false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+const fn default_timeout_secs() -> u64 {
+    30
+}
+
+const fn default_batch_size() -> usize {
+    2000
+}
+
+impl RemoteWriteConfig {
+    /// Makes relative file paths relative to the config file's directory.
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
+        let auth = self
+            .basic_auth
+            .iter_mut()
+            .flat_map(|a| a.password_file.iter_mut());
+        let tls = self.tls.iter_mut().flat_map(|t| {
+            t.ca_file
+                .iter_mut()
+                .chain(t.cert_file.iter_mut())
+                .chain(t.key_file.iter_mut())
+        });
+        self.bearer_token_file
+            .iter_mut()
+            .chain(auth)
+            .chain(tls)
+            .for_each(fix);
+    }
+
+    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Invalid::new(format!("{key}.url"), e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Invalid::new(
+                format!("{key}.url"),
+                "scheme must be http or https",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(Invalid::new(
+                format!("{key}.timeout_secs"),
+                "must be at least 1",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Invalid::new(
+                format!("{key}.batch_size"),
+                "must be at least 1",
+            ));
+        }
+        if let Some(a) = &self.basic_auth {
+            if a.password.is_some() == a.password_file.is_some() {
+                return Err(Invalid::new(
+                    format!("{key}.basic_auth"),
+                    "set exactly one of `password`, `password_file`",
+                ));
+            }
+            if self.bearer_token_file.is_some() {
+                return Err(Invalid::new(
+                    key,
+                    "set `basic_auth` or `bearer_token_file`, not both",
+                ));
+            }
+        }
+        self.check_headers(key)?;
+        if let Some(t) = &self.tls
+            && t.cert_file.is_some() != t.key_file.is_some()
+        {
+            return Err(Invalid::new(
+                format!("{key}.tls"),
+                "`cert_file` and `key_file` go together",
+            ));
+        }
+        if let Some(p) = &self.proxy_url {
+            reqwest::Proxy::all(p)
+                .map_err(|e| Invalid::new(format!("{key}.proxy_url"), e.to_string()))?;
+        }
+        self.check_external_labels(key)
+    }
+
+    fn check_headers(&self, key: &str) -> Result<(), Invalid> {
+        for (name, value) in &self.headers {
+            let k = format!("{key}.headers.{name}");
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(Invalid::new(
+                    k,
+                    "reserved by the remote-write spec; rme sets it",
+                ));
+            }
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| Invalid::new(&k, e.to_string()))?;
+            HeaderValue::from_str(value).map_err(|e| Invalid::new(&k, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn check_external_labels(&self, key: &str) -> Result<(), Invalid> {
+        for (name, value) in &self.external_labels {
+            let k = format!("{key}.external_labels.{name}");
+            if !is_label_name(name) || name.starts_with("__") {
+                return Err(Invalid::new(
+                    k,
+                    "a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __",
+                ));
+            }
+            if value.is_empty() {
+                return Err(Invalid::new(k, "the value must not be empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
