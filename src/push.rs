@@ -2,7 +2,7 @@
 //!
 //! One cycle: read what is new → probe live state → snapshot → encode per sink
 //! → append to that sink's spool (fsync) → save the state file → deliver the
-//! spool oldest first. Because every body is spooled before the state moves
+//! spool oldest first → save the state again (delivery's own counters). Because every body is spooled before the state moves
 //! on, a crash at any point loses nothing; because the spool drains oldest
 //! first, a receiver never sees an older sample after a newer one. Retry and
 //! backoff live here only; sinks just send once and classify the answer.
