@@ -534,3 +534,35 @@ fn fake_receiver_sees_spec_headers_and_a_400_is_not_retried() {
     }
     assert!(spool_records(&c.spool("fake")).is_empty());
 }
+
+#[test]
+fn secrets_are_read_from_files_relative_to_the_config() {
+    let (url, seen) = fake_receiver(vec![(204, "", ""), (204, "", "")]);
+    let c = Case::new("rwauth");
+    append(&c.log(), &f2b_lines(1, 0));
+    write(c.dir.path(), "token", "tok-123\n");
+    write(c.dir.path(), "password", "s3cret\n");
+    let cfg = c.config(
+        "",
+        &[
+            ("bearer", &url, "bearer_token_file = \"token\""),
+            (
+                "basic",
+                &url,
+                "basic_auth = { username = \"rme\", password_file = \"password\" }",
+            ),
+        ],
+    );
+    let out = c.push_once(&cfg);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let heads = seen.lock().expect("lock").join("\n").to_ascii_lowercase();
+    assert!(
+        heads.contains("authorization: bearer tok-123\r\n"),
+        "{heads}"
+    );
+    // base64("rme:s3cret")
+    assert!(
+        heads.contains("authorization: basic cm1lonmzy3jlda=="),
+        "{heads}"
+    );
+}
