@@ -349,7 +349,7 @@ fn describe_delivery_metrics(store: &mut Store) {
     store.describe(
         SAMPLES,
         Kind::Counter,
-        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full).",
+        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
     );
     store.describe(
         SPOOL_RECORDS,
@@ -390,7 +390,7 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     }
     store.inc(
         Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
-        dropped.overflow_samples,
+        dropped.samples,
     );
 }
 

@@ -39,8 +39,8 @@ pub struct Dropped {
     pub corrupt: u64,
     /// Oldest records removed to stay under `max_bytes`.
     pub overflow: u64,
-    /// Samples in those overflow records.
-    pub overflow_samples: u64,
+    /// Samples in the dropped records, as far as their headers tell.
+    pub samples: u64,
 }
 
 /// What the index knows of a record without reading its body.
@@ -142,19 +142,20 @@ impl Spool {
             tracing::warn!(spool = %self.dir.display(), seq = old.seq, samples = old.samples, "spool full; dropping its oldest record");
             self.remove(old.seq)?;
             self.dropped.overflow += 1;
-            self.dropped.overflow_samples += old.samples;
+            self.dropped.samples += old.samples;
         }
         Ok(seq)
     }
 
     /// The oldest readable record; unreadable ones on the way are removed and counted.
     pub fn oldest(&mut self) -> anyhow::Result<Option<Record>> {
-        while let Some(&Entry { seq, .. }) = self.index.first() {
+        while let Some(&Entry { seq, samples, .. }) = self.index.first() {
             match self.read(seq) {
                 Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) => {
                     tracing::warn!(spool = %self.dir.display(), seq, "corrupt spool record skipped");
                     self.dropped.corrupt += 1;
+                    self.dropped.samples += samples;
                     self.remove(seq)?;
                 }
                 Err(e) => return Err(e),
@@ -293,6 +294,10 @@ mod tests {
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.oldest().unwrap().unwrap().body, b"second");
         assert_eq!(s.dropped.corrupt, 1);
+        assert_eq!(
+            s.dropped.samples, 1,
+            "the intact header still tells its sample count"
+        );
         assert!(!dir.path().join("00000000000000000099.tmp").exists());
     }
 
@@ -305,7 +310,7 @@ mod tests {
         }
         assert_eq!(s.len(), 3);
         assert_eq!(s.dropped.overflow, 2);
-        assert_eq!(s.dropped.overflow_samples, 14);
+        assert_eq!(s.dropped.samples, 14);
         assert_eq!(s.samples(), 21);
         assert_eq!(s.oldest().unwrap().unwrap().body, vec![2u8; 10]);
     }
@@ -330,6 +335,7 @@ mod tests {
         }
         assert_eq!(got, [(b"first".to_vec(), 3), (b"second".to_vec(), 4)]);
         assert_eq!(s.dropped.corrupt, 1);
+        assert_eq!(s.dropped.samples, 0, "a torn header tells nothing");
     }
 
     #[test]
