@@ -64,8 +64,8 @@ pub struct RemoteWrite {
     auth: Box<Auth>,
     batch_size: usize,
     external_labels: Vec<(String, String)>,
-    /// Label sets of the last snapshot, to mark vanished series stale.
-    last_sent: HashSet<Vec<prompb::Label>>,
+    /// Label sets of the last snapshot with their fingerprints, to mark vanished series stale.
+    last_sent: Vec<(u64, Vec<prompb::Label>)>,
 }
 
 impl RemoteWrite {
@@ -91,7 +91,7 @@ impl RemoteWrite {
             auth: Box::new(auth),
             batch_size: config.batch_size.max(1),
             external_labels: config.external_labels.clone().into_iter().collect(),
-            last_sent: HashSet::new(),
+            last_sent: Vec::new(),
         })
     }
 
@@ -164,16 +164,26 @@ impl RemoteWrite {
         }
     }
 
-    /// Adds a stale marker for every series sent last time and absent now
-    /// (expired by the store), as the spec requires; remembered in memory only.
-    fn mark_stale(&mut self, requests: &mut Vec<(prompb::WriteRequest, u64)>, at_ms: i64) {
-        let now: HashSet<Vec<prompb::Label>> = requests
-            .iter()
-            .flat_map(|(r, _)| r.timeseries.iter().map(|t| t.labels.clone()))
+    /// Stale markers for every series sent last time and absent now (expired
+    /// by the store), as the spec requires; remembered in memory only. Takes
+    /// the already compressed requests to move their labels, not copy them.
+    fn stale_markers(
+        &mut self,
+        sent: Vec<(prompb::WriteRequest, u64)>,
+        at_ms: i64,
+    ) -> Vec<(prompb::WriteRequest, u64)> {
+        let now: Vec<(u64, Vec<prompb::Label>)> = sent
+            .into_iter()
+            .flat_map(|(r, _)| {
+                r.timeseries
+                    .into_iter()
+                    .map(|t| (fingerprint(&t.labels), t.labels))
+            })
             .collect();
-        let gone = self.last_sent.iter().filter(|l| !now.contains(*l));
+        let present: HashSet<u64> = now.iter().map(|(f, _)| *f).collect();
+        let gone = self.last_sent.iter().filter(|(f, _)| !present.contains(f));
         let stale: Vec<_> = gone
-            .map(|labels| prompb::TimeSeries {
+            .map(|(_, labels)| prompb::TimeSeries {
                 labels: labels.clone(),
                 samples: vec![prompb::Sample {
                     value: f64::from_bits(STALE_NAN),
@@ -181,14 +191,17 @@ impl RemoteWrite {
                 }],
             })
             .collect();
-        for chunk in stale.chunks(self.batch_size) {
-            let req = prompb::WriteRequest {
-                timeseries: chunk.to_vec(),
-                metadata: Vec::new(),
-            };
-            requests.push((req, chunk.len() as u64));
-        }
         self.last_sent = now;
+        stale
+            .chunks(self.batch_size)
+            .map(|chunk| {
+                let req = prompb::WriteRequest {
+                    timeseries: chunk.to_vec(),
+                    metadata: Vec::new(),
+                };
+                (req, chunk.len() as u64)
+            })
+            .collect()
     }
 
     fn authorize(
@@ -207,6 +220,15 @@ impl RemoteWrite {
             Auth::Bearer(f) => req.bearer_auth(read_secret(f)?),
         })
     }
+}
+
+/// A series' identity as a hash: comparing these, not label strings, keeps
+/// stale-marker bookkeeping cheap (a collision only loses one stale marker).
+fn fingerprint(labels: &[prompb::Label]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    h.finish()
 }
 
 /// Protobuf, then snappy block format (never the framed format: the spec forbids it).
@@ -264,17 +286,21 @@ impl Sink for RemoteWrite {
     }
 
     fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        let mut requests = self.requests(snap);
-        self.mark_stale(&mut requests, snap.at_ms);
-        requests
-            .iter()
-            .map(|(req, samples)| {
-                Ok(Batch {
-                    body: compress(req)?,
-                    samples: *samples,
-                })
+        let to_batch = |(req, samples): &(prompb::WriteRequest, u64)| -> anyhow::Result<Batch> {
+            Ok(Batch {
+                body: compress(req)?,
+                samples: *samples,
             })
-            .collect()
+        };
+        let requests = self.requests(snap);
+        let mut batches = requests
+            .iter()
+            .map(to_batch)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for stale in self.stale_markers(requests, snap.at_ms) {
+            batches.push(to_batch(&stale)?);
+        }
+        Ok(batches)
     }
 
     async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
