@@ -20,6 +20,8 @@ pub trait LineParser: Send {
     fn describe(&self, store: &mut Store);
     /// Updates the store from one line (without its newline).
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+    /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
+    fn finish(&mut self, _store: &mut Store) {}
 }
 
 /// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`).
@@ -161,6 +163,7 @@ pub fn parse_file(
         anyhow::bail!("{}: no such file", file.display());
     }
     tailer.read_new(&mut |line| feed(&mut *parser, line, &mut store))?;
+    parser.finish(&mut store);
     let snap = store.snapshot(crate::store::now_ms());
     Ok(crate::text::render(&snap, crate::text::Format::OpenMetrics))
 }

@@ -1,15 +1,13 @@
-//! audit.log: records counted by type, and grouped into events by `(node, time, serial)`.
+//! audit.log: records counted by type, grouped into events (see `events.rs`),
+//! and serial numbers followed for gaps.
 //!
-//! The tricky point is deciding when an event is complete without a clock and
-//! with bounded memory. An event is counted as soon as its labels are known: at
-//! its SYSCALL record (kernel events log their other records before it), at a
-//! leading record that carries `res=` (user-space messages have no EOE), or at
-//! EOE. Events that show none of these (lone kernel records) are counted when
-//! they leave the window: a record more than 2 s apart arrived, or more than
-//! [`MAX_OPEN`] events are open.
+//! The tricky point of the serials: they are per node, wrap at 2³², restart at
+//! boot, and records of neighbouring events may arrive out of order, so a
+//! skipped serial only counts as lost once the sequence is a few serials past it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
+use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Header, Outcome, Token, all_tokens, field};
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Kind, Series, Store};
@@ -22,62 +20,14 @@ const AVC: &str = "audit_avc_total";
 const ANOMALIES: &str = "audit_anomalies_total";
 const GAPS: &str = "audit_sequence_gaps_total";
 
-/// Events held open at most; the oldest is counted when one more arrives.
-pub const MAX_OPEN: usize = 1024;
-/// An open event is counted once a record this much newer (ms) was read.
-const EVENT_WINDOW_MS: u64 = 2000;
 /// Nodes whose serials are followed for gaps (more are not followed).
 const MAX_NODES: usize = 64;
-
-/// Records that only ever accompany another one, so never name an event.
-const AUXILIARY: &[&str] = &[
-    "PATH",
-    "CWD",
-    "EXECVE",
-    "PROCTITLE",
-    "SOCKADDR",
-    "SOCKETCALL",
-    "EOE",
-    "OBJ_PID",
-    "BPRM_FCAPS",
-    "CAPSET",
-    "MMAP",
-    "FD_PAIR",
-    "IPC",
-    "IPC_SET_PERM",
-    "MQ_OPEN",
-    "MQ_SENDRECV",
-    "MQ_NOTIFY",
-    "MQ_GETSETATTR",
-    "KERN_MODULE",
-    "EXECVE_ARG",
-];
 
 /// Parses audit.log lines (raw or ENRICHED).
 #[derive(Debug, Default)]
 pub struct AuditLog {
-    open: HashMap<EventId, u64>,
-    /// Open events by arrival, oldest first.
-    order: BTreeMap<u64, (EventId, Event)>,
-    arrivals: u64,
+    events: Events,
     sequences: HashMap<String, Sequence>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct EventId {
-    node: String,
-    ms: u64,
-    serial: u32,
-}
-
-#[derive(Debug)]
-struct Event {
-    first: String,
-    /// First record that is not auxiliary: what the event is about.
-    primary: Option<String>,
-    key: Option<String>,
-    outcome: Option<Outcome>,
-    counted: bool,
 }
 
 impl LineParser for AuditLog {
@@ -128,6 +78,10 @@ impl LineParser for AuditLog {
         self.add_to_event(&header, &tokens, store);
         Ok(())
     }
+
+    fn finish(&mut self, store: &mut Store) {
+        self.close_all(store);
+    }
 }
 
 /// Per-record metrics.
@@ -154,81 +108,28 @@ impl AuditLog {
             ms: h.ms,
             serial: h.serial,
         };
-        let (arrival, fresh) = match self.open.get(&id) {
-            Some(&a) => (a, false),
-            None => {
-                self.arrivals += 1;
-                let event = Event {
-                    first: h.kind.to_string(),
-                    primary: None,
-                    key: None,
-                    outcome: None,
-                    counted: false,
-                };
-                self.open.insert(id.clone(), self.arrivals);
-                self.order.insert(self.arrivals, (id.clone(), event));
-                (self.arrivals, true)
-            }
-        };
-        let Some((_, event)) = self.order.get_mut(&arrival) else {
-            return;
-        };
-        if event.primary.is_none() && !AUXILIARY.contains(&h.kind) {
-            event.primary = Some(h.kind.to_string());
-        }
+        let syscall = (h.kind == "SYSCALL").then(|| {
+            let success = field(tokens, "success").map(|(v, _)| Outcome::from_value(v));
+            (record::rule_key(tokens), success)
+        });
         let res = field(tokens, "res").map(|(v, _)| Outcome::from_value(v));
-        let decides = match h.kind {
-            "SYSCALL" => {
-                event.key = Some(record::rule_key(tokens));
-                let success = field(tokens, "success").map(|(v, _)| Outcome::from_value(v));
-                event.outcome = event.outcome.or(success);
-                true
-            }
-            "EOE" => true,
-            _ => fresh && res.is_some(),
-        };
-        event.outcome = event.outcome.or(res);
-        if decides && !event.counted {
-            event.counted = true;
-            count_event(event, store);
-        }
-        if h.kind == "EOE" {
-            self.close(arrival, store);
-        }
-        self.evict_old(h.ms, store);
-    }
-
-    /// Counts and forgets the oldest events while they are over the cap or
-    /// more than the window away from `now_ms` (either way: clocks step back).
-    fn evict_old(&mut self, now_ms: u64, store: &mut Store) {
-        while let Some((&arrival, (id, _))) = self.order.first_key_value() {
-            let too_many = self.order.len() > MAX_OPEN;
-            if !too_many && id.ms.abs_diff(now_ms) <= EVENT_WINDOW_MS {
-                break;
-            }
-            self.close(arrival, store);
+        for event in self.events.add(
+            id,
+            Part {
+                kind: h.kind,
+                res,
+                syscall,
+            },
+        ) {
+            count_event(&event, store);
         }
     }
 
-    fn close(&mut self, arrival: u64, store: &mut Store) {
-        if let Some((id, event)) = self.order.remove(&arrival) {
-            self.open.remove(&id);
-            if !event.counted {
-                count_event(&event, store);
-            }
+    /// Counts every event still waiting, as at the end of a file.
+    pub fn close_all(&mut self, store: &mut Store) {
+        for event in self.events.drain() {
+            count_event(&event, store);
         }
-    }
-
-    /// Counts every open event, as at the end of a file.
-    pub fn finish(&mut self, store: &mut Store) {
-        while let Some((&arrival, _)) = self.order.first_key_value() {
-            self.close(arrival, store);
-        }
-    }
-
-    /// Events read but not yet counted or closed.
-    pub fn open_events(&self) -> usize {
-        self.order.len()
     }
 
     fn follow_sequence(&mut self, h: &Header<'_>, store: &mut Store) {
@@ -249,14 +150,13 @@ impl AuditLog {
     }
 }
 
-fn count_event(event: &Event, store: &mut Store) {
-    let kind = event.primary.as_deref().unwrap_or(&event.first);
-    let key = event.key.as_deref().unwrap_or("(none)");
-    let result = event.outcome.unwrap_or(Outcome::Unknown).label();
-    store.inc(
-        Series::new(EVENTS, &[("type", kind), ("key", key), ("result", result)]),
-        1,
-    );
+fn count_event(e: &Counted, store: &mut Store) {
+    let labels = [
+        ("type", e.kind.as_str()),
+        ("key", e.key.as_str()),
+        ("result", e.outcome.label()),
+    ];
+    store.inc(Series::new(EVENTS, &labels), 1);
 }
 
 /// One node's serial numbers: the highest seen and the recent ones skipped,
@@ -349,7 +249,7 @@ mod tests {
         assert_eq!(store.sum(EVENTS, &[]), 1);
         assert_eq!(store.sum(RECORDS, &[]), 4);
         assert_eq!(store.sum(AVC, &[("result", "denied")]), 1);
-        assert_eq!(log.open_events(), 0);
+        assert_eq!(log.events.held(), 0);
     }
 
     #[test]
@@ -380,20 +280,8 @@ mod tests {
         .unwrap();
         assert_eq!(events(&store, "ANOM_PROMISCUOUS", "(none)", "unknown"), 1);
         assert_eq!(store.sum(ANOMALIES, &[("type", "ANOM_PROMISCUOUS")]), 1);
-        log.finish(&mut store);
+        log.close_all(&mut store);
         assert_eq!(events(&store, "NETFILTER_CFG", "(none)", "unknown"), 2);
-    }
-
-    #[test]
-    fn open_events_stay_bounded() {
-        let mut log = AuditLog::default();
-        let mut store = Store::new(Limits::default());
-        for serial in 0..(MAX_OPEN as u32 * 3) {
-            let line = format!("type=PATH msg=audit(5.000:{serial}): item=0");
-            log.parse(&line, &mut store).unwrap();
-            assert!(log.open_events() <= MAX_OPEN);
-        }
-        assert_eq!(store.sum(EVENTS, &[]), 2 * MAX_OPEN as u64);
     }
 
     #[test]
@@ -465,8 +353,8 @@ mod tests {
                 .collect();
             let _ = log.parse(&line, &mut store);
         }
-        log.finish(&mut store);
-        assert_eq!(log.open_events(), 0);
+        log.close_all(&mut store);
+        assert_eq!(log.events.held(), 0);
         assert!(matches!(
             store.get(&Series::new(GAPS, &[])),
             None | Some(Value::Counter(_))

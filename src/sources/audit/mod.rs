@@ -4,9 +4,12 @@
 //! needs CAP_AUDIT_CONTROL) once per flush; [`AuditLog`] counts records and
 //! events from auditd's log. The tricky point of each is in its module.
 
+mod events;
 mod log;
 mod netlink;
 mod record;
+#[cfg(test)]
+mod samples;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

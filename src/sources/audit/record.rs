@@ -205,7 +205,7 @@ pub fn decode(value: &str, quote: Quote) -> String {
 
 fn hex_bytes(v: &str) -> Option<Vec<u8>> {
     if v.is_empty()
-        || v.len() % 2 != 0
+        || !v.len().is_multiple_of(2)
         || !v
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
