@@ -175,9 +175,10 @@ impl Probe for AuditStatusProbe {
                 self.last_error = Some(label);
                 store.set(Series::new(UP, &[]), 0.0);
                 store.inc(Series::new(ERRORS, &[("error", label)]), 1);
+                store.inc(Series::new(super::PROBE_ERRORS, &[("source", "audit")]), 1);
             }
         }
-        // Failures are counted above; logging them every flush would only repeat the warning.
+        // Failures are counted above; returning them would log the warning again at every flush.
         Ok(())
     }
 }
@@ -202,7 +203,8 @@ pub fn advice(e: &QueryError) -> &'static str {
     }
 }
 
-fn record_status(s: &AuditStatus, store: &mut Store) {
+/// Sets the status metrics (also for a status relayed by a privileged helper).
+pub fn record_status(s: &AuditStatus, store: &mut Store) {
     let gauges = [
         (ENABLED, s.enabled),
         (FAILURE_MODE, s.failure),

@@ -19,7 +19,8 @@ const HEADER_LEN: usize = 16;
 const MIN_STATUS_LEN: usize = 32;
 
 /// `struct audit_status` (linux/audit.h); fields a kernel did not send are `None`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Serializable so a privileged helper can hand it over as is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditStatus {
     pub enabled: u32,
     pub failure: u32,
