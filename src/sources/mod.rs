@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod fail2ban;
+pub mod fail2ban_socket;
 pub mod reaction;
+pub mod reaction_show;
 
 use serde::Deserialize;
 
@@ -65,13 +67,20 @@ pub fn describe_self_metrics(store: &mut Store) {
         Counter,
         "Log lines that matched no known format, by source; they are skipped.",
     );
-    store.describe(PROBE_ERRORS, Counter, "Failed live-state probes, by source.");
+    store.describe(
+        PROBE_ERRORS,
+        Counter,
+        "Failed live-state probes, by source.",
+    );
 }
 
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     let source = parser.source();
-    store.inc(crate::store::Series::new(LINES_READ, &[("source", source)]), 1);
+    store.inc(
+        crate::store::Series::new(LINES_READ, &[("source", source)]),
+        1,
+    );
     if parser.parse(line, store).is_err() {
         store.inc(
             crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
@@ -123,13 +132,21 @@ pub fn parse_file(
     use crate::config::SourceConfig;
     let log = Some(file.to_path_buf());
     let config = match source {
-        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig { name: None, log, socket: None }),
+        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {
+            name: None,
+            log,
+            socket: None,
+            helper: None,
+        }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,
             log,
             journal: None,
             config: reaction_config,
             pattern_labels,
+            show: false,
+            socket: None,
+            command: reaction::default_command(),
         }),
         "audit" => SourceConfig::Audit(audit::AuditConfig { name: None, log }),
         other => anyhow::bail!("unknown source '{other}'"),
