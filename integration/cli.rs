@@ -348,3 +348,120 @@ pub fn wait_for(url: &str, ok: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Collects a child's stdout in the background.
+fn collect(out: std::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let mut g = b.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    buf
+}
+
+/// The last complete OpenMetrics exposition printed so far.
+fn last_exposition(buf: &std::sync::Mutex<String>) -> String {
+    let all = buf.lock().unwrap().clone();
+    let mut parts: Vec<&str> = all.split("# EOF\n").collect();
+    parts.pop(); // after the last EOF: incomplete
+    parts.last().map(|s| s.to_string()).unwrap_or_default()
+}
+
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let rlog = dir.path().join("reaction.log");
+    append(&log, &f2b_line(1));
+    append(
+        &rlog,
+        "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [203.0.113.9]\n",
+    );
+    let base = format!(
+        "interval_secs = 1\nstate_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+        dir.path().join("state").display(),
+        log.display()
+    );
+    let config = write(dir.path(), "rme.toml", &base);
+    let mut child = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect_stderr(child.stderr.take().unwrap());
+    wait_until("a first flush", || {
+        metric_value(&last_exposition(&out), LINES) == Some(1.0)
+    });
+    append(&log, &f2b_line(2));
+    append(&log, &f2b_line(3));
+    wait_until("the appended lines", || {
+        metric_value(&last_exposition(&out), LINES) == Some(3.0)
+    });
+
+    // a broken config is refused and the daemon keeps going
+    write(dir.path(), "rme.toml", "interval_secs = 0\n");
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_until("the rejection", || {
+        err.lock().unwrap().contains("new config rejected")
+    });
+    append(&log, &f2b_line(4));
+    wait_until("flushes after a rejected reload", || {
+        metric_value(&last_exposition(&out), LINES) == Some(4.0)
+    });
+
+    // a valid one is taken, counters continue from the state file
+    let reaction = format!(
+        "[[sources]]\ntype = \"reaction\"\nlog = \"{}\"\n",
+        rlog.display()
+    );
+    write(dir.path(), "rme.toml", &format!("{base}{reaction}"));
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let reaction_lines = "rme_lines_read_total{source=\"reaction\"}";
+    wait_until("the reloaded config", || {
+        metric_value(&last_exposition(&out), reaction_lines) == Some(1.0)
+    });
+    assert_eq!(metric_value(&last_exposition(&out), LINES), Some(4.0));
+
+    // SIGTERM: a last flush with what came in just before, then a clean exit
+    append(&log, &f2b_line(5));
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", err.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
+}
+
+fn collect_stderr(e: std::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut e = e;
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = e.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
