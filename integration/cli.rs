@@ -349,16 +349,21 @@ pub fn wait_for(url: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// Collects a child's stdout in the background.
-fn collect(out: std::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<String>> {
+/// Collects a child's output in the background.
+fn collect(
+    mut out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
     let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let b = buf.clone();
     std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let mut g = b.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     });
     buf
@@ -404,7 +409,7 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
         .unwrap();
     let pid = child.id() as i32;
     let out = collect(child.stdout.take().unwrap());
-    let err = collect_stderr(child.stderr.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
     wait_until("a first flush", || {
         metric_value(&last_exposition(&out), LINES) == Some(1.0)
     });
@@ -446,24 +451,6 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
     assert!(status.success(), "{status:?}: {}", err.lock().unwrap());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
-}
-
-fn collect_stderr(e: std::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut e = e;
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = e.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-    buf
 }
 
 /// No journald runs in the test machines, so a stand-in `journalctl` (a shell
