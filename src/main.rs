@@ -79,6 +79,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli.command) {
         Ok(code) => code,
@@ -91,8 +92,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Push { config, once } => {
-            let config = load(config.as_deref())?;
+        Command::Push {
+            config: config_path,
+            once,
+        } => {
+            let config = load(config_path.as_deref())?;
             let rt = tokio::runtime::Runtime::new()?;
             if once {
                 let report = rt.block_on(push::run_once(&config))?;
@@ -105,15 +109,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 });
             }
-            rt.block_on(push::run_daemon(&config, true))?;
+            let reload = || load(config_path.as_deref()).map(|_| ());
+            rt.block_on(push::run_daemon(&config, true, &reload))?;
         }
-        Command::Serve { config } => {
-            let config = load(config.as_deref())?;
-            let mut config = config;
+        Command::Serve {
+            config: config_path,
+        } => {
+            let mut config = load(config_path.as_deref())?;
             config
                 .serve
                 .get_or_insert_with(config::ServeConfig::default);
-            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false))?;
+            let reload = || load(config_path.as_deref()).map(|_| ());
+            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false, &reload))?;
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config)?;
