@@ -116,8 +116,14 @@ fn bind(path: &Path, group: Option<&str>) -> anyhow::Result<UnixListener> {
         ),
         Err(_) => {}
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+    // Created 0600 so nobody can connect before the group and mode below are set.
+    // SAFETY: umask only swaps the process's file-creation mask; the helper has no other
+    // threads yet, so no file is created concurrently with the narrower mask.
+    let before = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(before) };
+    let listener = bound.with_context(|| format!("listening on {}", path.display()))?;
     if let Some(gid) = gid {
         std::os::unix::fs::chown(path, None, Some(gid))
             .with_context(|| format!("giving {} to group {gid}", path.display()))?;
