@@ -2,6 +2,9 @@
 //! private temp dir with the no-op `dummy` ban action (no firewall is touched): the
 //! socket probe, directly and through `rme helper`, must report what
 //! `fail2ban-client status JAIL` says at the same moment.
+//!
+//! Also the `reaction show` probe through `rme push`, with a stand-in `reaction` script:
+//! no reaction binary is packaged for this machine, so only rme's side is real there.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -364,4 +367,58 @@ fn missing_socket_sets_up_to_zero_and_says_why() {
     let (text, err) = push_once(dir.path(), &format!("helper = \"{}\"", missing.display()));
     assert_eq!(metric_value(&text, "fail2ban_up"), Some(0.0), "{text}");
     assert!(err.contains("is `rme helper` running?"), "{err}");
+}
+
+/// `show = true` wires the `reaction show` probe: it runs `command` with `-s socket -f json`
+/// and its gauges reach the sink, with no match value (IP) in any label.
+#[test]
+fn reaction_show_probe_through_rme_push() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let json = r#"{"ssh": {"failedlogin": {
+        "192.0.2.1": {"matches": 2},
+        "203.0.113.9": {"actions": {"unban": ["2024-04-30 12:00:01", "2024-04-30 12:10:01"]}}}}}"#;
+    write(d, "show.json", json);
+    let fake = write(
+        d,
+        "reaction",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > '{0}/args'\ncat '{0}/show.json'\n",
+            d.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = write(
+        d,
+        "rme.toml",
+        &format!(
+            "state_dir = \"{0}/state\"\n[[sources]]\ntype = \"reaction\"\nshow = true\n\
+             socket = \"{0}/reaction.sock\"\ncommand = \"{1}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            d.display(),
+            fake.display()
+        ),
+    );
+    let out = rme()
+        .args(["push", "--once", "--config"])
+        .arg(&config)
+        .output()
+        .expect("running rme");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(metric_value(&text, "reaction_up"), Some(1.0), "{text}");
+    let sf = "stream=\"ssh\"";
+    let pending = format!("reaction_pending_count{{action=\"unban\",filter=\"failedlogin\",{sf}}}");
+    assert_eq!(metric_value(&text, &pending), Some(2.0), "{text}");
+    let matches = format!("reaction_current_matches{{filter=\"failedlogin\",{sf}}}");
+    assert_eq!(metric_value(&text, &matches), Some(2.0), "{text}");
+    assert!(
+        !text.contains("192.0.2.1") && !text.contains("203.0.113.9"),
+        "{text}"
+    );
+    let args = std::fs::read_to_string(d.join("args")).expect("the fake reaction ran");
+    assert_eq!(
+        args.trim(),
+        format!("show -s {}/reaction.sock -f json", d.display())
+    );
 }

@@ -225,9 +225,12 @@ pub fn read_status(socket: &Path, timeout: Duration) -> anyhow::Result<Fail2banS
     let names = jail_names(&conn.ask(&["status"])?)?;
     let mut jails = Vec::with_capacity(names.len());
     for name in names {
-        // "short" leaves out the banned IP list, which can be megabytes.
-        let mut jail = jail_status(&name, &conn.ask(&["status", &name, "short"])?)
-            .with_context(|| format!("jail {name}"))?;
+        // "short" leaves out the banned IP list, which can be megabytes; fail2ban
+        // releases without status flavours refuse it, so ask again plainly.
+        let reply = conn
+            .ask(&["status", &name, "short"])
+            .or_else(|_| conn.ask(&["status", &name]))?;
+        let mut jail = jail_status(&name, &reply).with_context(|| format!("jail {name}"))?;
         let mut get = |what: &str| match conn.ask(&["get", &name, what]) {
             Ok(Value::I64(n)) => Some(n),
             _ => None,
