@@ -18,9 +18,15 @@ pub struct Fail2banConfig {
     /// fail2ban's log file (`logtarget`), e.g. /var/log/fail2ban.log.
     #[serde(default)]
     pub log: Option<PathBuf>,
-    /// fail2ban's control socket, e.g. /var/run/fail2ban/fail2ban.sock.
+    /// fail2ban's control socket, e.g. /var/run/fail2ban/fail2ban.sock, read once per
+    /// flush for the live gauges (`fail2ban_up`, `fail2ban_jail_banned_current`, …).
+    /// It is root-only: see `helper`.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// Ask `rme helper` listening on this socket (e.g. /run/rme/helper.sock) for the
+    /// live gauges instead of reading `socket`, so rme itself needs no privilege.
+    #[serde(default)]
+    pub helper: Option<PathBuf>,
 }
 
 impl Fail2banConfig {
@@ -28,15 +34,21 @@ impl Fail2banConfig {
         self.log
             .iter_mut()
             .chain(self.socket.iter_mut())
+            .chain(self.helper.iter_mut())
             .for_each(fix);
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_none() && self.socket.is_none() {
+        if self.log.is_none() && self.socket.is_none() && self.helper.is_none() {
             return Err(Invalid::new(
                 key,
-                "a fail2ban source needs `log` or `socket`",
+                "a fail2ban source needs `log`, `socket` or `helper`",
             ));
+        }
+        if self.socket.is_some() && self.helper.is_some() {
+            let why =
+                "set `socket` or `helper`, not both (the helper has its own --fail2ban-socket)";
+            return Err(Invalid::new(key, why));
         }
         Ok(())
     }
@@ -49,7 +61,17 @@ pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
             Box::new(Fail2banLog::default()) as Box<dyn LineParser>,
         )
     });
-    Ok((input, Vec::new()))
+    use super::fail2ban_socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
+    let via = match (&config.socket, &config.helper) {
+        (_, Some(h)) => Some(Via::Helper(h.clone())),
+        (Some(s), None) => Some(Via::Socket(s.clone())),
+        (None, None) => None,
+    };
+    let probes = via
+        .map(|v| Box::new(Fail2banSocket::new(v, PROBE_TIMEOUT)) as Box<dyn super::Probe>)
+        .into_iter()
+        .collect();
+    Ok((input, probes))
 }
 
 /// Parses fail2ban.log lines.

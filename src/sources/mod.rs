@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod fail2ban;
+pub mod fail2ban_socket;
 pub mod reaction;
+pub mod reaction_show;
 
 use serde::Deserialize;
 
@@ -136,6 +138,7 @@ pub fn parse_file(
             name: None,
             log,
             socket: None,
+            helper: None,
         }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,
@@ -143,6 +146,9 @@ pub fn parse_file(
             journal: None,
             config: reaction_config,
             pattern_labels,
+            show: false,
+            socket: None,
+            command: reaction::default_command(),
         }),
         "audit" => SourceConfig::Audit(audit::AuditConfig {
             log,

@@ -28,6 +28,21 @@ pub struct ReactionConfig {
     /// IPs as labels are unbounded cardinality, so this is opt-in.
     #[serde(default)]
     pub pattern_labels: Vec<String>,
+    /// Run `reaction show` once per flush for the live gauges (`reaction_pending_count`,
+    /// `reaction_current_matches`, `reaction_up`). Pattern values never become labels there.
+    #[serde(default)]
+    pub show: bool,
+    /// reaction's socket, passed to `reaction show -s`; reaction's own default
+    /// (/run/reaction/reaction.sock) when absent. rme's user needs access to it.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The `reaction` binary `show` runs. Default `reaction`, looked up in PATH.
+    #[serde(default = "default_command")]
+    pub command: PathBuf,
+}
+
+pub fn default_command() -> PathBuf {
+    PathBuf::from("reaction")
 }
 
 impl ReactionConfig {
@@ -35,6 +50,7 @@ impl ReactionConfig {
         self.log
             .iter_mut()
             .chain(self.config.iter_mut())
+            .chain(self.socket.iter_mut())
             .for_each(fix);
     }
 
@@ -52,9 +68,15 @@ pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
         (None, Some(j)) => Some(Input::Journal(j.clone())),
         _ => None,
     };
+    let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();
+    if config.show {
+        let show =
+            super::reaction_show::ReactionShow::new(config.command.clone(), config.socket.clone());
+        probes.push(Box::new(show));
+    }
     Ok((
         input.map(|i| (i, Box::new(ReactionLog::default()) as Box<dyn LineParser>)),
-        Vec::new(),
+        probes,
     ))
 }
 
