@@ -1,6 +1,7 @@
 //! Integration tests: the audit source through the real `rme` binary: the
-//! kernel's audit status over netlink (as root, and without CAP_AUDIT_CONTROL)
-//! and audit.log records followed across `rme push --once` runs.
+//! kernel's audit status over netlink (as root, without CAP_AUDIT_CONTROL, as
+//! nobody, and as nobody through `rme helper`) and audit.log records followed
+//! across `rme push --once` runs.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,8 +12,13 @@ fn config(dir: &Path, netlink: bool, log: Option<&Path>) -> std::path::PathBuf {
     let log = log
         .map(|p| format!("log = {:?}\n", p.display().to_string()))
         .unwrap_or_default();
+    config_with(dir, netlink, &log)
+}
+
+/// A config with one audit source (`extra` holds its other keys) and a stdout sink.
+fn config_with(dir: &Path, netlink: bool, extra: &str) -> std::path::PathBuf {
     let text = format!(
-        "state_dir = {state:?}\n\n[[sources]]\ntype = \"audit\"\nnetlink = {netlink}\n{log}\n[[sinks]]\ntype = \"stdout\"\n",
+        "state_dir = {state:?}\n\n[[sources]]\ntype = \"audit\"\nnetlink = {netlink}\n{extra}\n[[sinks]]\ntype = \"stdout\"\n",
         state = dir.join("state").display().to_string(),
     );
     write(dir, "rme.toml", &text)
@@ -246,4 +252,88 @@ fn parse_prints_enriched_events() {
         Some(1.0),
         "{text}"
     );
+}
+
+/// `rme push` as nobody gets the status through a root `rme helper --group nogroup`,
+/// and a clear error when no helper listens.
+#[test]
+fn nobody_reads_the_status_through_the_helper() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start the helper and switch to nobody");
+        return;
+    }
+    if let Err(why) = audit_get_permitted() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let socket = dir.path().join("helper.sock");
+    let helper_key = format!("helper = {:?}\n", socket.display().to_string());
+    let config = config_with(dir.path(), true, &helper_key);
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+    let absent = run_as(&nobody, &config);
+    assert_eq!(
+        metric_value(&stdout(&absent), "audit_status_up"),
+        Some(0.0),
+        "{}",
+        stderr(&absent)
+    );
+    let errors = "audit_status_errors_total{error=\"helper\"}";
+    assert_eq!(metric_value(&stdout(&absent), errors), Some(1.0));
+    assert!(
+        stderr(&absent).contains("is `rme helper` running?"),
+        "{}",
+        stderr(&absent)
+    );
+
+    let mut helper = rme()
+        .args(["helper", "--group", "65534", "--listen"])
+        .arg(&socket)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting rme helper");
+    let ready = || {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(&socket).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o660)
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let through = run_as(&nobody, &config);
+    let _ = helper.kill();
+    let _ = helper.wait();
+    let text = stdout(&through);
+    assert!(through.status.success(), "{}", stderr(&through));
+    assert_eq!(
+        metric_value(&text, "audit_status_up"),
+        Some(1.0),
+        "{text}\n{}",
+        stderr(&through)
+    );
+    assert!(
+        metric_value(&text, "audit_backlog_limit").is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, "audit_enabled").is_some_and(|v| (0.0..=2.0).contains(&v)),
+        "{text}"
+    );
+}
+
+fn run_as(setpriv_args: &[&str], config: &Path) -> Output {
+    Command::new("setpriv")
+        .args(setpriv_args)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rme"))
+        .args(["push", "--once", "--config"])
+        .arg(config)
+        .output()
+        .expect("running setpriv")
 }

@@ -1,5 +1,5 @@
 //! `rme helper`: the only part of rme that needs privilege (fail2ban's root-only
-//! socket; later CAP_AUDIT_CONTROL for the audit status). It listens on a unix
+//! socket; CAP_AUDIT_CONTROL for the kernel's audit status). It listens on a unix
 //! socket (mode 0660, group chosen by the admin) and answers fixed requests with JSON,
 //! so `rme push` can run as an unprivileged user.
 //!
@@ -33,15 +33,18 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Request {
     /// fail2ban's jails and counts, as [`crate::sources::fail2ban_socket::Fail2banStatus`].
     Fail2banStatus,
+    /// The kernel's audit status (AUDIT_GET), as [`crate::sources::audit::AuditStatus`].
+    AuditStatus,
 }
 
 impl Request {
-    pub const ALL: [Request; 1] = [Request::Fail2banStatus];
+    pub const ALL: [Request; 2] = [Request::Fail2banStatus, Request::AuditStatus];
 
     /// The line a client sends (without its newline).
     pub fn name(self) -> &'static str {
         match self {
             Request::Fail2banStatus => "fail2ban-status",
+            Request::AuditStatus => "audit-status",
         }
     }
 
@@ -80,6 +83,9 @@ pub fn answer(request: Request, options: &HelperOptions) -> Answer {
             crate::sources::fail2ban_socket::read_status(&options.fail2ban_socket, options.timeout)
                 .and_then(|s| Ok(serde_json::to_value(s)?))
         }
+        Request::AuditStatus => crate::sources::audit::query_kernel(options.timeout)
+            .map_err(anyhow::Error::from)
+            .and_then(|s| Ok(serde_json::to_value(s)?)),
     };
     match result {
         Ok(v) => Answer::Ok(v),
@@ -254,6 +260,7 @@ mod tests {
             Some(Request::Fail2banStatus)
         );
         assert_eq!(Request::parse("fail2ban-status extra"), None);
+        assert_eq!(Request::parse("audit-status"), Some(Request::AuditStatus));
         assert_eq!(Request::parse("status"), None);
     }
 

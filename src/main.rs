@@ -57,7 +57,7 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pattern_labels: Vec<String>,
     },
-    /// The privileged helper: answers fixed status requests (fail2ban-status) as JSON on a
+    /// The privileged helper: answers fixed status requests (fail2ban-status, audit-status) as JSON on a
     /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
     Helper {
         /// Socket to listen on (created mode 0660; a stale socket is replaced).

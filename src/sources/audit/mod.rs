@@ -39,6 +39,10 @@ pub struct AuditConfig {
     /// `AmbientCapabilities=CAP_AUDIT_CONTROL` in rme.service. Default true.
     #[serde(default = "default_netlink")]
     pub netlink: bool,
+    /// Ask `rme helper` listening on this socket (e.g. /run/rme/helper.sock) for the
+    /// kernel status instead of asking the kernel, so rme itself needs no capability.
+    #[serde(default)]
+    pub helper: Option<PathBuf>,
 }
 
 fn default_netlink() -> bool {
@@ -47,7 +51,10 @@ fn default_netlink() -> bool {
 
 impl AuditConfig {
     pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        self.log.iter_mut().for_each(fix);
+        self.log
+            .iter_mut()
+            .chain(self.helper.iter_mut())
+            .for_each(fix);
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
@@ -56,6 +63,10 @@ impl AuditConfig {
                 key,
                 "an audit source needs `log` or `netlink = true`",
             ));
+        }
+        if self.helper.is_some() && !self.netlink {
+            let why = "`helper` only serves the netlink status: remove it or set `netlink = true`";
+            return Err(Invalid::new(key, why));
         }
         Ok(())
     }
@@ -70,7 +81,7 @@ pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
     });
     let mut probes: Vec<Box<dyn Probe>> = Vec::new();
     if config.netlink {
-        probes.push(Box::new(AuditStatusProbe::default()));
+        probes.push(Box::new(AuditStatusProbe::new(config.helper.clone())));
     }
     Ok((input, probes))
 }
@@ -93,8 +104,39 @@ const WAIT_TIME_ACTUAL: &str = "audit_backlog_wait_time_actual_jiffies_total";
 /// Reads the kernel's audit status once per flush.
 #[derive(Debug, Default)]
 pub struct AuditStatusProbe {
+    /// Ask this `rme helper` socket instead of the kernel.
+    helper: Option<PathBuf>,
     /// The error of the previous probe, so a lasting one is logged once.
     last_error: Option<&'static str>,
+}
+
+impl AuditStatusProbe {
+    pub fn new(helper: Option<PathBuf>) -> AuditStatusProbe {
+        AuditStatusProbe {
+            helper,
+            last_error: None,
+        }
+    }
+
+    /// The status, or the error label and a message saying what to do.
+    fn read(&self) -> Result<AuditStatus, (&'static str, String)> {
+        let Some(socket) = &self.helper else {
+            return query_kernel(QUERY_TIMEOUT)
+                .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
+        };
+        let asked = crate::helper::ask(socket, crate::helper::Request::AuditStatus, QUERY_TIMEOUT)
+            .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
+        asked.map_err(|e| {
+            let hint = "`rme helper` needs CAP_AUDIT_CONTROL (run it as root) and rme's user in its `--group`";
+            ("helper", format!("{e:#}. {hint}"))
+        })
+    }
+}
+
+/// Asks the kernel directly, with a fresh sequence number.
+pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
+    static SEQ: AtomicU32 = AtomicU32::new(1);
+    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
 }
 
 impl Probe for AuditStatusProbe {
@@ -107,12 +149,12 @@ impl Probe for AuditStatusProbe {
         store.describe(
             UP,
             Gauge,
-            "1 if the kernel answered AUDIT_GET at the last flush, else 0.",
+            "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
         );
         store.describe(
             ERRORS,
             Counter,
-            "Failed AUDIT_GET queries, by error (eperm, econnrefused, eprotonosupport, timeout…).",
+            "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
         );
         store.describe(
             ENABLED,
@@ -158,19 +200,17 @@ impl Probe for AuditStatusProbe {
     }
 
     fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        static SEQ: AtomicU32 = AtomicU32::new(1);
-        match query(SEQ.fetch_add(1, Ordering::Relaxed), QUERY_TIMEOUT) {
+        match self.read() {
             Ok(status) => {
                 if self.last_error.take().is_some() {
-                    tracing::info!("audit status: the kernel answers AUDIT_GET again");
+                    tracing::info!("audit status: readable again");
                 }
                 store.set(Series::new(UP, &[]), 1.0);
                 record_status(&status, store);
             }
-            Err(e) => {
-                let label = e.label();
+            Err((label, message)) => {
                 if self.last_error != Some(label) {
-                    tracing::warn!(error = label, "audit status: {e}. {}", advice(&e));
+                    tracing::warn!(error = label, "audit status: {message}");
                 }
                 self.last_error = Some(label);
                 store.set(Series::new(UP, &[]), 0.0);
@@ -242,6 +282,15 @@ mod tests {
             "{err}"
         );
         assert!(toml::from_str::<AuditConfig>("netlnk = true").is_err());
+        let c: AuditConfig =
+            toml::from_str("netlink = false\nlog = \"/x\"\nhelper = \"/run/rme/helper.sock\"")
+                .unwrap();
+        assert!(
+            c.validate("sources[1]")
+                .unwrap_err()
+                .to_string()
+                .contains("helper")
+        );
     }
 
     #[test]
