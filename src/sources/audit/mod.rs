@@ -1,8 +1,9 @@
 //! Linux audit: the kernel's audit status over netlink, and audit.log records.
 //!
 //! Two independent parts: [`AuditStatusProbe`] asks the kernel (`AUDIT_GET`,
-//! needs CAP_AUDIT_CONTROL) once per flush; [`AuditLog`] counts records and
-//! events from auditd's log. The tricky point of each is in its module.
+//! needs CAP_AUDIT_CONTROL) once per flush, itself or through `rme helper`;
+//! [`AuditLog`] counts records and events from auditd's log. The tricky point
+//! of each is in its module.
 
 mod events;
 mod log;
@@ -229,7 +230,7 @@ pub fn advice(e: &QueryError) -> &'static str {
         "eperm" => {
             "Reading the kernel audit status needs CAP_AUDIT_CONTROL (in the initial user and PID namespaces). \
              Grant it to rme.service with `AmbientCapabilities=CAP_AUDIT_CONTROL` and \
-             `CapabilityBoundingSet=CAP_AUDIT_CONTROL`, or run the privileged `rme helper` and let rme ask it, \
+             `CapabilityBoundingSet=CAP_AUDIT_CONTROL`, or run `rme helper` as root and set `helper = \"/run/rme/helper.sock\"` in the audit source, \
              or set `netlink = false` in the audit source"
         }
         "econnrefused" => {
