@@ -25,22 +25,30 @@ pub struct Fail2banConfig {
 
 impl Fail2banConfig {
     pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        self.log.iter_mut().chain(self.socket.iter_mut()).for_each(fix);
+        self.log
+            .iter_mut()
+            .chain(self.socket.iter_mut())
+            .for_each(fix);
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         if self.log.is_none() && self.socket.is_none() {
-            return Err(Invalid::new(key, "a fail2ban source needs `log` or `socket`"));
+            return Err(Invalid::new(
+                key,
+                "a fail2ban source needs `log` or `socket`",
+            ));
         }
         Ok(())
     }
 }
 
 pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
-    let input = config
-        .log
-        .clone()
-        .map(|p| (Input::File(p), Box::new(Fail2banLog::default()) as Box<dyn LineParser>));
+    let input = config.log.clone().map(|p| {
+        (
+            Input::File(p),
+            Box::new(Fail2banLog::default()) as Box<dyn LineParser>,
+        )
+    });
     Ok((input, Vec::new()))
 }
 
