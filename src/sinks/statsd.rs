@@ -666,6 +666,16 @@ mod tests {
         assert!(ok.validate("sinks[0]").is_ok());
     }
 
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../examples/statsd.toml");
+        let config = crate::config::Config::parse(text, None).expect("examples/statsd.toml");
+        assert!(matches!(
+            config.sinks.as_slice(),
+            [crate::config::SinkConfig::Statsd(_)]
+        ));
+    }
+
     #[tokio::test]
     async fn udp_sends_each_body_as_one_datagram() {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
