@@ -24,6 +24,13 @@ fn fail2ban_lines(from: usize, n: usize) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// One counter as rme saved it in its state file.
+struct Counted {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: u64,
+}
+
 struct Setup {
     dir: tempfile::TempDir,
     log: PathBuf,
@@ -59,8 +66,8 @@ impl Setup {
         run_rme(&["push", "--once", "--config", self.config.to_str().unwrap()])
     }
 
-    /// Counters rme saved at its last flush, as (name, labels, value).
-    fn counted(&self) -> Vec<(String, Vec<(String, String)>, u64)> {
+    /// Counters rme saved at its last flush.
+    fn counted(&self) -> Vec<Counted> {
         let path = self.dir.path().join("state/state.json");
         let text = std::fs::read_to_string(&path).expect("reading rme's state file");
         let state: serde_json::Value = serde_json::from_str(&text).expect("state is JSON");
@@ -79,11 +86,11 @@ impl Setup {
                         )
                     })
                     .collect();
-                (
-                    c["series"]["name"].as_str().unwrap_or("").to_string(),
+                Counted {
+                    name: c["series"]["name"].as_str().unwrap_or("").to_string(),
                     labels,
-                    c["value"].as_u64().unwrap_or(0),
-                )
+                    value: c["value"].as_u64().unwrap_or(0),
+                }
             })
             .collect()
     }
@@ -121,8 +128,8 @@ impl Setup {
         let expected: Vec<(String, u64)> = self
             .counted()
             .into_iter()
-            .filter(|(_, _, v)| *v > 0)
-            .map(|(name, labels, v)| (self.graphite_count(&name, &labels), v))
+            .filter(|c| c.value > 0)
+            .map(|c| (self.graphite_count(&c.name, &c.labels), c.value))
             .collect();
         assert!(!expected.is_empty(), "rme counted nothing");
         let read = || -> Vec<(String, f64, u64)> {
@@ -167,10 +174,13 @@ fn graphite_sum(env: &HashMap<String, String>, metric: &str) -> f64 {
 fn lines_read(s: &Setup) -> u64 {
     s.counted()
         .iter()
-        .find(|(n, l, _)| {
-            n == "rme_lines_read_total" && l.iter().any(|(k, v)| k == "source" && v == "fail2ban")
+        .find(|c| {
+            c.name == "rme_lines_read_total"
+                && c.labels
+                    .iter()
+                    .any(|(k, v)| k == "source" && v == "fail2ban")
         })
-        .map_or(0, |c| c.2)
+        .map_or(0, |c| c.value)
 }
 
 #[test]
