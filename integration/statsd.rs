@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rme::sinks::Sink as _;
+use rme::sinks::statsd::{Statsd, StatsdConfig};
+use rme::store::{Point, Series, Snapshot, Value};
+
 use crate::common::{append, peer, rme, root, run_rme, samples, stderr, unique, write};
 
 /// Lines of a real fail2ban log; rme counts each in `rme_lines_read_total{source="fail2ban"}`.
@@ -155,8 +159,8 @@ impl Setup {
     }
 }
 
-/// Sum of the points of one graphite series over the last 10 minutes (0 when absent).
-fn graphite_sum(env: &HashMap<String, String>, metric: &str) -> f64 {
+/// Points of one graphite series over the last 10 minutes, oldest first.
+fn graphite_points(env: &HashMap<String, String>, metric: &str) -> Vec<f64> {
     let out = Command::new("/usr/bin/python3")
         .arg(root().join("integration/peers/lib/graphite_fetch.py"))
         .arg(&env["GRAPHITE_WHISPER_DIR"])
@@ -168,7 +172,12 @@ fn graphite_sum(env: &HashMap<String, String>, metric: &str) -> f64 {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .sum()
+        .collect()
+}
+
+/// Sum of the points of one graphite series (0 when absent).
+fn graphite_sum(env: &HashMap<String, String>, metric: &str) -> f64 {
+    graphite_points(env, metric).iter().sum()
 }
 
 fn lines_read(s: &Setup) -> u64 {
@@ -261,6 +270,61 @@ fn tcp_to_a_statsd_that_starts_late_loses_and_repeats_nothing() {
     assert!(out.status.success(), "second run: {}", stderr(&out));
     assert_eq!(lines_read(&s), 29);
     s.assert_graphite_matches(&env);
+}
+
+/// Gauges (a negative one too) and IPv6 label values, through the sink itself
+/// and real statsd: what graphite stores is what rme held.
+#[test]
+fn gauges_and_ipv6_labels_arrive_as_held() {
+    peer("carbon");
+    let env = peer("statsd");
+    let prefix = unique("rmetest_");
+    let text = format!(
+        "address = \"{}\"\nprefix = \"{prefix}\"",
+        env["STATSD_ADDR"]
+    );
+    let config: StatsdConfig = toml::from_str(&text).expect("sink config");
+    let mut sink = Statsd::new("statsd".into(), &config).expect("building the sink");
+    let banned = Series::new("rme_banned", &[("ip", "2001:db8::5"), ("jail", "sshd")]);
+    let below = Series::new("rme_below", &[]);
+    let hits = Series::new("rme_hits_total", &[("ip", "2001:db8::5")]);
+    let point = |series: &Series, value| Point {
+        series: series.clone(),
+        value,
+        start_ms: 1,
+    };
+    let snap = |below_value| Snapshot {
+        at_ms: 1,
+        points: vec![
+            point(&banned, Value::Gauge(3.0)),
+            point(&below, Value::Gauge(below_value)),
+            point(&hits, Value::Counter(7)),
+        ],
+        ..Snapshot::default()
+    };
+    // 10 then -4.5 within one statsd flush: without a `0|g` first, statsd would
+    // take "-4.5" as "subtract 4.5" and store 5.5.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for below_value in [10.0, -4.5] {
+        for body in sink.encode(&snap(below_value)).expect("encoding") {
+            rt.block_on(sink.send(&body)).expect("sending to statsd");
+        }
+    }
+    let hits_count = format!("stats.counters.{prefix}.rme_hits_total.count;ip=2001_db8__5");
+    wait_for_sum(&env, &hits_count, 7.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(graphite_sum(&env, &hits_count), 7.0, "{hits_count}");
+    let gauges = [
+        (
+            format!("stats.gauges.{prefix}.rme_banned;ip=2001_db8__5;jail=sshd"),
+            3.0,
+        ),
+        (format!("stats.gauges.{prefix}.rme_below"), -4.5),
+    ];
+    for (metric, want) in gauges {
+        let points = graphite_points(&env, &metric);
+        assert_eq!(points.last(), Some(&want), "{metric}: {points:?}");
+    }
 }
 
 fn wait_for_sum(env: &HashMap<String, String>, metric: &str, want: f64) {
