@@ -246,13 +246,19 @@ fn daemon_flushes_then_a_once_run_with_graphite_tags_add_up_exactly() {
     s.assert_graphite_matches(&env);
 }
 
-/// TCP to a private statsd (`servers/tcp`) that is down for the first run: the
-/// data waits in the spool and arrives once, with the next run's.
-#[test]
-fn tcp_to_a_statsd_that_starts_late_loses_and_repeats_nothing() {
+/// A private statsd that is down for the first run: the data waits in the
+/// spool and arrives once, with the next run's. Over TCP the connection is
+/// refused; over UDP loopback the "port unreachable" is seen at once.
+fn late_statsd_loses_and_repeats_nothing(protocol: &str, style: &'static str) {
     let env = peer("carbon");
-    let (port, mgmt) = (free_port(), free_port());
-    let s = setup(&format!("127.0.0.1:{port}"), "path", "protocol = \"tcp\"");
+    let port = if protocol == "udp" {
+        free_udp_port()
+    } else {
+        free_port()
+    };
+    let mgmt = free_port();
+    let extra = format!("protocol = \"{protocol}\"");
+    let s = setup(&format!("127.0.0.1:{port}"), style, &extra);
     append(&s.log, &fail2ban_lines(200, 20));
     let out = s.push_once();
     assert!(
@@ -264,12 +270,22 @@ fn tcp_to_a_statsd_that_starts_late_loses_and_repeats_nothing() {
         "{}",
         stderr(&out)
     );
-    let _statsd = start_tcp_statsd(&env, s.dir.path(), port, mgmt);
+    let _statsd = start_statsd(&env, s.dir.path(), protocol, port, mgmt);
     append(&s.log, &fail2ban_lines(220, 9));
     let out = s.push_once();
     assert!(out.status.success(), "second run: {}", stderr(&out));
     assert_eq!(lines_read(&s), 29);
     s.assert_graphite_matches(&env);
+}
+
+#[test]
+fn tcp_to_a_statsd_that_starts_late_loses_and_repeats_nothing() {
+    late_statsd_loses_and_repeats_nothing("tcp", "path");
+}
+
+#[test]
+fn udp_to_a_statsd_that_starts_late_loses_and_repeats_nothing() {
+    late_statsd_loses_and_repeats_nothing("udp", "dogstatsd");
 }
 
 /// Gauges (a negative one too) and IPv6 label values, through the sink itself
@@ -358,13 +374,24 @@ impl Drop for Daemon {
     }
 }
 
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a port");
+    s.local_addr().expect("local addr").port()
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
     l.local_addr().expect("local addr").port()
 }
 
-/// A second Etsy statsd, listening on TCP, flushing to the shared carbon.
-fn start_tcp_statsd(env: &HashMap<String, String>, dir: &Path, port: u16, mgmt: u16) -> Daemon {
+/// A second Etsy statsd on `port` (udp or tcp), flushing to the shared carbon.
+fn start_statsd(
+    env: &HashMap<String, String>,
+    dir: &Path,
+    protocol: &str,
+    port: u16,
+    mgmt: u16,
+) -> Daemon {
     let js = Path::new(&env["PEERS_TOOLS"]).join("statsd/node_modules/statsd/stats.js");
     let carbon_port = env["CARBON_ADDR"]
         .rsplit(':')
@@ -375,7 +402,7 @@ fn start_tcp_statsd(env: &HashMap<String, String>, dir: &Path, port: u16, mgmt: 
         dir,
         "statsd.js",
         &format!(
-            "{{ servers: [{{ server: \"./servers/tcp\", address: \"127.0.0.1\", port: {port} }}],\n\
+            "{{ servers: [{{ server: \"./servers/{protocol}\", address: \"127.0.0.1\", port: {port} }}],\n\
              mgmt_address: \"127.0.0.1\", mgmt_port: {mgmt}, flushInterval: 1000,\n\
              backends: [\"./backends/graphite\"], graphiteHost: \"127.0.0.1\", graphitePort: {carbon_port},\n\
              graphite: {{ legacyNamespace: false, globalPrefix: \"stats\" }}, deleteIdleStats: true }}\n"
@@ -391,8 +418,12 @@ fn start_tcp_statsd(env: &HashMap<String, String>, dir: &Path, port: u16, mgmt: 
         .expect("starting statsd (did `integration/peers/peers.sh install` run?)");
     let statsd = Daemon(child);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the TCP statsd did not start");
+    // The management port opens after the metric listeners.
+    while std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the private statsd did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     statsd

@@ -252,36 +252,22 @@ impl Statsd {
     async fn send_udp(&mut self, body: &[u8]) -> Result<(), SendError> {
         let addr = &self.config.address;
         if !matches!(self.conn, Conn::Udp(_)) {
-            let target = tokio::net::lookup_host(addr.as_str())
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| retry(format!("statsd {addr}: cannot resolve")))?;
-            let local = if target.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            };
-            let socket = UdpSocket::bind(local)
-                .await
-                .map_err(|e| retry(format!("binding a UDP socket: {e}")))?;
-            // Connected, so an ICMP "port unreachable" comes back as an error.
-            socket
-                .connect(target)
-                .await
-                .map_err(|e| retry(format!("statsd {addr}: {e}")))?;
-            self.conn = Conn::Udp(socket);
+            self.conn = Conn::Udp(connect_udp(addr).await?);
         }
         let Conn::Udp(socket) = &self.conn else {
             unreachable!("set above")
         };
-        match socket.send(body).await {
-            Ok(n) if n == body.len() => Ok(()),
-            Ok(n) => Err(retry(format!(
+        let sent = socket.send(body).await;
+        // Over loopback the "port unreachable" is already here when send returns:
+        // report this very datagram as not delivered, so it stays in the spool.
+        let refused = socket.take_error().ok().flatten();
+        match (sent, refused) {
+            (Ok(n), None) if n == body.len() => Ok(()),
+            (Ok(n), None) => Err(retry(format!(
                 "statsd {addr}: sent {n} of {} bytes",
                 body.len()
             ))),
-            Err(e) => {
+            (Err(e), _) | (Ok(_), Some(e)) => {
                 self.conn = Conn::None;
                 Err(retry(format!("statsd {addr}: {e}")))
             }
@@ -323,6 +309,29 @@ impl Statsd {
             }
         }
     }
+}
+
+/// A UDP socket connected to statsd, so that an ICMP "port unreachable"
+/// (statsd down) comes back as an error instead of vanishing.
+async fn connect_udp(addr: &str) -> Result<UdpSocket, SendError> {
+    let target = tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| retry(format!("statsd {addr}: cannot resolve")))?;
+    let local = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = UdpSocket::bind(local)
+        .await
+        .map_err(|e| retry(format!("binding a UDP socket: {e}")))?;
+    socket
+        .connect(target)
+        .await
+        .map_err(|e| retry(format!("statsd {addr}: {e}")))?;
+    Ok(socket)
 }
 
 /// Whether statsd still holds the connection open. It never writes to us, so a
@@ -684,6 +693,20 @@ mod tests {
         let mut buf = [0u8; 2048];
         let n = server.recv(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"a:1|c\nb:2|g");
+    }
+
+    #[tokio::test]
+    async fn udp_to_a_closed_port_on_loopback_is_retried() {
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut s = sink(&format!("address = \"{closed}\""));
+        for _ in 0..3 {
+            let err = s.send(b"a:1|c").await.expect_err("nobody listens");
+            assert!(matches!(err, SendError::Retry { .. }), "{err:?}");
+        }
     }
 
     #[tokio::test]
