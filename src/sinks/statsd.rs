@@ -30,8 +30,9 @@ pub struct StatsdConfig {
     /// statsd's `host:port`. Default `127.0.0.1:8125`.
     #[serde(default = "default_address")]
     pub address: String,
-    /// `udp` (default) or `tcp` (statsd with `server: "./servers/tcp"`).
-    /// TCP is not lost on a busy network; a refused connection keeps the data spooled.
+    /// `udp` (default) or `tcp` (statsd with `server: "./servers/tcp"`). Over
+    /// UDP a datagram lost on the way is lost for good (a local statsd that is
+    /// down is noticed and the data kept); over TCP nothing is dropped silently.
     #[serde(default)]
     pub protocol: Protocol,
     /// Put before every metric name with a dot, e.g. `rme.web1`. Letters, digits,
@@ -216,6 +217,7 @@ impl Statsd {
             },
             Value::Gauge(g) if !g.is_finite() => None,
             Value::Gauge(g) if g < 0.0 => Some(format!("{key}:0|g{tags}\n{key}:{g}|g{tags}")),
+            // abs() because -0.0 would print as "-0", an adjustment.
             Value::Gauge(g) => Some(format!("{key}:{}|g{tags}", g.abs())),
         }
     }
@@ -267,6 +269,9 @@ impl Statsd {
                 "statsd {addr}: sent {n} of {} bytes",
                 body.len()
             ))),
+            (Err(e), _) if e.raw_os_error() == Some(libc::EMSGSIZE) => Err(SendError::Reject {
+                reason: format!("statsd {addr}: {e} ({} bytes)", body.len()),
+            }),
             (Err(e), _) | (Ok(_), Some(e)) => {
                 self.conn = Conn::None;
                 Err(retry(format!("statsd {addr}: {e}")))
@@ -355,11 +360,19 @@ impl Sink for Statsd {
     }
 
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        let groups: Vec<String> = snap
+        let mut groups: Vec<String> = snap
             .points
             .iter()
             .filter_map(|p| self.lines(&p.series, p.value, p.start_ms))
             .collect();
+        if self.config.protocol == Protocol::Udp {
+            // No datagram can carry these; spooled, they would block the spool forever.
+            let before = groups.len();
+            groups.retain(|g| g.len() <= MAX_UDP_PAYLOAD);
+            if groups.len() < before {
+                tracing::warn!(sink = %self.name, dropped = before - groups.len(), "statsd lines longer than a UDP datagram dropped");
+            }
+        }
         // Only series still in the store are kept, so the state stays bounded.
         self.last = snap
             .points
@@ -707,6 +720,36 @@ mod tests {
             let err = s.send(b"a:1|c").await.expect_err("nobody listens");
             assert!(matches!(err, SendError::Retry { .. }), "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_line_no_datagram_can_carry_is_dropped_not_spooled() {
+        let huge = "v".repeat(MAX_UDP_PAYLOAD);
+        let series = [
+            Series::new("big", &[("k", &huge)]),
+            Series::new("small", &[]),
+        ];
+        let points = [
+            (&series[0], Value::Counter(1), 0),
+            (&series[1], Value::Counter(1), 0),
+        ];
+        assert_eq!(
+            text(sink("").encode(&snap(&points)).unwrap()),
+            ["small:1|c"]
+        );
+        let tcp = sink("protocol = \"tcp\"").encode(&snap(&points)).unwrap();
+        assert_eq!(tcp.len(), 2, "TCP takes any length");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_datagram_is_rejected_not_retried() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut s = sink(&format!("address = \"{}\"", server.local_addr().unwrap()));
+        let err = s
+            .send(&vec![b'x'; MAX_UDP_PAYLOAD + 1])
+            .await
+            .expect_err("too big");
+        assert!(matches!(err, SendError::Reject { .. }), "{err:?}");
     }
 
     #[tokio::test]
