@@ -64,7 +64,9 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        ServeConfig { listen: default_listen() }
+        ServeConfig {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -280,11 +282,8 @@ mod tests {
 
     #[test]
     fn misspelt_key_is_rejected_with_its_name() {
-        let err = Config::parse(
-            "[[sources]]\ntype = \"fail2ban\"\nlogg = \"/x\"\n",
-            None,
-        )
-        .unwrap_err();
+        let err =
+            Config::parse("[[sources]]\ntype = \"fail2ban\"\nlogg = \"/x\"\n", None).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("logg"), "{msg}");
     }
@@ -311,6 +310,9 @@ mod tests {
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, "interval_secs = \"x\"\n").unwrap();
         let msg = format!("{:#}", Config::load(&p).unwrap_err());
-        assert!(msg.contains("bad.toml") && msg.contains("interval_secs"), "{msg}");
+        assert!(
+            msg.contains("bad.toml") && msg.contains("interval_secs"),
+            "{msg}"
+        );
     }
 }

@@ -35,7 +35,9 @@ pub fn command(input: &JournalInput, cursor: Option<&str>, follow: bool) -> Comm
     if follow {
         cmd.arg("--follow");
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     cmd
 }
 
@@ -46,7 +48,10 @@ pub fn parse_entry(line: &str) -> Option<Entry> {
     let message = match v.get("MESSAGE")? {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(bytes) => {
-            let bytes: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect();
+            let bytes: Vec<u8> = bytes
+                .iter()
+                .filter_map(|b| b.as_u64().map(|b| b as u8))
+                .collect();
             String::from_utf8_lossy(&bytes).into_owned()
         }
         _ => return None,
@@ -76,7 +81,11 @@ pub fn read(
     // journalctl exits 1 when --after-cursor names the last entry and nothing follows
     // on some versions; only a failure to run at all is an error here.
     if !status.success() && status.code() != Some(1) {
-        anyhow::bail!("{} for unit {} exited with {status}", input.journalctl, input.unit);
+        anyhow::bail!(
+            "{} for unit {} exited with {status}",
+            input.journalctl,
+            input.unit
+        );
     }
     Ok(())
 }
@@ -87,7 +96,10 @@ mod tests {
 
     #[test]
     fn parses_string_and_byte_array_messages() {
-        let e = parse_entry(r#"{"__CURSOR":"s=1;i=2","MESSAGE":"INFO ssh.failedlogin: match [\"1.2.3.4\"]"}"#).unwrap();
+        let e = parse_entry(
+            r#"{"__CURSOR":"s=1;i=2","MESSAGE":"INFO ssh.failedlogin: match [\"1.2.3.4\"]"}"#,
+        )
+        .unwrap();
         assert_eq!(e.cursor, "s=1;i=2");
         assert!(e.message.starts_with("INFO ssh"));
         let e = parse_entry(r#"{"__CURSOR":"c","MESSAGE":[104,105,255]}"#).unwrap();

@@ -12,7 +12,10 @@ use rme::{push, sources};
 const SYSTEM_CONFIG: &str = "/etc/rme/rme.toml";
 
 #[derive(Parser)]
-#[command(version, about = "Turns reaction, fail2ban and Linux audit events into metrics and pushes them")]
+#[command(
+    version,
+    about = "Turns reaction, fail2ban and Linux audit events into metrics and pushes them"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `debug` or `rme=trace`.
     #[arg(long, global = true, env = "RME_LOG", default_value = "info")]
@@ -59,7 +62,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli.command) {
@@ -81,14 +86,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 for (sink, reason) in &report.failed {
                     eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
                 }
-                return Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                return Ok(if report.failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
             }
             rt.block_on(push::run_daemon(&config, true))?;
         }
         Command::Serve { config } => {
             let config = load(config.as_deref())?;
             let mut config = config;
-            config.serve.get_or_insert_with(config::ServeConfig::default);
+            config
+                .serve
+                .get_or_insert_with(config::ServeConfig::default);
             tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false))?;
         }
         Command::CheckConfig { config } => {
@@ -96,8 +107,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{config:#?}");
         }
         Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
-        Command::Parse { source, file, reaction_config, pattern_labels } => {
-            print!("{}", sources::parse_file(&source, &file, reaction_config, pattern_labels)?);
+        Command::Parse {
+            source,
+            file,
+            reaction_config,
+            pattern_labels,
+        } => {
+            print!(
+                "{}",
+                sources::parse_file(&source, &file, reaction_config, pattern_labels)?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -109,7 +128,9 @@ fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         Some(p) => Config::load(p),
         None if Path::new(SYSTEM_CONFIG).exists() => Config::load(Path::new(SYSTEM_CONFIG)),
         None => {
-            tracing::info!("no --config and no {SYSTEM_CONFIG}: using the embedded demo config (examples/demo.toml)");
+            tracing::info!(
+                "no --config and no {SYSTEM_CONFIG}: using the embedded demo config (examples/demo.toml)"
+            );
             Config::embedded()
         }
     }

@@ -69,12 +69,21 @@ enum Follow {
 }
 
 impl Reader {
-    fn new(name: String, input: Input, parser: Box<dyn LineParser>, saved: Option<&SourceState>) -> Reader {
+    fn new(
+        name: String,
+        input: Input,
+        parser: Box<dyn LineParser>,
+        saved: Option<&SourceState>,
+    ) -> Reader {
         let follow = match input {
             Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
             Input::Journal(j) => Follow::Journal(j),
         };
-        Reader { name, follow, parser }
+        Reader {
+            name,
+            follow,
+            parser,
+        }
     }
 
     fn is_journal(&self) -> bool {
@@ -92,7 +101,9 @@ impl Reader {
                 let parser = &mut *self.parser;
                 let stats = tailer
                     .read_new(&mut |line| feed(parser, line, store))
-                    .with_context(|| format!("source {}: reading {}", self.name, tailer.path().display()))?;
+                    .with_context(|| {
+                        format!("source {}: reading {}", self.name, tailer.path().display())
+                    })?;
                 positions.entry(self.name.clone()).or_default().file = tailer.pos();
                 Ok(stats.lines)
             }
@@ -131,10 +142,15 @@ pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
 
 /// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
 pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
-    let Follow::Journal(input) = &reader.follow else { return };
+    let Follow::Journal(input) = &reader.follow else {
+        return;
+    };
     let input = input.clone();
     loop {
-        let cursor = lock(&shared).positions.get(&reader.name).and_then(|s| s.cursor.clone());
+        let cursor = lock(&shared)
+            .positions
+            .get(&reader.name)
+            .and_then(|s| s.cursor.clone());
         let name = reader.name.clone();
         let parser = &mut *reader.parser;
         let result = journal::read(&input, cursor.as_deref(), true, &mut |e| {
@@ -200,7 +216,12 @@ impl Agent {
             let built = sources::build(sc).with_context(|| format!("source {}", sc.name()))?;
             if let Some((input, parser)) = built.input {
                 parser.describe(&mut store);
-                readers.push(Reader::new(built.name.clone(), input, parser, state.sources.get(&built.name)));
+                readers.push(Reader::new(
+                    built.name.clone(),
+                    input,
+                    parser,
+                    state.sources.get(&built.name),
+                ));
             }
             for p in built.probes {
                 p.describe(&mut store);
@@ -214,7 +235,10 @@ impl Agent {
             if let Some(s) = sink_states.remove(sc.name()) {
                 sink.restore_state(s);
             }
-            let spool = Spool::open(&config.state_dir.join("spool").join(sc.name()), SPOOL_MAX_BYTES)?;
+            let spool = Spool::open(
+                &config.state_dir.join("spool").join(sc.name()),
+                SPOOL_MAX_BYTES,
+            )?;
             outlets.push(Outlet { sink, spool });
         }
         let shared = Arc::new(Mutex::new(Shared {
@@ -240,7 +264,9 @@ impl Agent {
     /// Takes the journal readers out, for `follow_journal` threads.
     pub fn take_journal_readers(&mut self) -> Vec<Reader> {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        let (journals, files) = std::mem::take(&mut *readers).into_iter().partition(Reader::is_journal);
+        let (journals, files) = std::mem::take(&mut *readers)
+            .into_iter()
+            .partition(Reader::is_journal);
         *readers = files;
         journals
     }
@@ -252,7 +278,10 @@ impl Agent {
             g.store.set_now(now_ms());
             if let Err(e) = p.probe(&mut g.store) {
                 tracing::warn!(source = p.source(), "probe failed: {e:#}");
-                g.store.inc(Series::new(sources::PROBE_ERRORS, &[("source", p.source())]), 1);
+                g.store.inc(
+                    Series::new(sources::PROBE_ERRORS, &[("source", p.source())]),
+                    1,
+                );
             }
         }
     }
@@ -274,7 +303,10 @@ impl Agent {
             (snap, state)
         };
         for o in &mut self.outlets {
-            let bodies = o.sink.encode(&snap).with_context(|| format!("sink {}: encoding", o.sink.name()))?;
+            let bodies = o
+                .sink
+                .encode(&snap)
+                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for body in bodies {
                 o.spool.append(&body, at)?;
             }
@@ -286,7 +318,8 @@ impl Agent {
         state.save(&self.state_dir)?;
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
-            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await {
+            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
+            {
                 report.failed.push((o.sink.name().to_string(), reason));
             }
         }
@@ -295,10 +328,26 @@ impl Agent {
 }
 
 fn describe_delivery_metrics(store: &mut Store) {
-    store.describe(REQUESTS, Kind::Counter, "Requests to receivers, by sink and result (sent, retried, rejected).");
-    store.describe(SPOOL_RECORDS, Kind::Gauge, "Request bodies waiting in the spool, by sink.");
-    store.describe(SPOOL_BYTES, Kind::Gauge, "Bytes waiting in the spool, by sink.");
-    store.describe(SPOOL_AGE, Kind::Gauge, "Age of the oldest body in the spool, by sink (0 when empty).");
+    store.describe(
+        REQUESTS,
+        Kind::Counter,
+        "Requests to receivers, by sink and result (sent, retried, rejected).",
+    );
+    store.describe(
+        SPOOL_RECORDS,
+        Kind::Gauge,
+        "Request bodies waiting in the spool, by sink.",
+    );
+    store.describe(
+        SPOOL_BYTES,
+        Kind::Gauge,
+        "Bytes waiting in the spool, by sink.",
+    );
+    store.describe(
+        SPOOL_AGE,
+        Kind::Gauge,
+        "Age of the oldest body in the spool, by sink (0 when empty).",
+    );
     store.describe(
         SPOOL_DROPPED,
         Kind::Counter,
@@ -310,17 +359,25 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     let l = [("sink", sink)];
     store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
     store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
-    let age = spool.oldest_created_ms().map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+    let age = spool
+        .oldest_created_ms()
+        .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
     store.set(Series::new(SPOOL_AGE, &l), age);
     let dropped = std::mem::take(&mut spool.dropped);
     for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
-        store.inc(Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]), n);
+        store.inc(
+            Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]),
+            n,
+        );
     }
 }
 
 fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str) {
     let mut g = lock(shared);
-    g.store.inc(Series::new(REQUESTS, &[("sink", sink), ("result", result)]), 1);
+    g.store.inc(
+        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
+        1,
+    );
 }
 
 /// Sends the spool oldest first until it is empty, or a body still fails after
@@ -359,7 +416,9 @@ pub async fn deliver<S: Sink>(
                         tracing::warn!(sink = %name, attempt, "{reason}; kept in the spool for the next flush");
                         return Err(reason);
                     }
-                    let wait = after.unwrap_or_else(|| retry.backoff(attempt)).min(retry.max_backoff);
+                    let wait = after
+                        .unwrap_or_else(|| retry.backoff(attempt))
+                        .min(retry.max_backoff);
                     tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -421,7 +480,8 @@ pub async fn run_daemon(config: &Config, with_sinks: bool) -> anyhow::Result<()>
     let mut int = signal(SignalKind::interrupt())?;
     let interval = Duration::from_secs(config.interval_secs);
     loop {
-        let jitter = Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+        let jitter =
+            Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
         let last = tokio::select! {
             _ = tokio::time::sleep(interval + jitter) => false,
             _ = term.recv() => true,

@@ -51,11 +51,18 @@ fn answer(req: &Request<Incoming>, shared: &SharedRef) -> Response<Full<Bytes>> 
             .expect("static response parts are valid")
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        );
     }
     match req.uri().path() {
         "/metrics" => {
-            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
             let format = text::negotiate(accept);
             let snap = lock(shared).store.snapshot(now_ms());
             let ctype = match format {

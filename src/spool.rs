@@ -49,9 +49,12 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating) the spool in `dir`; temp files of an interrupted write are removed.
     pub fn open(dir: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating spool {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating spool {}", dir.display()))?;
         let mut index = Vec::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))?
+        {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -59,7 +62,10 @@ impl Spool {
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
-            if let Some(seq) = name.strip_suffix(".rec").and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(seq) = name
+                .strip_suffix(".rec")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 index.push((seq, entry.metadata()?.len()));
             }
         }
@@ -130,7 +136,9 @@ impl Spool {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing spool record {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing spool record {}", path.display()));
+            }
         }
         self.index.retain(|(s, _)| *s != seq);
         Ok(())
@@ -145,7 +153,9 @@ impl Spool {
                 .read_to_end(&mut bytes)
                 .with_context(|| format!("reading spool record {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("opening spool record {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("opening spool record {}", path.display()));
+            }
         };
         Ok(decode(seq, &bytes))
     }

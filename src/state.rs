@@ -59,7 +59,9 @@ impl State {
                     ..State::default()
                 });
             }
-            Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading state file {}", path.display()));
+            }
         };
         let state: State = serde_json::from_str(&text)
             .with_context(|| format!("reading state file {}", path.display()))?;
@@ -80,7 +82,8 @@ impl State {
         state.version = VERSION;
         let bytes = serde_json::to_vec_pretty(&state)?;
         let path = State::path(dir);
-        atomic_write(&path, &bytes).with_context(|| format!("writing state file {}", path.display()))
+        atomic_write(&path, &bytes)
+            .with_context(|| format!("writing state file {}", path.display()))
     }
 }
 
@@ -88,7 +91,10 @@ impl State {
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
@@ -118,7 +124,12 @@ mod tests {
         s.sources.insert(
             "fail2ban".into(),
             SourceState {
-                file: Some(FilePos { dev: 1, ino: 2, offset: 3, head: 4 }),
+                file: Some(FilePos {
+                    dev: 1,
+                    ino: 2,
+                    offset: 3,
+                    head: 4,
+                }),
                 cursor: None,
             },
         );

@@ -360,13 +360,19 @@ impl Store {
             let overflow = series.label(OVERFLOW_LABEL).is_some();
             if count >= self.limits.max_series_per_metric && !overflow {
                 let folded = Series::new(FOLDED_METRIC, &[("metric", &series.name)]);
-                let f = self.entries.entry(folded).or_insert_with(|| Entry::new(Kind::Counter, now));
+                let f = self
+                    .entries
+                    .entry(folded)
+                    .or_insert_with(|| Entry::new(Kind::Counter, now));
                 f.counter += 1;
                 f.updated_ms = now;
                 series = Series::new(&series.name, &[(OVERFLOW_LABEL, "true")]);
             }
             if !self.entries.contains_key(&series) {
-                *self.series_per_metric.entry(series.name.clone()).or_default() += 1;
+                *self
+                    .series_per_metric
+                    .entry(series.name.clone())
+                    .or_default() += 1;
             }
         }
         let e = self
@@ -374,7 +380,10 @@ impl Store {
             .entry(series)
             .or_insert_with(|| Entry::new(kind, now));
         if e.kind != kind {
-            tracing::error!(?kind, "metric used both as counter and gauge; update ignored");
+            tracing::error!(
+                ?kind,
+                "metric used both as counter and gauge; update ignored"
+            );
             return None;
         }
         e.updated_ms = now;
@@ -399,13 +408,21 @@ pub fn ip_prefix(value: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
     match value.parse::<IpAddr>().ok()? {
         IpAddr::V4(a) => {
             let bits = v4_bits.min(32);
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             let net = std::net::Ipv4Addr::from(u32::from(a) & mask);
             Some(format!("{net}/{bits}"))
         }
         IpAddr::V6(a) => {
             let bits = v6_bits.min(128);
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             let net = std::net::Ipv6Addr::from(u128::from(a) & mask);
             Some(format!("{net}/{bits}"))
         }
@@ -442,7 +459,11 @@ mod tests {
             Some(Value::Counter(5))
         );
         let snap = s.snapshot(1000);
-        let p = snap.points.iter().find(|p| p.series.name == "x_total").unwrap();
+        let p = snap
+            .points
+            .iter()
+            .find(|p| p.series.name == "x_total")
+            .unwrap();
         assert_eq!(p.series.labels[0].0, "a");
     }
 
@@ -515,7 +536,11 @@ mod tests {
         s.set_now(200);
         s.set_counter(Series::new("lost_total", &[]), 3);
         let snap = s.snapshot(300);
-        let p = snap.points.iter().find(|p| p.series.name == "lost_total").unwrap();
+        let p = snap
+            .points
+            .iter()
+            .find(|p| p.series.name == "lost_total")
+            .unwrap();
         assert_eq!((p.value, p.start_ms), (Value::Counter(3), 200));
     }
 
@@ -530,7 +555,11 @@ mod tests {
         b.restore_counters(saved);
         b.inc(Series::new("c_total", &[("j", "x")]), 1);
         let snap = b.snapshot(2000);
-        let p = snap.points.iter().find(|p| p.series.name == "c_total").unwrap();
+        let p = snap
+            .points
+            .iter()
+            .find(|p| p.series.name == "c_total")
+            .unwrap();
         assert_eq!((p.value, p.start_ms), (Value::Counter(8), 42));
     }
 }

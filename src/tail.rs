@@ -145,7 +145,12 @@ impl Tailer {
                 stats.lost_rotated = true;
                 // Forget it, so read_new takes the path as a new file from 0
                 // (even when the new file reuses the inode).
-                self.pos = Some(FilePos { dev: 0, ino: 0, offset: 0, head: 0 });
+                self.pos = Some(FilePos {
+                    dev: 0,
+                    ino: 0,
+                    offset: 0,
+                    head: 0,
+                });
             }
         }
         Ok(())

@@ -83,14 +83,20 @@ fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
 }
 
 fn escape_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(v: &str) -> String {
@@ -109,7 +115,10 @@ mod tests {
         s.inc(Series::new("fail2ban_bans_total", &[("jail", "ss\"h")]), 3);
         let text = render(&s.snapshot(0), Format::OpenMetrics);
         assert!(text.contains("# TYPE fail2ban_bans counter\n"), "{text}");
-        assert!(text.contains("fail2ban_bans_total{jail=\"ss\\\"h\"} 3\n"), "{text}");
+        assert!(
+            text.contains("fail2ban_bans_total{jail=\"ss\\\"h\"} 3\n"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
         let prom = render(&s.snapshot(0), Format::Prometheus);
         assert!(prom.contains("# TYPE fail2ban_bans_total counter\n"));
@@ -120,7 +129,9 @@ mod tests {
     fn accept_header_picks_the_format() {
         assert_eq!(negotiate(None), Format::Prometheus);
         assert_eq!(
-            negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
             Format::OpenMetrics
         );
     }

@@ -40,6 +40,8 @@ impl Sink for Otlp {
     }
 
     async fn send(&mut self, _body: &[u8]) -> Result<(), SendError> {
-        Err(SendError::Reject { reason: "not built yet".into() })
+        Err(SendError::Reject {
+            reason: "not built yet".into(),
+        })
     }
 }

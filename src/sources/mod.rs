@@ -65,13 +65,20 @@ pub fn describe_self_metrics(store: &mut Store) {
         Counter,
         "Log lines that matched no known format, by source; they are skipped.",
     );
-    store.describe(PROBE_ERRORS, Counter, "Failed live-state probes, by source.");
+    store.describe(
+        PROBE_ERRORS,
+        Counter,
+        "Failed live-state probes, by source.",
+    );
 }
 
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     let source = parser.source();
-    store.inc(crate::store::Series::new(LINES_READ, &[("source", source)]), 1);
+    store.inc(
+        crate::store::Series::new(LINES_READ, &[("source", source)]),
+        1,
+    );
     if parser.parse(line, store).is_err() {
         store.inc(
             crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
@@ -123,7 +130,11 @@ pub fn parse_file(
     use crate::config::SourceConfig;
     let log = Some(file.to_path_buf());
     let config = match source {
-        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig { name: None, log, socket: None }),
+        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {
+            name: None,
+            log,
+            socket: None,
+        }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,
             log,

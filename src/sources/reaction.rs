@@ -32,7 +32,10 @@ pub struct ReactionConfig {
 
 impl ReactionConfig {
     pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        self.log.iter_mut().chain(self.config.iter_mut()).for_each(fix);
+        self.log
+            .iter_mut()
+            .chain(self.config.iter_mut())
+            .for_each(fix);
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
