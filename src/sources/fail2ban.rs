@@ -286,16 +286,12 @@ impl LineParser for Fail2banLog {
 }
 
 #[cfg(test)]
-#[path = "testdata/golden.rs"]
-mod golden;
-
-#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::golden::{check, feed_all, render, samples, testdata};
     use super::*;
     use crate::sources::LINES_UNPARSED;
+    use crate::sources::golden::{check, feed_all, render, samples, testdata};
 
     fn parse_one(line: &str) -> (Result<(), Unparsed>, Store) {
         let mut store = Store::new(crate::store::Limits::default());

@@ -8,6 +8,10 @@ pub mod audit;
 pub mod fail2ban;
 pub mod reaction;
 
+#[cfg(test)]
+#[path = "testdata/golden.rs"]
+mod golden;
+
 use serde::Deserialize;
 
 use crate::store::Store;
@@ -141,6 +145,7 @@ pub fn parse_file(
             journal: None,
             config: reaction_config,
             pattern_labels,
+            ..Default::default()
         }),
         "audit" => SourceConfig::Audit(audit::AuditConfig { name: None, log }),
         other => anyhow::bail!("unknown source '{other}'"),
