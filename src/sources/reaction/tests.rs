@@ -406,3 +406,36 @@ fn golden_example_log() {
         &render(&mut store, "reaction_"),
     );
 }
+
+/// A stand-in `reaction` that answers `test-config -c FILE` like v2 does (the
+/// evaluated config as YAML on stdout); here FILE is jsonnet-free YAML, so `cat` is an
+/// honest evaluator. The second one fails, as v1 (which lacks `test-config`) would.
+#[test]
+fn reaction_test_config_is_asked_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    let v2 = script(
+        "reaction-v2",
+        r#"[ "$1 $2" = "test-config -c" ] && exec cat "$3"; exit 2"#,
+    );
+    let v1 = script(
+        "reaction-v1",
+        "echo 'unknown command test-config' >&2; exit 1",
+    );
+    // A config that only the stand-in can read: rme cannot parse `.conf` itself.
+    let conf = dir.path().join("reaction.conf");
+    std::fs::copy(testdata("reaction/multi-pattern.yml"), &conf).expect("copy");
+    let p = load_patterns(&conf, Some(&v2)).expect("via test-config");
+    assert_eq!(p, multi_pattern());
+    let e = format!("{:#}", load_patterns(&conf, Some(&v1)).unwrap_err());
+    assert!(
+        e.contains("reaction.conf") && e.contains("invalid JSON"),
+        "fell back to the file: {e}"
+    );
+}
