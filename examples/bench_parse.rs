@@ -2,7 +2,8 @@
 //! memory, so disk speed is left out), and, when Debian's `mtail` is installed,
 //! the same file through `mtail -one_shot` with the peers' fail2ban program.
 //!
-//! `cargo run --release --example bench_parse -- FILE [MTAIL_PROGS_DIR]`
+//! `cargo run --release --example bench_parse -- FILE [MTAIL_PROGS_DIR]` (after
+//! `cargo build --release` it also times `target/release/rme parse fail2ban FILE`).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -56,6 +57,24 @@ fn main() -> anyhow::Result<()> {
         lines as f64 / bare_secs
     );
 
+    // Whole process like mtail's figure (start, read, parse, render), if the binary is built.
+    let rme_bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/rme");
+    let mut rme_whole = None;
+    if rme_bin.exists() {
+        let started = Instant::now();
+        let status = Command::new(&rme_bin)
+            .args(["parse", "fail2ban"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status()?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "rme parse (whole process, {status}): {secs:.3} s = {:.0} lines/s",
+            lines as f64 / secs
+        );
+        rme_whole = Some(secs);
+    }
+
     let started = Instant::now();
     let status = Command::new("mtail")
         .args(["-one_shot", "-one_shot_format", "prometheus", "-progs"])
@@ -74,6 +93,12 @@ fn main() -> anyhow::Result<()> {
                 lines as f64 / mtail_secs,
                 mtail_secs / rme_secs
             );
+            if let Some(whole) = rme_whole {
+                println!(
+                    "whole process: rme parse is {:.1}x faster than mtail",
+                    mtail_secs / whole
+                );
+            }
         }
         Ok(s) => println!("mtail exited with {s}; no comparison"),
         Err(e) => println!("mtail not run ({e}); no comparison"),

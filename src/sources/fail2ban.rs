@@ -98,6 +98,30 @@ fn record(line: &str) -> Option<Record<'_>> {
     None
 }
 
+/// A syslog line of `logtarget = SYSTEMD-JOURNAL` (or `SYSLOG` with no logger name):
+/// `… fail2ban[<pid>]: <message>` or `… fail2ban-server: <message>`. There is no
+/// level, so such lines never count as errors.
+fn tagged_message(line: &str) -> Option<&str> {
+    let mut from = 0;
+    while let Some(i) = line[from..].find(" fail2ban") {
+        let at = from + i + " fail2ban".len();
+        let rest = line[at..].strip_prefix("-server").unwrap_or(&line[at..]);
+        let rest = match rest.strip_prefix('[') {
+            Some(pid) => {
+                pid.split_once(']')
+                    .filter(|(p, _)| p.bytes().all(|b| b.is_ascii_digit()))?
+                    .1
+            }
+            None => rest,
+        };
+        if let Some(msg) = rest.strip_prefix(": ") {
+            return Some(msg.trim_start());
+        }
+        from = at;
+    }
+    None
+}
+
 /// The part after `fail2ban.`: `<logger>\s*([pid])?\s*:\s+<LEVEL>(\s+<message>)?`.
 fn record_at(s: &str) -> Option<Record<'_>> {
     let word_end = |s: &str, ok: fn(u8) -> bool| s.bytes().position(|b| !ok(b)).unwrap_or(s.len());
@@ -327,10 +351,13 @@ impl LineParser for Fail2banLog {
         if line.trim().is_empty() {
             return Ok(());
         }
-        let Some((logger, level, msg)) = record(line) else {
+        if let Some((logger, level, msg)) = record(line) {
+            self.record(logger, level, msg, store);
+        } else if let Some(msg) = tagged_message(line) {
+            self.record("", "", msg, store);
+        } else {
             return self.continuation(line);
-        };
-        self.record(logger, level, msg, store);
+        }
         Ok(())
     }
 }

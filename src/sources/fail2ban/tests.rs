@@ -68,6 +68,16 @@ fn one_line_gives_one_series() {
             &[("jail", "sshd")],
         ),
         (
+            "Nov 24 10:03:52 host fail2ban[6604]: [sshd] Ban 192.0.2.7",
+            BANS,
+            &[("jail", "sshd")],
+        ),
+        (
+            "Nov 24 10:03:52 host fail2ban-server: [web] Found 192.0.2.7 - 2026-11-24 10:03:51",
+            FAILURES,
+            &[("jail", "web")],
+        ),
+        (
             "2026-11-22 23:14:31,829 fail2ban.actions        [23993]: NOTICE  [sshd] Restore Ban 192.0.2.10",
             BAN_RESTORES,
             &[("jail", "sshd")],
@@ -153,9 +163,36 @@ fn record_prefix_shapes() {
             Some(("jail", "NOTICE", "ok")),
         ),
         ("fail2ban.jail: Level  y", None),
+        (
+            "Nov 24 10:03:52 host fail2ban[x]: [sshd] Ban 192.0.2.7",
+            None,
+        ),
     ];
     for (line, expected) in cases {
         assert_eq!(record(line), *expected, "{line}");
+    }
+}
+
+#[test]
+fn syslog_tags_without_logger() {
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "Nov 24 10:03:52 host fail2ban[6604]: [sshd] Ban 1.2.3.4",
+            Some("[sshd] Ban 1.2.3.4"),
+        ),
+        (
+            "Nov 24 10:03:52 host fail2ban-server: Jail 'sshd' started",
+            Some("Jail 'sshd' started"),
+        ),
+        ("Nov 24 10:03:52 host fail2ban[x]: [sshd] Ban 1.2.3.4", None),
+        (
+            "Nov 24 10:03:52 host fail2banner[1]: [sshd] Ban 1.2.3.4",
+            None,
+        ),
+        ("Nov 24 10:03:52 host sshd[1]: [sshd] Ban 1.2.3.4", None),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(tagged_message(line), *expected, "{line}");
     }
 }
 
