@@ -8,9 +8,10 @@
 //! observer repeats filter `Found` lines (`Found …, bad`), a restart restores
 //! bans (`Restore Ban`) and a stopping jail unbans everything it holds.
 
-use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
+
+use serde::Deserialize;
 
 use super::{Input, LineParser, Parts, Unparsed};
 use crate::config::Invalid;

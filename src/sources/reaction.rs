@@ -90,8 +90,12 @@ pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
         _ => None,
     };
     let patterns = match (&config.config, config.pattern_labels.is_empty()) {
+        (_, true) => FilterPatterns::default(),
         (Some(path), false) => load_patterns(path, config.reaction.as_deref())?,
-        _ => FilterPatterns::default(),
+        (None, false) => anyhow::bail!(
+            "reaction pattern_labels {:?} need reaction's config (`config`, or --reaction-config)",
+            config.pattern_labels
+        ),
     };
     let parser = ReactionLog::new(patterns, config.pattern_labels.clone());
     Ok((
