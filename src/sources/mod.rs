@@ -10,6 +10,10 @@ pub mod fail2ban_socket;
 pub mod reaction;
 pub mod reaction_show;
 
+#[cfg(test)]
+#[path = "testdata/golden.rs"]
+mod golden;
+
 use serde::Deserialize;
 
 use crate::store::Store;
