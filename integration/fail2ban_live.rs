@@ -422,3 +422,45 @@ fn reaction_show_probe_through_rme_push() {
         format!("show -s {}/reaction.sock -f json", d.display())
     );
 }
+
+/// Issue #2's acceptance check, on a log the real fail2ban 1.0.2 writes during the
+/// test: `rme parse fail2ban` gives per-jail ban counts equal to `grep -c` of the Ban lines.
+#[test]
+fn parse_of_a_fresh_real_log_counts_bans_like_grep() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let run = std::process::Command::new("bash")
+        .arg(crate::common::root().join("integration/peers/fail2ban_live.sh"))
+        .arg(&log)
+        .args(["9", "3", "--jails", "sshd,web-app.v2"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = crate::common::run_rme(&["parse", "fail2ban", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let text = crate::common::stdout(&out);
+    for jail in ["sshd", "web-app.v2"] {
+        let grep = std::process::Command::new("grep")
+            .args(["-c", &format!(r"\[{jail}\] Ban ")])
+            .arg(&log)
+            .output()
+            .unwrap();
+        let expected: f64 = String::from_utf8_lossy(&grep.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(expected >= 3.0, "fail2ban banned too little: {expected}");
+        let series = format!("fail2ban_bans_total{{jail=\"{jail}\"}}");
+        assert_eq!(
+            crate::common::metric_value(&text, &series),
+            Some(expected),
+            "{text}"
+        );
+    }
+    // every line of a real log is understood: no unparsed series at all
+    assert!(!text.contains("rme_lines_unparsed_total{"), "{text}");
+}
