@@ -1,1 +1,499 @@
-//! Integration tests: cli.
+//! Integration tests: the command line, the state file across `push --once`
+//! runs, and the pull endpoint checked with Prometheus' own parser (promtool).
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A fail2ban 1.0.2 line, as the real server writes it.
+fn f2b_line(i: usize) -> String {
+    format!(
+        "2026-11-22 23:13:{:02},109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.{}\n",
+        i % 60,
+        i % 250
+    )
+}
+
+fn config_for(dir: &Path, log: &Path) -> std::path::PathBuf {
+    write(
+        dir,
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.join("state").display(),
+            log.display()
+        ),
+    )
+}
+
+fn push_once(config: &Path) -> String {
+    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "rme push --once failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+const LINES: &str = "rme_lines_read_total{source=\"fail2ban\"}";
+
+#[test]
+fn two_once_runs_with_a_rotation_between_count_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let mut written = 0;
+    for _ in 0..5 {
+        append(&log, &f2b_line(written));
+        written += 1;
+    }
+    let config = config_for(dir.path(), &log);
+    let first = push_once(&config);
+    assert_eq!(metric_value(&first, LINES), Some(5.0), "{first}");
+
+    // lines appended, then logrotate (rename + new file), then more lines, and a partial line
+    for _ in 0..3 {
+        append(&log, &f2b_line(written));
+        written += 1;
+    }
+    std::fs::rename(&log, dir.path().join("fail2ban.log.1")).unwrap();
+    for _ in 0..4 {
+        append(&log, &f2b_line(written));
+        written += 1;
+    }
+    append(
+        &log,
+        "2026-11-22 23:14:00,000 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 19",
+    );
+    let second = push_once(&config);
+    assert_eq!(
+        metric_value(&second, LINES),
+        Some(written as f64),
+        "{second}"
+    );
+
+    // the partial line is finished later and counted once; nothing else is recounted
+    append(&log, "8.51.100.1\n");
+    let third = push_once(&config);
+    assert_eq!(
+        metric_value(&third, LINES),
+        Some(written as f64 + 1.0),
+        "{third}"
+    );
+    let fourth = push_once(&config);
+    assert_eq!(
+        metric_value(&fourth, LINES),
+        Some(written as f64 + 1.0),
+        "{fourth}"
+    );
+}
+
+#[test]
+fn copytruncate_between_runs_reads_the_new_content_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    for i in 0..6 {
+        append(&log, &f2b_line(i));
+    }
+    let config = config_for(dir.path(), &log);
+    push_once(&config);
+    std::fs::File::create(&log).unwrap(); // copytruncate empties the file in place
+    append(&log, &f2b_line(7));
+    let out = push_once(&config);
+    assert_eq!(metric_value(&out, LINES), Some(7.0), "{out}");
+}
+
+#[test]
+fn counters_and_start_times_survive_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    let config = config_for(dir.path(), &log);
+    push_once(&config);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
+    )
+    .unwrap();
+    let start = |s: &serde_json::Value| {
+        s["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["series"]["name"] == "rme_lines_read_total")
+            .map(|c| c["start_ms"].as_i64().unwrap())
+            .unwrap()
+    };
+    let first_start = start(&state);
+    std::thread::sleep(Duration::from_millis(20));
+    append(&log, &f2b_line(2));
+    push_once(&config);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(start(&state), first_start);
+}
+
+#[test]
+fn missing_log_file_is_a_warning_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("not-yet.log");
+    let config = config_for(dir.path(), &log);
+    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    append(&log, &f2b_line(1));
+    assert_eq!(metric_value(&push_once(&config), LINES), Some(1.0));
+}
+
+#[test]
+fn random_bytes_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    // deterministic garbage with newlines, NULs and invalid UTF-8
+    let mut x: u32 = 12345;
+    let junk: Vec<u8> = (0..20_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    std::fs::write(&log, &junk).unwrap();
+    let newlines = junk.iter().filter(|b| **b == b'\n').count();
+    let config = config_for(dir.path(), &log);
+    let out = push_once(&config);
+    assert_eq!(metric_value(&out, LINES), Some(newlines as f64), "{out}");
+    let unparsed =
+        metric_value(&out, "rme_lines_unparsed_total{source=\"fail2ban\"}").unwrap_or(0.0);
+    assert!(unparsed >= 1.0 && unparsed <= newlines as f64, "{out}");
+}
+
+#[test]
+fn defaults_round_trip_through_check_config() {
+    let defaults = run_rme(&["defaults"]);
+    assert!(defaults.status.success());
+    let mut child = rme()
+        .args(["check-config", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&defaults.stdout)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("interval_secs: 30"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_config_names_the_file_the_key_and_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "broken.toml",
+        "[[sinks]]\ntype = \"stdout\"\nnmae = \"x\"\n",
+    );
+    let out = run_rme(&["check-config", p.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("broken.toml") && err.contains("nmae") && err.contains("unknown field"),
+        "{err}"
+    );
+
+    let p = write(
+        dir.path(),
+        "dup.toml",
+        "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"stdout\"\n",
+    );
+    let err = stderr(&run_rme(&["check-config", p.to_str().unwrap()]));
+    assert!(
+        err.contains("dup.toml") && err.contains("sinks[1].name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn embedded_demo_prints_metrics() {
+    // run from the repository root, as the README says
+    let state = root().join("target/rme-demo-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let out = rme()
+        .args(["push", "--once"])
+        .current_dir(root())
+        .env("RME_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines = std::fs::read_to_string(root().join("examples/logs/fail2ban.log"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(metric_value(&text, LINES), Some(lines as f64), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn pull_endpoint_follows_appends_and_passes_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    let port = free_port();
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let mut child = rme()
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let first = wait_for(&url, |t| metric_value(t, LINES) == Some(1.0));
+    // new lines arrive through the file watcher, without a flush
+    append(&log, &f2b_line(2));
+    append(&log, &f2b_line(3));
+    let text = wait_for(&url, |t| metric_value(t, LINES) == Some(3.0));
+    let om = http_get(&url, Some("application/openmetrics-text; version=1.0.0"));
+    let _ = child.kill();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let _ = child.wait();
+    assert!(
+        first.contains("# TYPE rme_lines_read_total counter"),
+        "{first}"
+    );
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+    // Prometheus' reference parser accepts the exposition
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed: integration/peers/peers.sh install");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let res = promtool.wait_with_output().unwrap();
+    // promtool exits 1 for lint warnings only (e.g. naming); 3 means it could not parse
+    let report = format!("{}{}", stdout(&res), stderr(&res));
+    assert_ne!(res.status.code(), Some(3), "{report}");
+    assert!(!report.contains("error while linting"), "{report}");
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Minimal HTTP GET on loopback (no client crate needed in tests); empty on any failure.
+pub fn http_get(url: &str, accept: Option<&str>) -> String {
+    try_get(url, accept).unwrap_or_default()
+}
+
+fn try_get(url: &str, accept: Option<&str>) -> Option<String> {
+    use std::io::Write as _;
+    let (host, path) = url.strip_prefix("http://")?.split_once('/')?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Polls `url` until `ok` holds (10 s at most), returning the last body.
+pub fn wait_for(url: &str, ok: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = http_get(url, None);
+        if ok(&body) || Instant::now() > end {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Collects a child's output in the background.
+fn collect(
+    mut out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let b = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    buf
+}
+
+/// The last complete OpenMetrics exposition printed so far.
+fn last_exposition(buf: &std::sync::Mutex<String>) -> String {
+    let all = buf.lock().unwrap().clone();
+    let mut parts: Vec<&str> = all.split("# EOF\n").collect();
+    parts.pop(); // after the last EOF: incomplete
+    parts.last().map(|s| s.to_string()).unwrap_or_default()
+}
+
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let rlog = dir.path().join("reaction.log");
+    append(&log, &f2b_line(1));
+    append(
+        &rlog,
+        "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [203.0.113.9]\n",
+    );
+    let base = format!(
+        "interval_secs = 1\nstate_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+        dir.path().join("state").display(),
+        log.display()
+    );
+    let config = write(dir.path(), "rme.toml", &base);
+    let mut child = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    wait_until("a first flush", || {
+        metric_value(&last_exposition(&out), LINES) == Some(1.0)
+    });
+    append(&log, &f2b_line(2));
+    append(&log, &f2b_line(3));
+    wait_until("the appended lines", || {
+        metric_value(&last_exposition(&out), LINES) == Some(3.0)
+    });
+
+    // a broken config is refused and the daemon keeps going
+    write(dir.path(), "rme.toml", "interval_secs = 0\n");
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_until("the rejection", || {
+        err.lock().unwrap().contains("new config rejected")
+    });
+    append(&log, &f2b_line(4));
+    wait_until("flushes after a rejected reload", || {
+        metric_value(&last_exposition(&out), LINES) == Some(4.0)
+    });
+
+    // a valid one is taken, counters continue from the state file
+    let reaction = format!(
+        "[[sources]]\ntype = \"reaction\"\nlog = \"{}\"\n",
+        rlog.display()
+    );
+    write(dir.path(), "rme.toml", &format!("{base}{reaction}"));
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let reaction_lines = "rme_lines_read_total{source=\"reaction\"}";
+    wait_until("the reloaded config", || {
+        metric_value(&last_exposition(&out), reaction_lines) == Some(1.0)
+    });
+    assert_eq!(metric_value(&last_exposition(&out), LINES), Some(4.0));
+
+    // SIGTERM: a last flush with what came in just before, then a clean exit
+    append(&log, &f2b_line(5));
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {}", err.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
+}
+
+/// No journald runs in the test machines, so a stand-in `journalctl` (a shell
+/// script) serves entries from a file and honours `--after-cursor` the way the
+/// real one does; what is tested is rme's cursor bookkeeping across runs.
+#[test]
+fn journal_input_continues_after_the_saved_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = dir.path().join("entries.jsonl");
+    let fake = write(
+        dir.path(),
+        "journalctl",
+        &format!(
+            "#!/bin/sh\nafter=''\nfor a in \"$@\"; do case $a in --after-cursor=*) after=${{a#--after-cursor=}};; esac; done\n\
+             if [ -z \"$after\" ]; then cat '{e}'; else awk -v c=\"\\\"__CURSOR\\\":\\\"$after\\\"\" 'f{{print}} index($0,c){{f=1}}' '{e}'; fi\n",
+            e = entries.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let entry = |i: usize| {
+        format!(
+            "{{\"__CURSOR\":\"s=abc;i={i}\",\"MESSAGE\":\"INFO ssh.failedlogin: match [\\\"203.0.113.{i}\\\"]\",\"_SYSTEMD_UNIT\":\"reaction.service\"}}\n"
+        )
+    };
+    for i in 1..=3 {
+        append(&entries, &entry(i));
+    }
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[[sources]]\ntype = \"reaction\"\n[sources.journal]\nunit = \"reaction.service\"\njournalctl = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            fake.display()
+        ),
+    );
+    let lines = "rme_lines_read_total{source=\"reaction\"}";
+    assert_eq!(metric_value(&push_once(&config), lines), Some(3.0));
+    for i in 4..=5 {
+        append(&entries, &entry(i));
+    }
+    assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
+    assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
+    let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+    assert!(state.contains("s=abc;i=5"), "{state}");
+}

@@ -57,6 +57,19 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pattern_labels: Vec<String>,
     },
+    /// The privileged helper: answers fixed status requests (fail2ban-status, audit-status) as JSON on a
+    /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
+    Helper {
+        /// Socket to listen on (created mode 0660; a stale socket is replaced).
+        #[arg(long, default_value = rme::helper::DEFAULT_SOCKET)]
+        listen: PathBuf,
+        /// Group that owns the socket, i.e. may ask (e.g. `rme`); default the helper's own group.
+        #[arg(long)]
+        group: Option<String>,
+        /// fail2ban's control socket.
+        #[arg(long, default_value = "/var/run/fail2ban/fail2ban.sock")]
+        fail2ban_socket: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +79,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli.command) {
         Ok(code) => code,
@@ -78,8 +92,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Push { config, once } => {
-            let config = load(config.as_deref())?;
+        Command::Push {
+            config: config_path,
+            once,
+        } => {
+            let config = load(config_path.as_deref())?;
             let rt = tokio::runtime::Runtime::new()?;
             if once {
                 let report = rt.block_on(push::run_once(&config))?;
@@ -92,15 +109,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 });
             }
-            rt.block_on(push::run_daemon(&config, true))?;
+            let reload = || load(config_path.as_deref()).map(|_| ());
+            rt.block_on(push::run_daemon(&config, true, &reload))?;
         }
-        Command::Serve { config } => {
-            let config = load(config.as_deref())?;
-            let mut config = config;
+        Command::Serve {
+            config: config_path,
+        } => {
+            let mut config = load(config_path.as_deref())?;
             config
                 .serve
                 .get_or_insert_with(config::ServeConfig::default);
-            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false))?;
+            let reload = || load(config_path.as_deref()).map(|_| ());
+            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false, &reload))?;
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config)?;
@@ -117,6 +137,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 sources::parse_file(&source, &file, reaction_config, pattern_labels)?
             );
+        }
+        Command::Helper {
+            listen,
+            group,
+            fail2ban_socket,
+        } => {
+            let timeout = sources::fail2ban_socket::PROBE_TIMEOUT;
+            rme::helper::run(&rme::helper::HelperOptions {
+                listen,
+                group,
+                fail2ban_socket,
+                timeout,
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

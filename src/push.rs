@@ -2,10 +2,11 @@
 //!
 //! One cycle: read what is new → probe live state → snapshot → encode per sink
 //! → append to that sink's spool (fsync) → save the state file → deliver the
-//! spool oldest first → save the state again (delivery's own counters). Because every body is spooled before the state moves
-//! on, a crash at any point loses nothing; because the spool drains oldest
-//! first, a receiver never sees an older sample after a newer one. Retry and
-//! backoff live here only; sinks just send once and classify the answer.
+//! spool oldest first → save the state again (delivery's own counters).
+//! Because every body is spooled before the state moves on, a crash at any
+//! point loses nothing; because the spool drains oldest first, a receiver
+//! never sees an older sample after a newer one. Retry and backoff live here
+//! only; sinks just send once and classify the answer.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -475,8 +476,15 @@ pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
 }
 
 /// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
-/// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more and exit.
-pub async fn run_daemon(config: &Config, with_sinks: bool) -> anyhow::Result<()> {
+/// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more
+/// and exit. SIGHUP flushes, checks the config with `check_reload`, and if it is
+/// valid re-executes rme (same pid, same arguments), which then continues from
+/// the state file just saved; an invalid config is logged and the old one kept.
+pub async fn run_daemon(
+    config: &Config,
+    with_sinks: bool,
+    check_reload: &dyn Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut agent = Agent::new(
         config,
@@ -509,14 +517,22 @@ pub async fn run_daemon(config: &Config, with_sinks: bool) -> anyhow::Result<()>
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let interval = Duration::from_secs(config.interval_secs);
     loop {
         let jitter =
             Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
-        let last = tokio::select! {
-            _ = tokio::time::sleep(interval + jitter) => false,
-            _ = term.recv() => true,
-            _ = int.recv() => true,
+        let (last, reload) = tokio::select! {
+            _ = tokio::time::sleep(interval + jitter) => (false, false),
+            _ = term.recv() => (true, false),
+            _ = int.recv() => (true, false),
+            _ = hup.recv() => match check_reload() {
+                Ok(()) => (true, true),
+                Err(e) => {
+                    tracing::error!("SIGHUP: new config rejected, keeping the running one: {e:#}");
+                    (false, false)
+                }
+            },
         };
         agent.read_sources();
         agent.probe();
@@ -528,12 +544,28 @@ pub async fn run_daemon(config: &Config, with_sinks: bool) -> anyhow::Result<()>
             }
             Err(e) => tracing::error!("flush failed: {e:#}"),
         }
+        if reload {
+            tracing::info!("SIGHUP: config is valid; restarting with it");
+            let err = reexec();
+            tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
+            continue;
+        }
         if last {
             tracing::info!("stopping after a last flush");
             let _ = stop_serving.send(());
             return Ok(());
         }
     }
+}
+
+/// Replaces this process with a fresh rme with the same arguments; returns only on failure.
+fn reexec() -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
+    std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec()
 }
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
