@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{append, peer, rme, run_rme, stderr, unique, write};
+use crate::common::{append, metric_value, peer, rme, run_rme, stderr, stdout, unique, write};
 
-/// A line in fail2ban 1.0.2's own format; rme counts it in rme_lines_read_total{source="fail2ban"}.
+/// A Ban line in fail2ban 1.0.2's own format (jail sshd): counted in fail2ban_bans_total and rme_lines_read_total.
 fn f2b_lines(n: usize, first: usize) -> String {
     (first..first + n)
         .map(|i| {
@@ -234,6 +234,23 @@ fn values_equal_what_was_counted_in_vm_and_prometheus() {
     assert_increasing(&vm);
     let prom = prom_points(&env["PROM_URL"], &sel("prom"));
     assert_eq!(values(&prom), [7.0, 11.0]);
+
+    // the parser's own count (rme parse, no sink involved) is what both receivers hold
+    let parsed = run_rme(&["parse", "fail2ban", c.log().to_str().expect("utf-8")]);
+    let counted = metric_value(&stdout(&parsed), "fail2ban_bans_total{jail=\"sshd\"}");
+    assert_eq!(counted, Some(11.0), "{}", stdout(&parsed));
+    for (url, via) in [(&env["VM_URL"], "vm"), (&env["PROM_URL"], "prom")] {
+        let sel = format!(
+            "fail2ban_bans_total{{job=\"{}\",jail=\"sshd\",via=\"{via}\"}}",
+            c.job
+        );
+        let got = if via == "vm" {
+            vm_points(url, &sel)
+        } else {
+            prom_points(url, &sel)
+        };
+        assert_eq!(got.last().map(|p| p.1), counted, "{via}");
+    }
 
     // what rme says it sent in push 1 is what VM holds at push 1's timestamp
     let first_ts = vm[0].0;
