@@ -132,7 +132,9 @@ impl Setup {
         let expected: Vec<(String, u64)> = self
             .counted()
             .into_iter()
-            .filter(|c| c.value > 0)
+            // rme_sink_* count the last run's own delivery, after its snapshot: the
+            // state keeps them for the next run, so graphite cannot have them yet.
+            .filter(|c| c.value > 0 && !c.name.starts_with("rme_sink_"))
             .map(|c| (self.graphite_count(&c.name, &c.labels), c.value))
             .collect();
         assert!(!expected.is_empty(), "rme counted nothing");
