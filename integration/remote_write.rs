@@ -111,7 +111,9 @@ struct Exported {
     points: Vec<(i64, f64)>,
 }
 
-/// Every raw sample of `selector`, via force_flush + /api/v1/export (exact, no staleness).
+/// Every raw sample of `selector`, via force_flush + /api/v1/export (exact, no
+/// staleness). VM may print one series on several lines (one per stored
+/// block), so lines with the same labels are merged.
 fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
     curl_get(&format!("{vm_url}/internal/force_flush"), &[]);
     let end = (std::time::SystemTime::now() + Duration::from_secs(60))
@@ -123,34 +125,46 @@ fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
         &format!("{vm_url}/api/v1/export"),
         &[("match[]", selector), ("start", "0"), ("end", &end)],
     );
-    text.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("export line is JSON");
-            let labels = v["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
-            let ts = v["timestamps"]
-                .as_array()
-                .expect("timestamps")
-                .iter()
-                .map(|t| t.as_i64().expect("ts"));
-            let vals = v["values"]
-                .as_array()
-                .expect("values")
-                .iter()
-                .map(|x| x.as_f64().expect("value"));
-            let mut points: Vec<_> = ts.zip(vals).collect();
+    let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).expect("export line is JSON");
+        let labels = v["metric"]
+            .as_object()
+            .expect("metric")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let ts = v["timestamps"]
+            .as_array()
+            .expect("timestamps")
+            .iter()
+            .map(|t| t.as_i64().expect("ts"));
+        let vals = v["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|x| x.as_f64().expect("value"));
+        merged.entry(labels).or_default().extend(ts.zip(vals));
+    }
+    merged
+        .into_iter()
+        .map(|(labels, mut points)| {
             points.sort_by_key(|p| p.0);
             Exported { labels, points }
         })
         .collect()
 }
 
+/// The one series of `selector`; polls a little while VM has not indexed it yet (a loaded machine).
 fn vm_points(vm_url: &str, selector: &str) -> Vec<(i64, f64)> {
-    let series = vm_export(vm_url, selector);
+    let mut series = vm_export(vm_url, selector);
+    for _ in 0..20 {
+        if !series.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        series = vm_export(vm_url, selector);
+    }
     assert_eq!(series.len(), 1, "{selector}: {series:?}");
     series
         .into_iter()
