@@ -275,7 +275,7 @@ fn values_equal_what_was_counted_in_vm_and_prometheus() {
     let sent = vm_points(
         &env["VM_URL"],
         &format!(
-            "rme_sink_samples_total{{job=\"{}\",sink=\"vm\",result=\"sent\"}}",
+            "rme_sink_samples_total{{job=\"{}\",sink=\"vm\",via=\"vm\",result=\"sent\"}}",
             c.job
         ),
     );
@@ -344,7 +344,7 @@ fn receiver_down_spools_then_everything_arrives_in_order() {
     let retried = vm_points(
         &env["VM_URL"],
         &format!(
-            "rme_sink_requests_total{{job=\"{}\",sink=\"vm\",result=\"retried\"}}",
+            "rme_sink_requests_total{{job=\"{}\",sink=\"vm\",via=\"vm\",result=\"retried\"}}",
             c.job
         ),
     );
