@@ -22,8 +22,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
-    number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
@@ -118,7 +118,9 @@ const RESERVED_HEADERS: [&str; 4] = ["content-type", "content-encoding", "conten
 
 impl OtlpConfig {
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let url = self.url().map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
+        let url = self
+            .url()
+            .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
         let tls = url.scheme() == "https";
         for (field, set) in [
             ("ca_file", self.ca_file.is_some()),
@@ -127,11 +129,17 @@ impl OtlpConfig {
             ("insecure_skip_verify", self.insecure_skip_verify),
         ] {
             if set && !tls {
-                return Err(Invalid::new(format!("{key}.{field}"), "TLS options need an https:// endpoint"));
+                return Err(Invalid::new(
+                    format!("{key}.{field}"),
+                    "TLS options need an https:// endpoint",
+                ));
             }
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(Invalid::new(format!("{key}.cert_file"), "cert_file and key_file go together"));
+            return Err(Invalid::new(
+                format!("{key}.cert_file"),
+                "cert_file and key_file go together",
+            ));
         }
         if self.insecure_skip_verify && self.protocol == Protocol::Grpc {
             return Err(Invalid::new(
@@ -147,13 +155,22 @@ impl OtlpConfig {
             header_pair(self.protocol, name, value).map_err(|reason| Invalid::new(k, reason))?;
         }
         if self.resource_attributes.keys().any(String::is_empty) {
-            return Err(Invalid::new(format!("{key}.resource_attributes"), "empty attribute name"));
+            return Err(Invalid::new(
+                format!("{key}.resource_attributes"),
+                "empty attribute name",
+            ));
         }
         if self.timeout_secs == 0 {
-            return Err(Invalid::new(format!("{key}.timeout_secs"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{key}.timeout_secs"),
+                "must be at least 1",
+            ));
         }
         if self.max_points_per_request == 0 {
-            return Err(Invalid::new(format!("{key}.max_points_per_request"), "must be at least 1"));
+            return Err(Invalid::new(
+                format!("{key}.max_points_per_request"),
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -167,7 +184,9 @@ impl OtlpConfig {
         };
         let mut url = reqwest::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(format!("'{raw}' must be an http:// or https:// URL with a host"));
+            return Err(format!(
+                "'{raw}' must be an http:// or https:// URL with a host"
+            ));
         }
         let bare = url.path() == "/" || url.path().is_empty();
         match self.protocol {
@@ -187,11 +206,14 @@ fn header_pair(protocol: Protocol, name: &str, value: &str) -> Result<(), String
             reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
         }
         Protocol::Grpc => {
-            AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|e| e.to_string())?;
+            AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|e| e.to_string())?;
             if !value.is_ascii() {
                 return Err("gRPC metadata values must be ASCII".to_string());
             }
-            value.parse::<AsciiMetadataValue>().map_err(|e| e.to_string())?;
+            value
+                .parse::<AsciiMetadataValue>()
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -288,14 +310,19 @@ fn http_headers(headers: &BTreeMap<String, String>) -> anyhow::Result<reqwest::h
     let mut map = reqwest::header::HeaderMap::new();
     for (k, v) in headers {
         map.insert(
-            reqwest::header::HeaderName::from_bytes(k.as_bytes()).with_context(|| format!("header {k}"))?,
+            reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .with_context(|| format!("header {k}"))?,
             reqwest::header::HeaderValue::from_str(v).with_context(|| format!("header {k}"))?,
         );
     }
     Ok(map)
 }
 
-fn grpc_endpoint(config: &OtlpConfig, url: reqwest::Url, timeout: Duration) -> anyhow::Result<Endpoint> {
+fn grpc_endpoint(
+    config: &OtlpConfig,
+    url: reqwest::Url,
+    timeout: Duration,
+) -> anyhow::Result<Endpoint> {
     // Url adds a "/" path that tonic would keep in every request path.
     let uri = url.as_str().trim_end_matches('/').to_string();
     let mut endpoint = Endpoint::from_shared(uri.clone())
@@ -306,11 +333,15 @@ fn grpc_endpoint(config: &OtlpConfig, url: reqwest::Url, timeout: Duration) -> a
     if url.scheme() == "https" {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
         if let Some(ca) = &config.ca_file {
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(ca, "ca_file")?));
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(
+                ca, "ca_file",
+            )?));
         }
         if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
-            let identity =
-                tonic::transport::Identity::from_pem(read_pem(cert, "cert_file")?, read_pem(key, "key_file")?);
+            let identity = tonic::transport::Identity::from_pem(
+                read_pem(cert, "cert_file")?,
+                read_pem(key, "key_file")?,
+            );
             tls = tls.identity(identity);
         }
         endpoint = endpoint.tls_config(tls).context("TLS settings")?;
@@ -318,7 +349,9 @@ fn grpc_endpoint(config: &OtlpConfig, url: reqwest::Url, timeout: Duration) -> a
     Ok(endpoint)
 }
 
-fn grpc_metadata(headers: &BTreeMap<String, String>) -> anyhow::Result<Vec<(AsciiMetadataKey, AsciiMetadataValue)>> {
+fn grpc_metadata(
+    headers: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(AsciiMetadataKey, AsciiMetadataValue)>> {
     headers
         .iter()
         .map(|(k, v)| {
@@ -350,7 +383,10 @@ fn host_name() -> Option<String> {
 fn resource(user: &BTreeMap<String, String>) -> Resource {
     let mut attrs = BTreeMap::new();
     attrs.insert("service.name".to_string(), "rme".to_string());
-    attrs.insert("service.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    attrs.insert(
+        "service.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
     if let Some(host) = host_name() {
         attrs.insert("host.name".to_string(), host);
     }
@@ -374,7 +410,12 @@ fn data_point(p: &Point, at_ms: i64) -> NumberDataPoint {
         Value::Gauge(v) => (number_data_point::Value::AsDouble(v), 0),
     };
     NumberDataPoint {
-        attributes: p.series.labels.iter().map(|(k, v)| string_kv(k, v)).collect(),
+        attributes: p
+            .series
+            .labels
+            .iter()
+            .map(|(k, v)| string_kv(k, v))
+            .collect(),
         start_time_unix_nano: start,
         time_unix_nano: ms_to_ns(at_ms),
         value: Some(value),
@@ -399,7 +440,11 @@ pub fn metrics(snap: &Snapshot) -> Vec<Metric> {
             };
             Metric {
                 name: name.clone(),
-                description: snap.meta.get(name).map(|m| m.help.to_string()).unwrap_or_default(),
+                description: snap
+                    .meta
+                    .get(name)
+                    .map(|m| m.help.to_string())
+                    .unwrap_or_default(),
                 data: Some(data),
                 ..Metric::default()
             }
@@ -421,7 +466,9 @@ pub fn batches(metrics: Vec<Metric>, max: usize) -> Vec<Vec<Metric>> {
     let (mut out, mut current, mut room) = (Vec::new(), Vec::new(), max);
     for mut m in metrics {
         loop {
-            let Some(points) = points_mut(&mut m) else { break };
+            let Some(points) = points_mut(&mut m) else {
+                break;
+            };
             if points.len() <= room {
                 room -= points.len();
                 current.push(m);
@@ -483,7 +530,10 @@ impl Otlp {
 
 fn gzip(body: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
-    let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::default(),
+    );
     // Writing to a Vec cannot fail.
     let _ = e.write_all(body);
     e.finish().unwrap_or_default()
@@ -538,7 +588,10 @@ impl Http {
 }
 
 impl Grpc {
-    async fn send(&mut self, body: &[u8]) -> Result<Option<ExportMetricsPartialSuccess>, SendError> {
+    async fn send(
+        &mut self,
+        body: &[u8],
+    ) -> Result<Option<ExportMetricsPartialSuccess>, SendError> {
         let message = ExportMetricsServiceRequest::decode(body).map_err(|e| SendError::Reject {
             reason: format!("spooled body is not an OTLP request: {e}"),
         })?;
@@ -560,7 +613,11 @@ impl Grpc {
         }
         match client.export(request).await {
             Ok(resp) => Ok(resp.into_inner().partial_success),
-            Err(status) => Err(classify_grpc(status.code(), status.message(), status.details())),
+            Err(status) => Err(classify_grpc(
+                status.code(),
+                status.message(),
+                status.details(),
+            )),
         }
     }
 }

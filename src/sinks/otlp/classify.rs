@@ -103,7 +103,10 @@ pub fn classify_http(
 /// The server's RetryInfo delay, from a gRPC status's details.
 fn retry_delay(details: &[u8]) -> Option<Duration> {
     let status = RpcStatus::decode(details).ok()?;
-    let info = status.details.iter().find(|d| d.type_url == RETRY_INFO_TYPE)?;
+    let info = status
+        .details
+        .iter()
+        .find(|d| d.type_url == RETRY_INFO_TYPE)?;
     let delay = RetryInfo::decode(info.value.as_slice()).ok()?.retry_delay?;
     let secs = u64::try_from(delay.seconds).unwrap_or(0);
     let nanos = u32::try_from(delay.nanos).unwrap_or(0).min(999_999_999);
@@ -132,7 +135,10 @@ mod tests {
 
     fn retry_info(secs: i64) -> Vec<u8> {
         let info = RetryInfo {
-            retry_delay: Some(ProtoDuration { seconds: secs, nanos: 0 }),
+            retry_delay: Some(ProtoDuration {
+                seconds: secs,
+                nanos: 0,
+            }),
         };
         RpcStatus {
             code: Code::ResourceExhausted as i32,
@@ -150,10 +156,16 @@ mod tests {
         let retried = [429, 502, 503, 504];
         let final_ = [400, 401, 403, 404, 405, 413, 415, 500, 501, 505];
         for s in retried {
-            assert!(matches!(classify_http(s, None, b""), Err(SendError::Retry { .. })), "{s}");
+            assert!(
+                matches!(classify_http(s, None, b""), Err(SendError::Retry { .. })),
+                "{s}"
+            );
         }
         for s in final_ {
-            assert!(matches!(classify_http(s, None, b""), Err(SendError::Reject { .. })), "{s}");
+            assert!(
+                matches!(classify_http(s, None, b""), Err(SendError::Reject { .. })),
+                "{s}"
+            );
         }
         for s in [200, 202, 204] {
             assert_eq!(classify_http(s, None, b""), Ok(None), "{s}");
@@ -165,15 +177,26 @@ mod tests {
         let after = Some(Duration::from_secs(7));
         assert_eq!(
             classify_http(503, after, b"busy"),
-            Err(SendError::Retry { reason: "HTTP 503: busy".into(), after })
+            Err(SendError::Retry {
+                reason: "HTTP 503: busy".into(),
+                after
+            })
         );
-        let status = RpcStatus { code: 3, message: "bad metric name".into(), details: vec![] };
+        let status = RpcStatus {
+            code: 3,
+            message: "bad metric name".into(),
+            details: vec![],
+        };
         assert_eq!(
             classify_http(400, None, &status.encode_to_vec()),
-            Err(SendError::Reject { reason: "HTTP 400: bad metric name".into() })
+            Err(SendError::Reject {
+                reason: "HTTP 400: bad metric name".into()
+            })
         );
         let long = "x".repeat(2000);
-        let Err(SendError::Reject { reason }) = classify_http(400, None, long.as_bytes()) else { panic!() };
+        let Err(SendError::Reject { reason }) = classify_http(400, None, long.as_bytes()) else {
+            panic!()
+        };
         assert!(reason.len() < 600, "{}", reason.len());
     }
 
@@ -185,18 +208,32 @@ mod tests {
                 error_message: "NaN".into(),
             }),
         };
-        let got = classify_http(200, None, &resp.encode_to_vec()).unwrap().unwrap();
-        assert_eq!((got.rejected_data_points, got.error_message.as_str()), (3, "NaN"));
+        let got = classify_http(200, None, &resp.encode_to_vec())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.rejected_data_points, got.error_message.as_str()),
+            (3, "NaN")
+        );
         // rotel answers OTLP/JSON-ish text to some clients: not an error, no refusal.
-        assert_eq!(classify_http(200, None, br#"{"partialSuccess":null}"#), Ok(None));
+        assert_eq!(
+            classify_http(200, None, br#"{"partialSuccess":null}"#),
+            Ok(None)
+        );
     }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {
         let now = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
         assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after("Tue, 24 Nov 2026 10:00:30 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Tue, 24 Nov 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-5", now), None);
     }
@@ -224,10 +261,19 @@ mod tests {
             Code::ResourceExhausted,
         ];
         for c in retried {
-            assert!(matches!(classify_grpc(c, "", b""), SendError::Retry { after: None, .. }), "{c:?}");
+            assert!(
+                matches!(
+                    classify_grpc(c, "", b""),
+                    SendError::Retry { after: None, .. }
+                ),
+                "{c:?}"
+            );
         }
         for c in final_ {
-            assert!(matches!(classify_grpc(c, "", b""), SendError::Reject { .. }), "{c:?}");
+            assert!(
+                matches!(classify_grpc(c, "", b""), SendError::Reject { .. }),
+                "{c:?}"
+            );
         }
     }
 
@@ -244,6 +290,9 @@ mod tests {
             classify_grpc(Code::Unavailable, "", &retry_info(2)),
             SendError::Retry { after: Some(d), .. } if d == Duration::from_secs(2)
         ));
-        assert!(matches!(classify_grpc(Code::ResourceExhausted, "", b"\xff\xff"), SendError::Reject { .. }));
+        assert!(matches!(
+            classify_grpc(Code::ResourceExhausted, "", b"\xff\xff"),
+            SendError::Reject { .. }
+        ));
     }
 }

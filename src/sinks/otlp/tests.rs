@@ -10,10 +10,12 @@ fn decode(body: &[u8]) -> ExportMetricsServiceRequest {
 }
 
 fn attr(kvs: &[KeyValue], key: &str) -> Option<String> {
-    kvs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        _ => None,
-    })
+    kvs.iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
 fn snapshot() -> Snapshot {
@@ -46,31 +48,59 @@ fn counters_are_cumulative_sums_with_the_stored_start_and_gauges_are_gauges() {
 
     let bans = by_name("f2b_bans_total");
     assert_eq!(bans.description, "Bans, by jail.");
-    let Some(metric::Data::Sum(sum)) = &bans.data else { panic!("not a sum") };
+    let Some(metric::Data::Sum(sum)) = &bans.data else {
+        panic!("not a sum")
+    };
     assert!(sum.is_monotonic);
-    assert_eq!(sum.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+    assert_eq!(
+        sum.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
     let p = &sum.data_points[0];
     assert_eq!(p.value, Some(number_data_point::Value::AsInt(4)));
-    assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (1_000_000_000, 5_000_000_000));
+    assert_eq!(
+        (p.start_time_unix_nano, p.time_unix_nano),
+        (1_000_000_000, 5_000_000_000)
+    );
     assert_eq!(attr(&p.attributes, "jail").as_deref(), Some("sshd"));
 
     let banned = by_name("f2b_banned");
-    let Some(metric::Data::Gauge(g)) = &banned.data else { panic!("not a gauge") };
-    assert_eq!(g.data_points[0].value, Some(number_data_point::Value::AsDouble(2.0)));
+    let Some(metric::Data::Gauge(g)) = &banned.data else {
+        panic!("not a gauge")
+    };
+    assert_eq!(
+        g.data_points[0].value,
+        Some(number_data_point::Value::AsDouble(2.0))
+    );
     assert_eq!(g.data_points[0].time_unix_nano, 5_000_000_000);
 }
 
 #[test]
 fn resource_has_service_host_and_user_attributes_user_wins() {
-    let c = config("resource_attributes = { \"deployment.environment\" = \"prod\", \"service.name\" = \"edge-rme\" }");
+    let c = config(
+        "resource_attributes = { \"deployment.environment\" = \"prod\", \"service.name\" = \"edge-rme\" }",
+    );
     let mut sink = Otlp::new("otlp".into(), &c).unwrap();
     let req = decode(&sink.encode(&snapshot()).unwrap()[0]);
-    let attrs = &req.resource_metrics[0].resource.as_ref().unwrap().attributes;
+    let attrs = &req.resource_metrics[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes;
     assert_eq!(attr(attrs, "service.name").as_deref(), Some("edge-rme"));
-    assert_eq!(attr(attrs, "service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
-    assert_eq!(attr(attrs, "deployment.environment").as_deref(), Some("prod"));
+    assert_eq!(
+        attr(attrs, "service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        attr(attrs, "deployment.environment").as_deref(),
+        Some("prod")
+    );
     assert_eq!(attr(attrs, "host.name"), host_name());
-    assert_eq!(attrs.iter().filter(|kv| kv.key == "service.name").count(), 1);
+    assert_eq!(
+        attrs.iter().filter(|kv| kv.key == "service.name").count(),
+        1
+    );
 }
 
 #[test]
@@ -91,7 +121,11 @@ fn large_snapshots_are_split_into_self_contained_requests() {
         let req = decode(body);
         let rm = &req.resource_metrics[0];
         assert!(rm.resource.is_some(), "every body carries the resource");
-        let n: usize = rm.scope_metrics[0].metrics.iter().map(|m| points(m).len()).sum();
+        let n: usize = rm.scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| points(m).len())
+            .sum();
         assert!((1..=3).contains(&n), "{n} points");
         seen += n;
     }
@@ -103,15 +137,32 @@ fn large_snapshots_are_split_into_self_contained_requests() {
 fn batches_cut_exactly_at_the_limit() {
     let m = |name: &str, n: usize| Metric {
         name: name.into(),
-        data: Some(metric::Data::Gauge(Gauge { data_points: vec![NumberDataPoint::default(); n] })),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint::default(); n],
+        })),
         ..Metric::default()
     };
     let sizes = |b: &Vec<Vec<Metric>>| -> Vec<Vec<usize>> {
-        b.iter().map(|g| g.iter().map(|x| x.data.as_ref().map_or(0, |_| points(x).len())).collect()).collect()
+        b.iter()
+            .map(|g| {
+                g.iter()
+                    .map(|x| x.data.as_ref().map_or(0, |_| points(x).len()))
+                    .collect()
+            })
+            .collect()
     };
-    assert_eq!(sizes(&batches(vec![m("a", 2), m("b", 2)], 2)), vec![vec![2], vec![2]]);
-    assert_eq!(sizes(&batches(vec![m("a", 5)], 2)), vec![vec![2], vec![2], vec![1]]);
-    assert_eq!(sizes(&batches(vec![m("a", 1), m("b", 4)], 3)), vec![vec![1, 2], vec![2]]);
+    assert_eq!(
+        sizes(&batches(vec![m("a", 2), m("b", 2)], 2)),
+        vec![vec![2], vec![2]]
+    );
+    assert_eq!(
+        sizes(&batches(vec![m("a", 5)], 2)),
+        vec![vec![2], vec![2], vec![1]]
+    );
+    assert_eq!(
+        sizes(&batches(vec![m("a", 1), m("b", 4)], 3)),
+        vec![vec![1, 2], vec![2]]
+    );
     assert!(batches(Vec::new(), 3).is_empty());
 }
 
@@ -125,9 +176,18 @@ fn an_empty_snapshot_sends_nothing() {
 fn endpoint_defaults_and_the_v1_metrics_rule() {
     let url = |t: &str| config(t).url().map(|u| u.to_string());
     assert_eq!(url("").unwrap(), "http://127.0.0.1:4318/v1/metrics");
-    assert_eq!(url("protocol = \"grpc\"").unwrap(), "http://127.0.0.1:4317/");
-    assert_eq!(url("endpoint = \"https://otel.example:4318\"").unwrap(), "https://otel.example:4318/v1/metrics");
-    assert_eq!(url("endpoint = \"http://vm:8428/opentelemetry/v1/metrics\"").unwrap(), "http://vm:8428/opentelemetry/v1/metrics");
+    assert_eq!(
+        url("protocol = \"grpc\"").unwrap(),
+        "http://127.0.0.1:4317/"
+    );
+    assert_eq!(
+        url("endpoint = \"https://otel.example:4318\"").unwrap(),
+        "https://otel.example:4318/v1/metrics"
+    );
+    assert_eq!(
+        url("endpoint = \"http://vm:8428/opentelemetry/v1/metrics\"").unwrap(),
+        "http://vm:8428/opentelemetry/v1/metrics"
+    );
     assert!(url("protocol = \"grpc\"\nendpoint = \"http://h:4317/v1/metrics\"").is_err());
     assert!(url("endpoint = \"udp://h:1\"").is_err());
 }
@@ -137,20 +197,45 @@ fn validate_names_the_bad_key() {
     let bad = [
         ("endpoint = \"nope\"", "sinks[0].endpoint"),
         ("ca_file = \"/ca.pem\"", "sinks[0].ca_file"),
-        ("endpoint = \"https://h\"\ncert_file = \"/c.pem\"", "sinks[0].cert_file"),
-        ("protocol = \"grpc\"\nendpoint = \"https://h\"\ninsecure_skip_verify = true", "sinks[0].insecure_skip_verify"),
-        ("headers = { \"Content-Type\" = \"text/plain\" }", "sinks[0].headers.Content-Type"),
-        ("headers = { \"bad header\" = \"x\" }", "sinks[0].headers.bad header"),
-        ("protocol = \"grpc\"\nheaders = { \"x-key\" = \"caf\u{e9}\" }", "sinks[0].headers.x-key"),
+        (
+            "endpoint = \"https://h\"\ncert_file = \"/c.pem\"",
+            "sinks[0].cert_file",
+        ),
+        (
+            "protocol = \"grpc\"\nendpoint = \"https://h\"\ninsecure_skip_verify = true",
+            "sinks[0].insecure_skip_verify",
+        ),
+        (
+            "headers = { \"Content-Type\" = \"text/plain\" }",
+            "sinks[0].headers.Content-Type",
+        ),
+        (
+            "headers = { \"bad header\" = \"x\" }",
+            "sinks[0].headers.bad header",
+        ),
+        (
+            "protocol = \"grpc\"\nheaders = { \"x-key\" = \"caf\u{e9}\" }",
+            "sinks[0].headers.x-key",
+        ),
         ("timeout_secs = 0", "sinks[0].timeout_secs"),
-        ("max_points_per_request = 0", "sinks[0].max_points_per_request"),
-        ("resource_attributes = { \"\" = \"x\" }", "sinks[0].resource_attributes"),
+        (
+            "max_points_per_request = 0",
+            "sinks[0].max_points_per_request",
+        ),
+        (
+            "resource_attributes = { \"\" = \"x\" }",
+            "sinks[0].resource_attributes",
+        ),
     ];
     for (text, key) in bad {
-        let Err(err) = config(text).validate("sinks[0]") else { panic!("accepted: {text}") };
+        let Err(err) = config(text).validate("sinks[0]") else {
+            panic!("accepted: {text}")
+        };
         assert_eq!(err.key, key, "{text}: {err}");
     }
-    config("endpoint = \"https://h\"\nheaders = { authorization = \"Bearer x\" }").validate("s").unwrap();
+    config("endpoint = \"https://h\"\nheaders = { authorization = \"Bearer x\" }")
+        .validate("s")
+        .unwrap();
     assert!(toml::from_str::<OtlpConfig>("protocol = \"http/json\"").is_err());
     assert!(toml::from_str::<OtlpConfig>("compresion = \"gzip\"").is_err());
 }
@@ -160,7 +245,9 @@ fn gzip_round_trips() {
     use std::io::Read as _;
     let body = b"otlp".repeat(100);
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(gzip(&body).as_slice()).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(gzip(&body).as_slice())
+        .read_to_end(&mut out)
+        .unwrap();
     assert_eq!(out, body);
 }
 
@@ -174,7 +261,9 @@ fn closed_port() -> u16 {
 async fn a_receiver_that_is_down_means_retry_on_both_transports() {
     let port = closed_port();
     for proto in ["http/protobuf", "grpc"] {
-        let c = config(&format!("protocol = \"{proto}\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 2"));
+        let c = config(&format!(
+            "protocol = \"{proto}\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 2"
+        ));
         let mut sink = Otlp::new("otlp".into(), &c).unwrap();
         let body = sink.encode(&snapshot()).unwrap().remove(0);
         let err = sink.send(&body).await.unwrap_err();
