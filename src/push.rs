@@ -408,7 +408,9 @@ pub async fn deliver<S: Sink>(
                     count_request(shared, &name, "sent");
                     let refused = sink.take_rejected_points();
                     if refused > 0 {
-                        lock(shared).store.inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
+                        lock(shared)
+                            .store
+                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
                     }
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;

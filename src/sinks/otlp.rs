@@ -229,8 +229,8 @@ pub struct Otlp {
 }
 
 enum Transport {
-    Http(Http),
-    Grpc(Grpc),
+    Http(Box<Http>),
+    Grpc(Box<Grpc>),
 }
 
 struct Http {
@@ -255,19 +255,19 @@ impl Otlp {
         let timeout = Duration::from_secs(config.timeout_secs);
         let gzip = config.compression == Compression::Gzip;
         let transport = match config.protocol {
-            Protocol::HttpProtobuf => Transport::Http(Http {
+            Protocol::HttpProtobuf => Transport::Http(Box::new(Http {
                 client: http_client(config, timeout)?,
                 headers: http_headers(&config.headers)?,
                 url,
                 gzip,
-            }),
-            Protocol::Grpc => Transport::Grpc(Grpc {
+            })),
+            Protocol::Grpc => Transport::Grpc(Box::new(Grpc {
                 endpoint: grpc_endpoint(config, url, timeout)?,
                 client: None,
                 metadata: grpc_metadata(&config.headers)?,
                 gzip,
                 timeout,
-            }),
+            })),
         };
         Ok(Otlp {
             name,
@@ -465,15 +465,9 @@ pub fn batches(metrics: Vec<Metric>, max: usize) -> Vec<Vec<Metric>> {
     let max = max.max(1);
     let (mut out, mut current, mut room) = (Vec::new(), Vec::new(), max);
     for mut m in metrics {
-        loop {
-            let Some(points) = points_mut(&mut m) else {
-                break;
-            };
-            if points.len() <= room {
-                room -= points.len();
-                current.push(m);
-                break;
-            }
+        while let Some(points) = points_mut(&mut m)
+            && points.len() > room
+        {
             let rest_points = points.split_off(room);
             let mut rest = m.clone();
             if let Some(p) = points_mut(&mut rest) {
@@ -484,6 +478,8 @@ pub fn batches(metrics: Vec<Metric>, max: usize) -> Vec<Vec<Metric>> {
             room = max;
             m = rest;
         }
+        room -= points_mut(&mut m).map_or(0, |p| p.len());
+        current.push(m);
         if room == 0 {
             out.push(std::mem::take(&mut current));
             room = max;
