@@ -270,3 +270,25 @@ async fn a_receiver_that_is_down_means_retry_on_both_transports() {
         assert!(matches!(err, SendError::Retry { .. }), "{proto}: {err:?}");
     }
 }
+
+#[test]
+fn example_config_is_valid() {
+    let c =
+        crate::config::Config::parse(include_str!("../../../examples/otlp.toml"), None).unwrap();
+    assert!(matches!(c.sinks[0], crate::config::SinkConfig::Otlp(_)));
+}
+
+#[test]
+fn partial_success_is_counted_once() {
+    let mut sink = Otlp::new("otlp".into(), &config("")).unwrap();
+    let partial = |n| ExportMetricsPartialSuccess {
+        rejected_data_points: n,
+        error_message: "bad".into(),
+    };
+    sink.note_partial(Some(partial(3)));
+    sink.note_partial(Some(partial(-1)));
+    sink.note_partial(None);
+    sink.note_partial(Some(partial(2)));
+    assert_eq!(sink.take_rejected_points(), 5);
+    assert_eq!(sink.take_rejected_points(), 0);
+}
