@@ -609,11 +609,21 @@ impl Grpc {
         }
         match client.export(request).await {
             Ok(resp) => Ok(resp.into_inner().partial_success),
-            Err(status) => Err(classify_grpc(
-                status.code(),
-                status.message(),
-                status.details(),
-            )),
+            Err(status) => {
+                // A status with a cause was raised here by the transport (TLS, connection),
+                // not sent by the receiver; its message alone is generic.
+                let cause = std::error::Error::source(&status);
+                let message = match cause {
+                    Some(cause) => format!("{}: {}", status.message(), chain(cause)),
+                    None => status.message().to_string(),
+                };
+                Err(classify_grpc(
+                    status.code(),
+                    &message,
+                    status.details(),
+                    cause.is_some(),
+                ))
+            }
         }
     }
 }

@@ -113,10 +113,15 @@ fn retry_delay(details: &[u8]) -> Option<Duration> {
     Some(Duration::new(secs, nanos))
 }
 
-/// One failed gRPC export: the spec's retryable codes are retried, the rest are final.
-pub fn classify_grpc(code: Code, message: &str, details: &[u8]) -> SendError {
+/// One failed gRPC export: the spec's retryable codes are retried, the rest are
+/// final. `from_transport` marks a status tonic made up for a connection or TLS
+/// failure (often `Unknown`): a network error, so retried whatever its code.
+pub fn classify_grpc(code: Code, message: &str, details: &[u8], from_transport: bool) -> SendError {
     let reason = format!("gRPC {code:?}: {message}");
     let after = retry_delay(details);
+    if from_transport {
+        return SendError::Retry { reason, after };
+    }
     match code {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -263,7 +268,7 @@ mod tests {
         for c in retried {
             assert!(
                 matches!(
-                    classify_grpc(c, "", b""),
+                    classify_grpc(c, "", b"", false),
                     SendError::Retry { after: None, .. }
                 ),
                 "{c:?}"
@@ -271,8 +276,13 @@ mod tests {
         }
         for c in final_ {
             assert!(
-                matches!(classify_grpc(c, "", b""), SendError::Reject { .. }),
+                matches!(classify_grpc(c, "", b"", false), SendError::Reject { .. }),
                 "{c:?}"
+            );
+            let local = classify_grpc(c, "transport error", b"", true);
+            assert!(
+                matches!(local, SendError::Retry { .. }),
+                "{c:?} raised by the transport"
             );
         }
     }
@@ -280,18 +290,18 @@ mod tests {
     #[test]
     fn grpc_resource_exhausted_with_retry_info_is_retried_after_the_delay() {
         assert_eq!(
-            classify_grpc(Code::ResourceExhausted, "slow down", &retry_info(4)),
+            classify_grpc(Code::ResourceExhausted, "slow down", &retry_info(4), false),
             SendError::Retry {
                 reason: "gRPC ResourceExhausted: slow down".into(),
                 after: Some(Duration::from_secs(4)),
             }
         );
         assert!(matches!(
-            classify_grpc(Code::Unavailable, "", &retry_info(2)),
+            classify_grpc(Code::Unavailable, "", &retry_info(2), false),
             SendError::Retry { after: Some(d), .. } if d == Duration::from_secs(2)
         ));
         assert!(matches!(
-            classify_grpc(Code::ResourceExhausted, "", b"\xff\xff"),
+            classify_grpc(Code::ResourceExhausted, "", b"\xff\xff", false),
             SendError::Reject { .. }
         ));
     }
