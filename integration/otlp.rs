@@ -256,3 +256,150 @@ fn otlp_http_garbage_is_rejected_with_the_status() {
         other => panic!("expected a rejection, got {other:?}"),
     }
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+const MAKE_CERTS: &str = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.pem -days 2 -subj /CN=rme-test-ca 2>/dev/null
+for who in server client; do
+  openssl req $ec -keyout $who.key -out $who.csr -subj /CN=rme-test-$who 2>/dev/null
+  usage=serverAuth; [ $who = client ] && usage=clientAuth
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=%s\n' $usage > $who.ext
+  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile $who.ext 2>/dev/null
+done
+"#;
+
+/// TLS (client certificate required) in front of rotel's plaintext port, since
+/// rotel's receiver has no TLS of its own. Prints the port it listens on.
+const TLS_PROXY: &str = r#"
+import asyncio, ssl, sys
+cert, key, ca, upstream, alpn = sys.argv[1:6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.set_alpn_protocols(alpn.split(","))
+
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+
+async def handle(cr, cw):
+    try:
+        ur, uw = await asyncio.open_connection("127.0.0.1", int(upstream))
+    except OSError:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// The TLS proxy process, stopped when the test ends.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_proxy(dir: &Path, upstream: &str, alpn: &str) -> TlsProxy {
+    use std::io::BufRead as _;
+    let upstream_port = upstream
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let script = write(dir, "tls_proxy.py", TLS_PROXY);
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["server.pem", "server.key", "ca.pem", upstream_port, alpn])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting python3");
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("TLS proxy did not start: {line:?}"));
+    TlsProxy { child, port }
+}
+
+/// https:// with ca_file, cert_file and key_file reaches the collector over
+/// both transports; without ca_file the run fails and keeps its data.
+fn tls_with_client_certificate(protocol: &str) {
+    let env = peer("otelcol");
+    let certs = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("bash")
+        .args(["-c", MAKE_CERTS])
+        .current_dir(certs.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (upstream, alpn) = match protocol {
+        "grpc" => (&env["OTLP_GRPC_ENDPOINT"], "h2"),
+        _ => (&env["OTLP_HTTP_METRICS_URL"], "http/1.1"),
+    };
+    let proxy = tls_proxy(certs.path(), upstream, alpn);
+    let endpoint = format!("https://127.0.0.1:{}", proxy.port);
+    let s = setup(protocol, Some(&endpoint));
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    let cert = |name: &str| certs.path().join(name).display().to_string();
+    let client = format!(
+        "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert("client.pem"),
+        cert("client.key")
+    );
+
+    std::fs::write(&s.config, format!("{base}{client}")).unwrap();
+    let out = push_once(&s.config);
+    assert!(
+        !out.status.success(),
+        "a certificate from an unknown CA must not be accepted"
+    );
+
+    let ca = format!("ca_file = \"{}\"\n", cert("ca.pem"));
+    std::fs::write(&s.config, format!("{base}{client}{ca}")).unwrap();
+    let out = push_once(&s.config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 2.0);
+    assert!(got.iter().any(|r| r.value() == Some(2.0)), "{got:?}");
+    assert_eq!(got[0].resource("service.name"), Some("rme"));
+}
+
+#[test]
+fn otlp_http_tls_with_ca_and_client_certificate() {
+    tls_with_client_certificate("http/protobuf");
+}
+
+#[test]
+fn otlp_grpc_tls_with_ca_and_client_certificate() {
+    tls_with_client_certificate("grpc");
+}
