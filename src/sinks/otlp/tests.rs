@@ -1,3 +1,11 @@
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, metric, number_data_point,
+};
+
+use super::encode::host_name;
+use super::transport::gzip;
 use super::*;
 use crate::store::{Kind, Limits, Series, Store};
 
