@@ -214,6 +214,11 @@ impl Config {
                 SourceConfig::Audit(c) => c.resolve_paths(&fix),
             }
         }
+        for s in &mut self.sinks {
+            if let SinkConfig::Otlp(c) = s {
+                c.resolve_paths(&fix);
+            }
+        }
     }
 
     /// Checks what serde cannot: names unique, URLs usable, at least one sink.

@@ -77,7 +77,8 @@ pub struct OtlpConfig {
     /// and `host.name`; a key set here replaces the built-in one.
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, String>,
-    /// PEM file of the CA(s) that signed the receiver's certificate (added to the public roots).
+    /// PEM file of the CA(s) that signed the receiver's certificate (added to the
+    /// public roots). Relative TLS paths are taken from the config file's directory.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// PEM client certificate, for receivers that require mutual TLS (with `key_file`).
@@ -109,6 +110,15 @@ const fn default_max_points() -> usize {
 const RESERVED_HEADERS: [&str; 4] = ["content-type", "content-encoding", "content-length", "te"];
 
 impl OtlpConfig {
+    /// Makes the TLS file paths absolute (`fix` joins them to the config's directory).
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
+        self.ca_file
+            .iter_mut()
+            .chain(self.cert_file.iter_mut())
+            .chain(self.key_file.iter_mut())
+            .for_each(fix);
+    }
+
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         let url = self
             .url()

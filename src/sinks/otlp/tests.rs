@@ -300,3 +300,52 @@ fn partial_success_is_counted_once() {
     assert_eq!(sink.take_rejected_points(), 5);
     assert_eq!(sink.take_rejected_points(), 0);
 }
+
+#[test]
+fn tls_paths_are_taken_from_the_config_directory() {
+    let text = "[[sinks]]\ntype = \"otlp\"\nendpoint = \"https://h\"\nca_file = \"ca.pem\"\ncert_file = \"/abs/c.pem\"\nkey_file = \"c.key\"\n";
+    let c = crate::config::Config::parse(text, Some(std::path::Path::new("/etc/rme"))).unwrap();
+    let crate::config::SinkConfig::Otlp(o) = &c.sinks[0] else {
+        panic!()
+    };
+    assert_eq!(
+        o.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/rme/ca.pem"))
+    );
+    assert_eq!(
+        o.cert_file.as_deref(),
+        Some(std::path::Path::new("/abs/c.pem"))
+    );
+    assert_eq!(
+        o.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/rme/c.key"))
+    );
+}
+
+/// Figures, not assertions: `cargo test --release --lib otlp_encode_figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn otlp_encode_figures() {
+    let mut store = Store::new(Limits::default());
+    for i in 0..10_000u32 {
+        let ip = format!("192.0.{}.{}", i / 256, i % 256);
+        store.inc(
+            Series::new("f2b_bans_total", &[("jail", "sshd"), ("ip", &ip)]),
+            u64::from(i),
+        );
+    }
+    let snap = store.snapshot(crate::store::now_ms());
+    let mut sink = Otlp::new("otlp".into(), &config("max_points_per_request = 10000")).unwrap();
+    let t = std::time::Instant::now();
+    let bodies = sink.encode(&snap).unwrap();
+    let encode = t.elapsed();
+    let t = std::time::Instant::now();
+    let zipped = gzip(&bodies[0]);
+    let zip = t.elapsed();
+    println!(
+        "10000 series: encode {encode:?}, {} bytes; gzip {zip:?}, {} bytes ({:.1}x)",
+        bodies[0].len(),
+        zipped.len(),
+        bodies[0].len() as f64 / zipped.len() as f64
+    );
+}
