@@ -392,6 +392,17 @@ fn tls_with_client_certificate(protocol: &str) {
     let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 2.0);
     assert!(got.iter().any(|r| r.value() == Some(2.0)), "{got:?}");
     assert_eq!(got[0].resource("service.name"), Some("rme"));
+
+    if protocol == "http/protobuf" {
+        // Without the CA but told to skip verification: accepted (tests only).
+        append(&s.log, "third line\n");
+        let insecure = "insecure_skip_verify = true\n";
+        std::fs::write(&s.config, format!("{base}{client}{insecure}")).unwrap();
+        let out = push_once(&s.config);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 3.0);
+        assert!(got.iter().any(|r| r.value() == Some(3.0)), "{got:?}");
+    }
 }
 
 #[test]

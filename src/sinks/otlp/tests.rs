@@ -349,3 +349,80 @@ fn otlp_encode_figures() {
         bodies[0].len() as f64 / zipped.len() as f64
     );
 }
+
+/// Answers one HTTP request with `answer` and hands back the request's head and body.
+async fn answer_once(answer: &'static str) -> (u16, tokio::task::JoinHandle<(String, Vec<u8>)>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = conn.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + len {
+            let n = conn.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        conn.write_all(answer.as_bytes()).await.unwrap();
+        (head, buf[head_end..].to_vec())
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn http_request_carries_headers_and_gzipped_protobuf() {
+    use std::io::Read as _;
+    let (port, request) = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let c = config(&format!(
+        "endpoint = \"http://127.0.0.1:{port}\"\nheaders = {{ authorization = \"Bearer s3cret\" }}"
+    ));
+    let mut sink = Otlp::new("otlp".into(), &c).unwrap();
+    let body = sink.encode(&snapshot()).unwrap().remove(0);
+    sink.send(&body).await.unwrap();
+    let (head, sent) = request.await.unwrap();
+    assert!(head.starts_with("post /v1/metrics "), "{head}");
+    for h in [
+        "authorization: bearer s3cret",
+        "content-type: application/x-protobuf",
+        "content-encoding: gzip",
+    ] {
+        assert!(head.contains(h), "{h} missing in {head}");
+    }
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(sent.as_slice())
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, body);
+}
+
+#[tokio::test]
+async fn http_503_with_retry_after_is_retried_after_that_long() {
+    let (port, _request) = answer_once(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nbusy",
+    )
+    .await;
+    let c = config(&format!(
+        "endpoint = \"http://127.0.0.1:{port}\"\ncompression = \"none\""
+    ));
+    let mut sink = Otlp::new("otlp".into(), &c).unwrap();
+    let body = sink.encode(&snapshot()).unwrap().remove(0);
+    match sink.send(&body).await {
+        Err(SendError::Retry { reason, after }) => {
+            assert_eq!(after, Some(std::time::Duration::from_secs(7)));
+            assert!(reason.contains("HTTP 503: busy"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
