@@ -351,7 +351,7 @@ fn otlp_encode_figures() {
 }
 
 /// Answers one HTTP request with `answer` and hands back the request's head and body.
-async fn answer_once(answer: &'static str) -> (u16, tokio::task::JoinHandle<(String, Vec<u8>)>) {
+async fn answer_once(answer: Vec<u8>) -> (u16, tokio::task::JoinHandle<(String, Vec<u8>)>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -375,7 +375,7 @@ async fn answer_once(answer: &'static str) -> (u16, tokio::task::JoinHandle<(Str
             let n = conn.read(&mut chunk).await.unwrap();
             buf.extend_from_slice(&chunk[..n]);
         }
-        conn.write_all(answer.as_bytes()).await.unwrap();
+        conn.write_all(&answer).await.unwrap();
         (head, buf[head_end..].to_vec())
     });
     (port, task)
@@ -384,7 +384,8 @@ async fn answer_once(answer: &'static str) -> (u16, tokio::task::JoinHandle<(Str
 #[tokio::test]
 async fn http_request_carries_headers_and_gzipped_protobuf() {
     use std::io::Read as _;
-    let (port, request) = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let (port, request) =
+        answer_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()).await;
     let c = config(&format!(
         "endpoint = \"http://127.0.0.1:{port}\"\nheaders = {{ authorization = \"Bearer s3cret\" }}"
     ));
@@ -410,7 +411,8 @@ async fn http_request_carries_headers_and_gzipped_protobuf() {
 #[tokio::test]
 async fn http_503_with_retry_after_is_retried_after_that_long() {
     let (port, _request) = answer_once(
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nbusy",
+        b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nbusy"
+            .to_vec(),
     )
     .await;
     let c = config(&format!(
@@ -425,4 +427,48 @@ async fn http_503_with_retry_after_is_retried_after_that_long() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn partial_success_is_counted_by_the_push_cycle() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    let answer = ExportMetricsServiceResponse {
+        partial_success: Some(ExportMetricsPartialSuccess {
+            rejected_data_points: 2,
+            error_message: "2 points had no name".into(),
+        }),
+    }
+    .encode_to_vec();
+    let mut http = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+        answer.len()
+    )
+    .into_bytes();
+    http.extend(answer);
+    let (port, _request) = answer_once(http).await;
+    let c = config(&format!("endpoint = \"http://127.0.0.1:{port}\""));
+    let mut sink = Otlp::new("otlp".into(), &c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = crate::spool::Spool::open(dir.path(), 1 << 20).unwrap();
+    spool
+        .append(&sink.encode(&snapshot()).unwrap()[0], 1)
+        .unwrap();
+    let shared = std::sync::Mutex::new(crate::push::Shared {
+        store: Store::new(Limits::default()),
+        positions: Default::default(),
+    });
+    let retry = crate::push::RetryPolicy {
+        attempts: 1,
+        min_backoff: std::time::Duration::ZERO,
+        max_backoff: std::time::Duration::ZERO,
+    };
+    crate::push::deliver(&mut sink, &mut spool, &retry, &shared)
+        .await
+        .unwrap();
+    assert_eq!(spool.len(), 0, "an accepted request leaves the spool");
+    let store = &shared.lock().unwrap().store;
+    assert_eq!(
+        store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
+        2
+    );
 }
