@@ -67,12 +67,21 @@ struct Setup {
     jsonl: PathBuf,
 }
 
-/// A fail2ban log with two lines and a config that pushes to rotel over `protocol`.
+/// A fail2ban log line banning `ip` in jail sshd.
+fn ban(ip: &str) -> String {
+    format!("2026-11-24 10:03:52,631 fail2ban.actions        [6604]: NOTICE  [sshd] Ban {ip}\n")
+}
+
+/// A fail2ban log with two lines (one ban) and a config that pushes to rotel over `protocol`.
 /// Lines are counted in rme's own rme_lines_read_total{source="fail2ban"}.
 fn setup(protocol: &str, endpoint: Option<&str>) -> Setup {
     let env = peer("otelcol");
     let dir = tempfile::tempdir().unwrap();
-    let log = write(dir.path(), "fail2ban.log", "first line\nsecond line\n");
+    let log = write(
+        dir.path(),
+        "fail2ban.log",
+        &format!("{}{}", ban("203.0.113.1"), "not a fail2ban line\n"),
+    );
     let id = unique("otlp-");
     let endpoint = endpoint
         .map(str::to_string)
@@ -129,7 +138,10 @@ fn counters_continue_across_runs(protocol: &str) {
         .find(|r| r.value() == Some(2.0))
         .expect("first run's counter at 2 arrived");
 
-    append(&s.log, "third line\nfourth line\nfifth line\n");
+    append(
+        &s.log,
+        &format!("{}third line\nfourth line\n", ban("203.0.113.2")),
+    );
     let out = push_once(&s.config);
     assert!(out.status.success(), "second run: {}", stderr(&out));
     let all = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 5.0);
@@ -170,6 +182,14 @@ fn counters_continue_across_runs(protocol: &str) {
             r.metric["resource"]
         );
     }
+
+    // A domain counter with its label, continuing the same way.
+    let bans = wait_for(&s.jsonl, &s.id, "fail2ban_bans_total", 2.0);
+    let values: Vec<_> = bans.iter().filter_map(Received::value).collect();
+    assert_eq!(values, vec![1.0, 2.0], "{bans:?}");
+    assert_eq!(bans[0].start(), bans[1].start());
+    assert_eq!(bans[1].point["attributes"]["jail"], "sshd");
+    assert_eq!(bans[1].metric["type"], "Sum");
 
     // Gauges go as Gauge with doubles: the sink's own spool depth, empty after delivery.
     let gauges = received(&s.jsonl, &s.id, "rme_spool_records");
