@@ -215,8 +215,10 @@ impl Config {
             }
         }
         for s in &mut self.sinks {
-            if let SinkConfig::RemoteWrite(c) = s {
-                c.resolve_paths(&fix);
+            match s {
+                SinkConfig::RemoteWrite(c) => c.resolve_paths(&fix),
+                SinkConfig::Otlp(c) => c.resolve_paths(&fix),
+                SinkConfig::Stdout(_) | SinkConfig::Statsd(_) => {}
             }
         }
     }

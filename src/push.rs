@@ -200,6 +200,7 @@ const SPOOL_RECORDS: &str = "rme_spool_records";
 const SPOOL_BYTES: &str = "rme_spool_bytes";
 const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
 const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
+const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
 /// Default spool bound per sink.
 pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
@@ -372,6 +373,11 @@ fn describe_delivery_metrics(store: &mut Store) {
         Kind::Counter,
         "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
     );
+    store.describe(
+        POINTS_REJECTED,
+        Kind::Counter,
+        "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
+    );
 }
 
 fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
@@ -433,6 +439,12 @@ pub async fn deliver<S: Sink>(
             match sink.send(&record.body).await {
                 Ok(()) => {
                     count_request(shared, &name, "sent", Some(record.samples));
+                    let refused = sink.take_rejected_points();
+                    if refused > 0 {
+                        lock(shared)
+                            .store
+                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
+                    }
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
                 }

@@ -65,6 +65,11 @@ pub trait Sink {
         None
     }
     fn restore_state(&mut self, _state: serde_json::Value) {}
+    /// Data points the receiver refused inside requests it accepted (OTLP
+    /// partial success), since the last call; counted, not retried.
+    fn take_rejected_points(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The closed set of sinks, dispatched by one `match`.
@@ -141,6 +146,15 @@ impl Sink for AnySink {
             AnySink::RemoteWrite(s) => s.restore_state(state),
             AnySink::Otlp(s) => s.restore_state(state),
             AnySink::Statsd(s) => s.restore_state(state),
+        }
+    }
+
+    fn take_rejected_points(&mut self) -> u64 {
+        match self {
+            AnySink::Stdout(s) => s.take_rejected_points(),
+            AnySink::RemoteWrite(s) => s.take_rejected_points(),
+            AnySink::Otlp(s) => s.take_rejected_points(),
+            AnySink::Statsd(s) => s.take_rejected_points(),
         }
     }
 }

@@ -1,10 +1,55 @@
-//! Placeholder: the otlp sink is being built (see the issue tracker).
+//! Sends snapshots to an OpenTelemetry collector: OTLP metrics over
+//! HTTP/protobuf (`POST /v1/metrics`) or gRPC (`MetricsService/Export`).
+//!
+//! The tricky point is the counters' start time. The OpenTelemetry SDK stamps
+//! it itself when an instrument is created (opentelemetry-rust#2472), so every
+//! `rme push --once` would look like a counter reset downstream. Here the
+//! `ExportMetricsServiceRequest` is built by hand from `opentelemetry-proto`
+//! types, and a counter's `start_time_unix_nano` is the `start_ms` the store
+//! keeps in the state file: it only changes when the counter really restarts.
+//!
+//! Bodies are spooled as plain protobuf. `encode.rs` builds the requests,
+//! `transport.rs` sends them, `classify.rs` reads the answers per the spec.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use serde::Deserialize;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 use super::{SendError, Sink};
 use crate::config::Invalid;
 use crate::store::Snapshot;
+
+mod classify;
+mod encode;
+mod transport;
+
+pub use classify::{classify_grpc, classify_http, retry_after};
+pub use encode::{batches, metrics, request};
+use transport::Transport;
+
+/// Wire protocol, as the OpenTelemetry SDKs spell it (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+/// Request body compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    None,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,21 +57,201 @@ pub struct OtlpConfig {
     /// Sink name (spool directory, self-metric label). Default `otlp`.
     #[serde(default)]
     pub name: Option<String>,
+    /// `"http/protobuf"` (default) or `"grpc"`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Receiver URL. http/protobuf: default `http://127.0.0.1:4318/v1/metrics`; a
+    /// URL without a path (`https://otel.example:4318`) gets `/v1/metrics`
+    /// appended, like `OTEL_EXPORTER_OTLP_ENDPOINT`; a URL with a path is used
+    /// as it is, like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
+    /// grpc: default `http://127.0.0.1:4317`, no path. `https://` turns TLS on.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `"gzip"` (default) or `"none"`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Extra request headers (gRPC metadata), e.g. `{ authorization = "Bearer …" }`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Resource attributes added to `service.name = "rme"`, `service.version`
+    /// and `host.name`; a key set here replaces the built-in one.
+    #[serde(default)]
+    pub resource_attributes: BTreeMap<String, String>,
+    /// PEM file of the CA(s) that signed the receiver's certificate (added to the
+    /// public roots). Relative TLS paths are taken from the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for receivers that require mutual TLS (with `key_file`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only; http/protobuf only). Default false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Seconds one request may take, connection included. Default 10.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Data points per request; larger snapshots are split. Default 1000.
+    #[serde(default = "default_max_points")]
+    pub max_points_per_request: usize,
 }
 
+const fn default_timeout_secs() -> u64 {
+    10
+}
+
+const fn default_max_points() -> usize {
+    1000
+}
+
+/// Headers the sink sets itself; a user value would break the request.
+const RESERVED_HEADERS: [&str; 4] = ["content-type", "content-encoding", "content-length", "te"];
+
 impl OtlpConfig {
+    /// Makes the TLS file paths absolute (`fix` joins them to the config's directory).
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
+        self.ca_file
+            .iter_mut()
+            .chain(self.cert_file.iter_mut())
+            .chain(self.key_file.iter_mut())
+            .for_each(fix);
+    }
+
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        Err(Invalid::new(key, "the otlp sink is not built yet"))
+        let url = self
+            .url()
+            .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
+        let tls = url.scheme() == "https";
+        for (field, set) in [
+            ("ca_file", self.ca_file.is_some()),
+            ("cert_file", self.cert_file.is_some()),
+            ("key_file", self.key_file.is_some()),
+            ("insecure_skip_verify", self.insecure_skip_verify),
+        ] {
+            if set && !tls {
+                return Err(Invalid::new(
+                    format!("{key}.{field}"),
+                    "TLS options need an https:// endpoint",
+                ));
+            }
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Invalid::new(
+                format!("{key}.cert_file"),
+                "cert_file and key_file go together",
+            ));
+        }
+        if self.insecure_skip_verify && self.protocol == Protocol::Grpc {
+            return Err(Invalid::new(
+                format!("{key}.insecure_skip_verify"),
+                "not supported with grpc; give the receiver's CA in ca_file",
+            ));
+        }
+        for (name, value) in &self.headers {
+            let k = format!("{key}.headers.{name}");
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(Invalid::new(k, "set by rme itself"));
+            }
+            header_pair(self.protocol, name, value).map_err(|reason| Invalid::new(k, reason))?;
+        }
+        if self.resource_attributes.keys().any(String::is_empty) {
+            return Err(Invalid::new(
+                format!("{key}.resource_attributes"),
+                "empty attribute name",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(Invalid::new(
+                format!("{key}.timeout_secs"),
+                "must be at least 1",
+            ));
+        }
+        if self.max_points_per_request == 0 {
+            return Err(Invalid::new(
+                format!("{key}.max_points_per_request"),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URL requests go to, with the defaults and the `/v1/metrics` rule applied.
+    fn url(&self) -> Result<reqwest::Url, String> {
+        let raw = match (&self.endpoint, self.protocol) {
+            (Some(e), _) => e.as_str(),
+            (None, Protocol::HttpProtobuf) => "http://127.0.0.1:4318/v1/metrics",
+            (None, Protocol::Grpc) => "http://127.0.0.1:4317",
+        };
+        let mut url = reqwest::Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "'{raw}' must be an http:// or https:// URL with a host"
+            ));
+        }
+        let bare = url.path() == "/" || url.path().is_empty();
+        match self.protocol {
+            Protocol::HttpProtobuf if bare => url.set_path("/v1/metrics"),
+            Protocol::Grpc if !bare => return Err(format!("'{raw}': a gRPC endpoint has no path")),
+            _ => {}
+        }
+        Ok(url)
     }
 }
 
+/// Checks one header for the protocol it will travel on.
+fn header_pair(protocol: Protocol, name: &str, value: &str) -> Result<(), String> {
+    match protocol {
+        Protocol::HttpProtobuf => {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        }
+        Protocol::Grpc => {
+            AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|e| e.to_string())?;
+            if !value.is_ascii() {
+                return Err("gRPC metadata values must be ASCII".to_string());
+            }
+            value
+                .parse::<AsciiMetadataValue>()
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// The OTLP sink: encoder plus one transport.
 pub struct Otlp {
     name: String,
+    resource: Resource,
+    max_points: usize,
+    transport: Transport,
+    rejected_points: u64,
 }
 
 impl Otlp {
-    pub fn new(name: String, _config: &OtlpConfig) -> anyhow::Result<Otlp> {
-        anyhow::bail!("sink {name}: the otlp sink is not built yet")
+    pub fn new(name: String, config: &OtlpConfig) -> anyhow::Result<Otlp> {
+        Ok(Otlp {
+            name,
+            resource: encode::resource(&config.resource_attributes),
+            max_points: config.max_points_per_request,
+            transport: Transport::new(config)?,
+            rejected_points: 0,
+        })
+    }
+
+    fn note_partial(&mut self, partial: Option<ExportMetricsPartialSuccess>) {
+        let Some(p) = partial else { return };
+        if p.rejected_data_points > 0 || !p.error_message.is_empty() {
+            tracing::warn!(
+                sink = %self.name,
+                rejected = p.rejected_data_points,
+                message = %p.error_message,
+                "receiver accepted the request but refused some data points"
+            );
+        }
+        self.rejected_points += u64::try_from(p.rejected_data_points).unwrap_or(0);
     }
 }
 
@@ -35,13 +260,23 @@ impl Sink for Otlp {
         &self.name
     }
 
-    fn encode(&mut self, _snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        anyhow::bail!("not built yet")
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(batches(metrics(snap), self.max_points)
+            .into_iter()
+            .map(|group| request(&self.resource, group).encode_to_vec())
+            .collect())
     }
 
-    async fn send(&mut self, _body: &[u8]) -> Result<(), SendError> {
-        Err(SendError::Reject {
-            reason: "not built yet".into(),
-        })
+    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        let partial = self.transport.send(body).await?;
+        self.note_partial(partial);
+        Ok(())
+    }
+
+    fn take_rejected_points(&mut self) -> u64 {
+        std::mem::take(&mut self.rejected_points)
     }
 }
+
+#[cfg(test)]
+mod tests;
