@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod journal;
+pub mod progress;
 pub mod push;
 pub mod serve;
 pub mod sinks;
