@@ -35,6 +35,7 @@ fn main() {
         );
     }
     let filled = start.elapsed();
+    let rss_filled = status_kib("VmRSS:");
 
     let t = Instant::now();
     let snapshot = store.snapshot(rme::store::now_ms());
@@ -47,7 +48,10 @@ fn main() {
     let saved = t.elapsed();
 
     println!("series in store:      {}", store.len());
-    println!("fill:                 {filled:.2?}");
+    println!(
+        "fill:                 {filled:.2?} (RSS then: {} MiB)",
+        rss_filled / 1024
+    );
     println!(
         "snapshot:             {snapped:.2?} ({} points)",
         snapshot.points.len()
@@ -60,19 +64,20 @@ fn main() {
         "state JSON:           {saved:.2?} ({} MiB)",
         mib(state.len())
     );
-    println!("peak RSS (VmHWM):     {} MiB", peak_rss_kib() / 1024);
+    println!("peak RSS (VmHWM):     {} MiB", status_kib("VmHWM:") / 1024);
 }
 
 fn mib(bytes: usize) -> String {
     format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn peak_rss_kib() -> u64 {
+/// A `/proc/self/status` memory field, e.g. `VmHWM:` (peak RSS), in KiB.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
