@@ -349,16 +349,21 @@ pub fn wait_for(url: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// Collects a child's stdout in the background.
-fn collect(out: std::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<String>> {
+/// Collects a child's output in the background.
+fn collect(
+    mut out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
     let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let b = buf.clone();
     std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let mut g = b.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            b.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
     });
     buf
@@ -404,7 +409,7 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
         .unwrap();
     let pid = child.id() as i32;
     let out = collect(child.stdout.take().unwrap());
-    let err = collect_stderr(child.stderr.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
     wait_until("a first flush", || {
         metric_value(&last_exposition(&out), LINES) == Some(1.0)
     });
@@ -448,20 +453,47 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
     assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
 }
 
-fn collect_stderr(e: std::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let b = buf.clone();
-    std::thread::spawn(move || {
-        let mut e = e;
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = e.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            b.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-    buf
+/// No journald runs in the test machines, so a stand-in `journalctl` (a shell
+/// script) serves entries from a file and honours `--after-cursor` the way the
+/// real one does; what is tested is rme's cursor bookkeeping across runs.
+#[test]
+fn journal_input_continues_after_the_saved_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = dir.path().join("entries.jsonl");
+    let fake = write(
+        dir.path(),
+        "journalctl",
+        &format!(
+            "#!/bin/sh\nafter=''\nfor a in \"$@\"; do case $a in --after-cursor=*) after=${{a#--after-cursor=}};; esac; done\n\
+             if [ -z \"$after\" ]; then cat '{e}'; else awk -v c=\"\\\"__CURSOR\\\":\\\"$after\\\"\" 'f{{print}} index($0,c){{f=1}}' '{e}'; fi\n",
+            e = entries.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let entry = |i: usize| {
+        format!(
+            "{{\"__CURSOR\":\"s=abc;i={i}\",\"MESSAGE\":\"INFO ssh.failedlogin: match [\\\"203.0.113.{i}\\\"]\",\"_SYSTEMD_UNIT\":\"reaction.service\"}}\n"
+        )
+    };
+    for i in 1..=3 {
+        append(&entries, &entry(i));
+    }
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[[sources]]\ntype = \"reaction\"\n[sources.journal]\nunit = \"reaction.service\"\njournalctl = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            fake.display()
+        ),
+    );
+    let lines = "rme_lines_read_total{source=\"reaction\"}";
+    assert_eq!(metric_value(&push_once(&config), lines), Some(3.0));
+    for i in 4..=5 {
+        append(&entries, &entry(i));
+    }
+    assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
+    assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
+    let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+    assert!(state.contains("s=abc;i=5"), "{state}");
 }

@@ -9,6 +9,7 @@
 //!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
 
 pub mod config;
+pub mod helper;
 pub mod journal;
 pub mod progress;
 pub mod push;

@@ -58,6 +58,19 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pattern_labels: Vec<String>,
     },
+    /// The privileged helper: answers fixed status requests (fail2ban-status, audit-status) as JSON on a
+    /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
+    Helper {
+        /// Socket to listen on (created mode 0660; a stale socket is replaced).
+        #[arg(long, default_value = rme::helper::DEFAULT_SOCKET)]
+        listen: PathBuf,
+        /// Group that owns the socket, i.e. may ask (e.g. `rme`); default the helper's own group.
+        #[arg(long)]
+        group: Option<String>,
+        /// fail2ban's control socket.
+        #[arg(long, default_value = "/var/run/fail2ban/fail2ban.sock")]
+        fail2ban_socket: PathBuf,
+    },
     /// Print a shell completion script, e.g. `rme completions bash > /etc/bash_completion.d/rme`.
     Completions {
         #[arg(value_enum)]
@@ -136,6 +149,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 sources::parse_file(&source, &file, reaction_config, pattern_labels)?
             );
+        }
+        Command::Helper {
+            listen,
+            group,
+            fail2ban_socket,
+        } => {
+            let timeout = sources::fail2ban_socket::PROBE_TIMEOUT;
+            rme::helper::run(&rme::helper::HelperOptions {
+                listen,
+                group,
+                fail2ban_socket,
+                timeout,
+            })?;
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rme", &mut std::io::stdout());

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     for line in String::from_utf8_lossy(data).split('\n') {
         rme::sources::feed(&mut parser, line, &mut store);
     }
+    parser.finish(&mut store);
     let snapshot = store.snapshot(1_700_000_000_000);
     let text = rme::text::render(&snapshot, rme::text::Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"));

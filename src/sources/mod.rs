@@ -6,7 +6,13 @@
 
 pub mod audit;
 pub mod fail2ban;
+pub mod fail2ban_socket;
 pub mod reaction;
+pub mod reaction_show;
+
+#[cfg(test)]
+#[path = "testdata/golden.rs"]
+mod golden;
 
 use serde::Deserialize;
 
@@ -20,6 +26,8 @@ pub trait LineParser: Send {
     fn describe(&self, store: &mut Store);
     /// Updates the store from one line (without its newline).
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+    /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
+    fn finish(&mut self, _store: &mut Store) {}
 }
 
 /// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`).
@@ -134,6 +142,7 @@ pub fn parse_file(
             name: None,
             log,
             socket: None,
+            helper: None,
         }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,
@@ -141,8 +150,15 @@ pub fn parse_file(
             journal: None,
             config: reaction_config,
             pattern_labels,
+            show: false,
+            socket: None,
+            command: reaction::default_command(),
         }),
-        "audit" => SourceConfig::Audit(audit::AuditConfig { name: None, log }),
+        "audit" => SourceConfig::Audit(audit::AuditConfig {
+            log,
+            netlink: false,
+            ..Default::default()
+        }),
         other => anyhow::bail!("unknown source '{other}'"),
     };
     let built = build(&config)?;
@@ -157,6 +173,7 @@ pub fn parse_file(
         anyhow::bail!("{}: no such file", file.display());
     }
     tailer.read_new(&mut |line| feed(&mut *parser, line, &mut store))?;
+    parser.finish(&mut store);
     let snap = store.snapshot(crate::store::now_ms());
     Ok(crate::text::render(&snap, crate::text::Format::OpenMetrics))
 }

@@ -1,0 +1,363 @@
+//! audit.log: records counted by type, grouped into events (see `events.rs`),
+//! and serial numbers followed for gaps.
+//!
+//! The tricky point of the serials: they are per node, wrap at 2³², restart at
+//! boot, and records of neighbouring events may arrive out of order, so a
+//! skipped serial only counts as lost once the sequence is a few serials past it.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::events::{Counted, EventId, Events, Part};
+use super::record::{self, Header, Outcome, Token, all_tokens, field};
+use crate::sources::{LineParser, Unparsed};
+use crate::store::{Kind, Series, Store};
+
+const RECORDS: &str = "audit_records_total";
+const EVENTS: &str = "audit_events_total";
+const USER_AUTH: &str = "audit_user_auth_total";
+const USER_LOGIN: &str = "audit_user_login_total";
+const AVC: &str = "audit_avc_total";
+const ANOMALIES: &str = "audit_anomalies_total";
+const GAPS: &str = "audit_sequence_gaps_total";
+
+/// Nodes whose serials are followed for gaps (more are not followed).
+const MAX_NODES: usize = 64;
+
+/// Parses audit.log lines (raw or ENRICHED).
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    events: Events,
+    sequences: HashMap<String, Sequence>,
+}
+
+impl LineParser for AuditLog {
+    fn source(&self) -> &'static str {
+        "audit"
+    }
+
+    fn describe(&self, store: &mut Store) {
+        use Kind::Counter;
+        store.describe(RECORDS, Counter, "audit.log records, by record type.");
+        store.describe(
+            EVENTS,
+            Counter,
+            "Audit events (records sharing one serial), by the type of their first non-auxiliary record, \
+             SYSCALL rule key ((none) without one; several joined by ',') and result (success, failed, unknown).",
+        );
+        store.describe(
+            USER_AUTH,
+            Counter,
+            "USER_AUTH records (PAM authentication), by result.",
+        );
+        store.describe(USER_LOGIN, Counter, "USER_LOGIN records, by result.");
+        store.describe(
+            AVC,
+            Counter,
+            "AVC and USER_AVC records, by SELinux verdict (denied, granted) or lowercased AppArmor value.",
+        );
+        store.describe(
+            ANOMALIES,
+            Counter,
+            "ANOM_* records (kernel and user-space anomalies), by type.",
+        );
+        store.describe(
+            GAPS,
+            Counter,
+            "Event serial numbers never seen in the log: records lost between the kernel and the file.",
+        );
+    }
+
+    fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
+        let (header, body) = record::parse_header(line).ok_or(Unparsed { parser: "audit" })?;
+        let tokens = all_tokens(body);
+        count_record(&header, &tokens, store);
+        if !header.kind.starts_with("DAEMON_") {
+            // auditd numbers its own DAEMON_* records apart from the kernel's serials.
+            self.follow_sequence(&header, store);
+        }
+        self.add_to_event(&header, &tokens, store);
+        Ok(())
+    }
+
+    fn finish(&mut self, store: &mut Store) {
+        self.close_all(store);
+    }
+}
+
+/// Per-record metrics.
+fn count_record(h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
+    store.inc(Series::new(RECORDS, &[("type", h.kind)]), 1);
+    let res = || field(tokens, "res").map_or(Outcome::Unknown, |(v, _)| Outcome::from_value(v));
+    match h.kind {
+        "USER_AUTH" => store.inc(Series::new(USER_AUTH, &[("result", res().label())]), 1),
+        "USER_LOGIN" => store.inc(Series::new(USER_LOGIN, &[("result", res().label())]), 1),
+        "AVC" | "USER_AVC" => {
+            if let Some(v) = record::avc_verdict(tokens) {
+                store.inc(Series::new(AVC, &[("result", &v)]), 1);
+            }
+        }
+        k if k.starts_with("ANOM_") => store.inc(Series::new(ANOMALIES, &[("type", k)]), 1),
+        _ => {}
+    }
+}
+
+impl AuditLog {
+    fn add_to_event(&mut self, h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
+        let id = EventId {
+            node: h.node.to_string(),
+            ms: h.ms,
+            serial: h.serial,
+        };
+        let syscall = (h.kind == "SYSCALL").then(|| {
+            let success = field(tokens, "success").map(|(v, _)| Outcome::from_value(v));
+            (record::rule_key(tokens), success)
+        });
+        let res = field(tokens, "res").map(|(v, _)| Outcome::from_value(v));
+        for event in self.events.add(
+            id,
+            Part {
+                kind: h.kind,
+                res,
+                syscall,
+            },
+        ) {
+            count_event(&event, store);
+        }
+    }
+
+    /// Counts every event still waiting, as at the end of a file.
+    pub fn close_all(&mut self, store: &mut Store) {
+        for event in self.events.drain() {
+            count_event(&event, store);
+        }
+    }
+
+    fn follow_sequence(&mut self, h: &Header<'_>, store: &mut Store) {
+        let nodes = self.sequences.len();
+        let lost = match self.sequences.get_mut(h.node) {
+            Some(seq) => seq.observe(h.serial),
+            None => {
+                if nodes < MAX_NODES {
+                    self.sequences
+                        .insert(h.node.to_string(), Sequence::starting_at(h.serial));
+                }
+                0
+            }
+        };
+        if lost > 0 {
+            store.inc(Series::new(GAPS, &[]), lost);
+        }
+    }
+}
+
+fn count_event(e: &Counted, store: &mut Store) {
+    let labels = [
+        ("type", e.kind.as_str()),
+        ("key", e.key.as_str()),
+        ("result", e.outcome.label()),
+    ];
+    store.inc(Series::new(EVENTS, &labels), 1);
+}
+
+/// One node's serial numbers: the highest seen and the recent ones skipped,
+/// which may still arrive out of order before they count as lost.
+#[derive(Debug, Default)]
+struct Sequence {
+    last: u32,
+    missing: VecDeque<u32>,
+}
+
+/// A skipped serial counts as lost once the sequence is this far past it.
+const REORDER_WINDOW: u32 = 4;
+/// Skipped serials remembered individually; beyond, they count as lost at once.
+const MAX_MISSING: usize = 256;
+/// A jump this large (either way) is a reboot or a different log, not a loss.
+const RESTART_JUMP: u32 = 1 << 20;
+
+impl Sequence {
+    fn starting_at(serial: u32) -> Sequence {
+        Sequence {
+            last: serial,
+            missing: VecDeque::new(),
+        }
+    }
+
+    /// Takes a record's serial (u32, wraps to 0); returns serials newly known lost.
+    fn observe(&mut self, serial: u32) -> u64 {
+        let ahead = serial.wrapping_sub(self.last);
+        let behind = self.last.wrapping_sub(serial);
+        let mut lost = 0u64;
+        if ahead == 0 {
+            return 0;
+        } else if ahead <= RESTART_JUMP {
+            let skipped = ahead - 1;
+            let remembered = skipped.min(MAX_MISSING as u32);
+            lost += u64::from(skipped - remembered);
+            let first = serial.wrapping_sub(remembered);
+            self.missing
+                .extend((0..remembered).map(|i| first.wrapping_add(i)));
+            self.last = serial;
+        } else if let Some(at) = self.missing.iter().position(|&m| m == serial) {
+            self.missing.remove(at);
+        } else if behind > RESTART_JUMP {
+            lost += self.missing.len() as u64;
+            *self = Sequence::starting_at(serial);
+            return lost;
+        }
+        while self.missing.len() > MAX_MISSING {
+            self.missing.pop_front();
+            lost += 1;
+        }
+        while let Some(&m) = self.missing.front() {
+            if self.last.wrapping_sub(m) < REORDER_WINDOW {
+                break;
+            }
+            self.missing.pop_front();
+            lost += 1;
+        }
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Limits, Value};
+
+    fn run(lines: &[&str]) -> (AuditLog, Store) {
+        let mut log = AuditLog::default();
+        let mut store = Store::new(Limits::default());
+        for l in lines {
+            let _ = log.parse(l, &mut store);
+        }
+        (log, store)
+    }
+
+    fn events(store: &Store, kind: &str, key: &str, result: &str) -> u64 {
+        store.sum(EVENTS, &[("type", kind), ("key", key), ("result", result)])
+    }
+
+    #[test]
+    fn syscall_event_takes_the_leading_records_type_and_the_syscall_key() {
+        let (log, store) = run(&[
+            "type=AVC msg=audit(10.000:5): avc:  denied  { read } for  pid=1",
+            "type=SYSCALL msg=audit(10.000:5): arch=c000003e success=no exit=-13 key=\"secrets\"",
+            "type=PATH msg=audit(10.000:5): item=0 name=\"/x\"",
+            "type=EOE msg=audit(10.000:5):",
+        ]);
+        assert_eq!(events(&store, "AVC", "secrets", "failed"), 1);
+        assert_eq!(store.sum(EVENTS, &[]), 1);
+        assert_eq!(store.sum(RECORDS, &[]), 4);
+        assert_eq!(store.sum(AVC, &[("result", "denied")]), 1);
+        assert_eq!(log.events.held(), 0);
+    }
+
+    #[test]
+    fn user_message_counts_at_once_and_its_syscall_does_not_count_again() {
+        let (_, store) = run(&[
+            "type=SERVICE_START msg=audit(1.000:9): pid=1 msg='unit=x res=success'\x1dUID=\"root\"",
+            "type=SYSCALL msg=audit(1.000:9): success=yes key=(null)",
+            "type=EOE msg=audit(1.000:9):",
+            "type=USER_AUTH msg=audit(1.100:10): pid=2 msg='op=PAM:authentication acct=\"x\" res=failed'",
+        ]);
+        assert_eq!(events(&store, "SERVICE_START", "(none)", "success"), 1);
+        assert_eq!(events(&store, "USER_AUTH", "(none)", "failed"), 1);
+        assert_eq!(store.sum(EVENTS, &[]), 2);
+        assert_eq!(store.sum(USER_AUTH, &[("result", "failed")]), 1);
+    }
+
+    #[test]
+    fn lone_kernel_records_count_when_they_leave_the_window() {
+        let (mut log, mut store) = run(&[
+            "type=ANOM_PROMISCUOUS msg=audit(100.000:1): dev=eth0 prom=256",
+            "type=NETFILTER_CFG msg=audit(101.000:2): table=filter",
+        ]);
+        assert_eq!(store.sum(EVENTS, &[]), 0, "both still within 2 s");
+        log.parse(
+            "type=NETFILTER_CFG msg=audit(103.000:3): table=nat",
+            &mut store,
+        )
+        .unwrap();
+        assert_eq!(events(&store, "ANOM_PROMISCUOUS", "(none)", "unknown"), 1);
+        assert_eq!(store.sum(ANOMALIES, &[("type", "ANOM_PROMISCUOUS")]), 1);
+        log.close_all(&mut store);
+        assert_eq!(events(&store, "NETFILTER_CFG", "(none)", "unknown"), 2);
+    }
+
+    #[test]
+    fn sequence_gaps_out_of_order_and_rollover() {
+        let mut s = Sequence::starting_at(49);
+        assert_eq!(s.observe(59), 6, "50..=55 are 4+ behind 59");
+        assert_eq!([60, 61, 62].map(|n| s.observe(n)), [1, 1, 1]);
+        assert!(s.missing.is_empty());
+        let mut s = Sequence::starting_at(10);
+        assert_eq!(
+            [12, 11, 13, 14, 15, 16]
+                .map(|n| s.observe(n))
+                .iter()
+                .sum::<u64>(),
+            0
+        );
+        let mut s = Sequence::starting_at(u32::MAX - 1);
+        assert_eq!(
+            [u32::MAX, 0, 1, 2]
+                .map(|n| s.observe(n))
+                .iter()
+                .sum::<u64>(),
+            0
+        );
+        // a reboot restarts the serials: no loss counted for the jump back
+        let mut s = Sequence::starting_at(5_000_000);
+        assert_eq!(s.observe(3), 0);
+        assert_eq!(s.observe(4), 0);
+        let mut s = Sequence::starting_at(1);
+        // 256 remembered, of which the last 3 may still arrive
+        assert_eq!(s.observe(1 + 100_000), 100_000 - 1 - 3);
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let mut log = AuditLog::default();
+        let mut store = Store::new(Limits::default());
+        let pieces = [
+            "type=",
+            "SYSCALL",
+            " msg=audit(",
+            "1.",
+            "000",
+            ":",
+            "7",
+            "): ",
+            "'",
+            "\"",
+            "=",
+            " ",
+            "\x1d",
+            "node=",
+            "res=",
+            "key=",
+            "avc:",
+            "é",
+            "(",
+        ];
+        for _ in 0..20_000 {
+            let line: String = (0..rng.usize(0..24))
+                .map(|_| {
+                    if rng.bool() {
+                        pieces[rng.usize(..pieces.len())].to_string()
+                    } else {
+                        rng.char(..).to_string()
+                    }
+                })
+                .collect();
+            let _ = log.parse(&line, &mut store);
+        }
+        log.close_all(&mut store);
+        assert_eq!(log.events.held(), 0);
+        assert!(matches!(
+            store.get(&Series::new(GAPS, &[])),
+            None | Some(Value::Counter(_))
+        ));
+    }
+}

@@ -1,0 +1,411 @@
+//! One audit.log record: a lenient header parser and a tokenizer that never
+//! fails the whole line.
+//!
+//! `[node=N ]type=T msg=audit(SEC.MS:SERIAL): fields…[\x1dENRICHED…]`. The body
+//! mixes `key=value` fields (bare, `"quoted"`, uppercase hex, or `'nested …'`
+//! for user-space messages) with free words (`avc:  denied  { read }`,
+//! `auditd start,`); the tricky point is that any of it may be irregular, so
+//! the tokenizer skips what it cannot read instead of rejecting the record.
+
+/// The part every record shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// `node=` prefix (auditd `name_format`), empty without one.
+    pub node: &'a str,
+    pub kind: &'a str,
+    /// Event time in unix milliseconds (the kernel prints exactly 3 digits).
+    pub ms: u64,
+    pub serial: u32,
+}
+
+/// Splits a line into its header and raw body (enriched suffix removed);
+/// `None` when there is no usable `type=… msg=audit(…)` header.
+pub fn parse_header(line: &str) -> Option<(Header<'_>, &str)> {
+    let mut rest = line.trim_end_matches(['\r', '\n']);
+    let mut node = "";
+    if let Some(r) = rest.strip_prefix("node=") {
+        (node, rest) = r.split_once(' ')?;
+        rest = rest.trim_start();
+    }
+    let (kind, rest) = rest.strip_prefix("type=")?.split_once(' ')?;
+    if !valid_kind(kind) {
+        return None;
+    }
+    let (id, body) = rest
+        .trim_start()
+        .strip_prefix("msg=audit(")?
+        .split_once(')')?;
+    let (time, serial) = id.split_once(':')?;
+    let (sec, frac) = time.split_once('.')?;
+    if frac.len() != 3 || !all_digits(frac) || !all_digits(sec) || !all_digits(serial) {
+        return None;
+    }
+    let ms = sec
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1000)?
+        .checked_add(frac.parse().ok()?)?;
+    let serial = serial.parse().ok()?;
+    // DAEMON_CONFIG has no ':' after the id.
+    let body = body.strip_prefix(':').unwrap_or(body);
+    let body = body.split_once('\x1d').map_or(body, |(raw, _enriched)| raw);
+    Some((
+        Header {
+            node,
+            kind,
+            ms,
+            serial,
+        },
+        body,
+    ))
+}
+
+/// `SYSCALL`, `ANOM_PROMISCUOUS`, `UNKNOWN[1329]`: short, so garbage cannot mint labels.
+fn valid_kind(kind: &str) -> bool {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 40
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    };
+    match kind
+        .strip_prefix("UNKNOWN[")
+        .and_then(|n| n.strip_suffix(']'))
+    {
+        Some(n) => !n.is_empty() && n.len() <= 5 && all_digits(n),
+        None => name_ok(kind),
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How a value was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quote {
+    Bare,
+    Double,
+    Single,
+}
+
+/// A piece of a record body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Token<'a> {
+    Field {
+        key: &'a str,
+        value: &'a str,
+        quote: Quote,
+    },
+    Word(&'a str),
+}
+
+/// Splits a body into fields and words; never fails, an unterminated quote runs to the end.
+pub struct Tokens<'a> {
+    rest: &'a str,
+}
+
+pub fn tokens(body: &str) -> Tokens<'_> {
+    Tokens { rest: body }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        let s = self.rest.trim_start();
+        if s.is_empty() {
+            self.rest = s;
+            return None;
+        }
+        let word_end = s.find(char::is_whitespace).unwrap_or(s.len());
+        // Old user-space bodies write `(hostname=?,`.
+        let key_from = usize::from(s.starts_with('('));
+        let field = s[..word_end]
+            .find('=')
+            .filter(|&eq| eq > key_from && valid_key(&s[key_from..eq]));
+        let Some(eq) = field else {
+            self.rest = &s[word_end..];
+            return Some(Token::Word(&s[..word_end]));
+        };
+        let key = &s[key_from..eq];
+        let after = &s[eq + 1..];
+        let (value, quote, rest) = match after.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let inner = &after[1..];
+                let (value, rest) = inner.split_once(q).unwrap_or((inner, ""));
+                (
+                    value,
+                    if q == '"' {
+                        Quote::Double
+                    } else {
+                        Quote::Single
+                    },
+                    rest,
+                )
+            }
+            _ => {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (&after[..end], Quote::Bare, &after[end..])
+            }
+        };
+        self.rest = rest;
+        Some(Token::Field { key, value, quote })
+    }
+}
+
+fn valid_key(k: &str) -> bool {
+    k.len() <= 64
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Every token of a body, with the fields of a `msg='…'` user-space payload
+/// flattened in after the outer ones.
+pub fn all_tokens(body: &str) -> Vec<Token<'_>> {
+    let outer: Vec<Token<'_>> = tokens(body).collect();
+    let mut all = outer.clone();
+    for t in outer {
+        if let Token::Field {
+            key: "msg",
+            value,
+            quote: Quote::Single,
+        } = t
+        {
+            all.extend(tokens(value));
+        }
+    }
+    all
+}
+
+/// The first field named `key`.
+pub fn field<'a>(tokens: &[Token<'a>], key: &str) -> Option<(&'a str, Quote)> {
+    tokens.iter().find_map(|t| match *t {
+        Token::Field {
+            key: k,
+            value,
+            quote,
+        } if k == key => Some((value, quote)),
+        _ => None,
+    })
+}
+
+/// A value as written: `"quoted"` as is, bare uppercase hex decoded (lossy UTF-8).
+pub fn decode(value: &str, quote: Quote) -> String {
+    if quote != Quote::Bare {
+        return value.to_string();
+    }
+    // A stray closing quote is seen in the wild: `key=6578…74"`.
+    let v = value.trim_end_matches('"');
+    match hex_bytes(v) {
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => v.to_string(),
+    }
+}
+
+fn hex_bytes(v: &str) -> Option<Vec<u8>> {
+    if v.is_empty()
+        || !v.len().is_multiple_of(2)
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
+        return None;
+    }
+    (0..v.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&v[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// A result as `success` / `failed` / `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failed,
+    Unknown,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
+        }
+    }
+
+    /// `res=success|failed|1|0` (user space, CONFIG_CHANGE, LOGIN) or `success=yes|no` (SYSCALL).
+    pub fn from_value(v: &str) -> Outcome {
+        let v = v
+            .trim_end_matches([')', ',', '\'', '"'])
+            .to_ascii_lowercase();
+        match v.as_str() {
+            "success" | "yes" | "1" => Outcome::Success,
+            "failed" | "fail" | "no" | "0" => Outcome::Failed,
+            _ => Outcome::Unknown,
+        }
+    }
+}
+
+/// The rule key(s) of a SYSCALL record, `(none)` without one; several keys
+/// (hex with `\x01` between them) are joined with `,`.
+pub fn rule_key(tokens: &[Token<'_>]) -> String {
+    let Some((raw, quote)) = field(tokens, "key") else {
+        return "(none)".into();
+    };
+    if quote == Quote::Bare && (raw == "(null)" || raw.is_empty()) {
+        return "(none)".into();
+    }
+    let keys: Vec<String> = decode(raw, quote)
+        .split('\x01')
+        .filter(|k| !k.is_empty())
+        .map(|k| k.chars().filter(|c| !c.is_control()).take(64).collect())
+        .collect();
+    if keys.is_empty() {
+        "(none)".into()
+    } else {
+        keys.join(",")
+    }
+}
+
+/// An AVC verdict: SELinux `avc:  denied` / `granted`, or AppArmor's `apparmor="DENIED"` lowercased.
+pub fn avc_verdict(tokens: &[Token<'_>]) -> Option<String> {
+    let selinux = tokens.windows(2).find_map(|w| match w {
+        [Token::Word("avc:"), Token::Word(v)] => Some(v.to_string()),
+        _ => None,
+    });
+    let verdict =
+        selinux.or_else(|| field(tokens, "apparmor").map(|(v, _)| v.to_ascii_lowercase()))?;
+    let bounded =
+        verdict.len() <= 16 && verdict.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    Some(if bounded { verdict } else { "other".into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_with_node_enriched_suffix_and_no_colon() {
+        let (h, body) =
+            parse_header("node=work type=EOE msg=audit(1615114232.375:15558): \x1dAUID=\"user\"")
+                .unwrap();
+        assert_eq!(
+            h,
+            Header {
+                node: "work",
+                kind: "EOE",
+                ms: 1_615_114_232_375,
+                serial: 15558
+            }
+        );
+        assert_eq!(body, " ");
+        let (h, body) =
+            parse_header("type=DAEMON_CONFIG msg=audit(1490239800.477:34) config changed, auid=0")
+                .unwrap();
+        assert_eq!((h.kind, h.serial), ("DAEMON_CONFIG", 34));
+        assert_eq!(body, " config changed, auid=0");
+        assert_eq!(
+            parse_header("type=UNKNOWN[1420] msg=audit(1.001:2): x")
+                .unwrap()
+                .0
+                .kind,
+            "UNKNOWN[1420]"
+        );
+    }
+
+    #[test]
+    fn irregular_headers_are_refused() {
+        for bad in [
+            "type=UNKNOWN[1329] msg=?",
+            "# failJSON: {}",
+            "",
+            "type=SYSCALL msg=audit(1.5:3): x",
+            "type=SYSCALL msg=audit(1.500:x): x",
+            "type=SYSCALL msg=audit(1.500:99999999999): x",
+            "type=syscall msg=audit(1.500:1): x",
+            "type=A\u{1}B msg=audit(1.500:1): x",
+            "node=x",
+            "type=SYSCALL msg=audit(1.500:1",
+        ] {
+            assert_eq!(parse_header(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_cover_quotes_nesting_words_and_old_formats() {
+        let body = " user pid=1 msg='op=PAM: acct=\"a b\" exe=\"/x\" (hostname=?, addr=?, terminal=cron res=success)'";
+        let t = all_tokens(body);
+        assert_eq!(t[0], Token::Word("user"));
+        assert_eq!(field(&t, "acct"), Some(("a b", Quote::Double)));
+        assert_eq!(field(&t, "hostname"), Some(("?,", Quote::Bare)));
+        assert_eq!(
+            Outcome::from_value(field(&t, "res").unwrap().0),
+            Outcome::Success
+        );
+        // unterminated quotes run to the end instead of failing
+        let t: Vec<_> = tokens("a=\"open b=1").collect();
+        assert_eq!(
+            t,
+            vec![Token::Field {
+                key: "a",
+                value: "open b=1",
+                quote: Quote::Double
+            }]
+        );
+        let t: Vec<_> = tokens("=x a==b").collect();
+        assert_eq!(t[0], Token::Word("=x"));
+        assert_eq!(
+            t[1],
+            Token::Field {
+                key: "a",
+                value: "=b",
+                quote: Quote::Bare
+            }
+        );
+    }
+
+    #[test]
+    fn hex_values_and_keys() {
+        assert_eq!(
+            decode("28756E6B6E6F776E207573657229", Quote::Bare),
+            "(unknown user)"
+        );
+        assert_eq!(decode("ABC", Quote::Bare), "ABC");
+        assert_eq!(decode("deadbeef", Quote::Bare), "deadbeef"); // hex is uppercase only
+        let key = |body: &str| rule_key(&all_tokens(body));
+        assert_eq!(key("key=65786563013634626974\""), "exec,64bit");
+        assert_eq!(key("key=(null)"), "(none)");
+        assert_eq!(key("a=1"), "(none)");
+        assert_eq!(key("key=\"filter-this\""), "filter-this");
+    }
+
+    #[test]
+    fn outcomes_and_avc_verdicts() {
+        for (v, o) in [
+            ("yes", Outcome::Success),
+            ("no", Outcome::Failed),
+            ("1", Outcome::Success),
+        ] {
+            assert_eq!(Outcome::from_value(v), o);
+        }
+        assert_eq!(Outcome::from_value("failed'"), Outcome::Failed);
+        assert_eq!(Outcome::from_value("?"), Outcome::Unknown);
+        let avc = |body: &str| avc_verdict(&all_tokens(body));
+        assert_eq!(
+            avc("avc:  denied  { read } for pid=1").as_deref(),
+            Some("denied")
+        );
+        assert_eq!(
+            avc("pid=1 msg='avc:  granted  { setenforce }'").as_deref(),
+            Some("granted")
+        );
+        assert_eq!(
+            avc("apparmor=\"DENIED\" operation=\"ptrace\"").as_deref(),
+            Some("denied")
+        );
+        assert_eq!(avc("apparmor=\"WEIRD-\u{1}\"").as_deref(), Some("other"));
+        assert_eq!(avc("pid=1"), None);
+    }
+}

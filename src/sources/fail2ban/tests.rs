@@ -1,0 +1,386 @@
+//! fail2ban parser tests: line tables, golden files, random bytes.
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::sources::LINES_UNPARSED;
+use crate::sources::golden::{check, feed_all, render, samples, testdata};
+
+fn parse_one(line: &str) -> (Result<(), Unparsed>, Store) {
+    let mut store = Store::new(crate::store::Limits::default());
+    let r = Fail2banLog::default().parse(line, &mut store);
+    (r, store)
+}
+
+fn value(store: &Store, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match store.get(&Series::new(name, labels)) {
+        Some(crate::store::Value::Counter(n)) => n,
+        _ => 0,
+    }
+}
+
+#[test]
+fn one_line_gives_one_series() {
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        (
+            "2026-11-22 23:13:44,086 fail2ban.filter         [23131]: INFO    [sshd] Found 192.0.2.10 - 2026-11-22 23:13:43",
+            FAILURES,
+            &[("jail", "sshd")],
+        ),
+        (
+            "2026-11-22 23:13:44,109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.10",
+            BANS,
+            &[("jail", "sshd")],
+        ),
+        (
+            "2026-11-22 23:13:55,334 fail2ban.actions        [23131]: NOTICE  [my-web_app.v2] Ban 2001:db8::5",
+            BANS,
+            &[("jail", "my-web_app.v2")],
+        ),
+        (
+            "2014-10-14 12:58:56,964 fail2ban.actions: WARNING [ssh] Ban 122.225.97.85",
+            BANS,
+            &[("jail", "ssh")],
+        ),
+        (
+            "2014-10-12 07:35:02,876 fail2ban.filter : INFO   [ssh] Found 1.2.3.4",
+            FAILURES,
+            &[("jail", "ssh")],
+        ),
+        (
+            "Sep 16 00:44:55 spaceman fail2ban.actions: NOTICE [jail] Ban 10.0.0.7",
+            BANS,
+            &[("jail", "jail")],
+        ),
+        (
+            "Jan 16 17:11:25 testorg fail2ban.actions[6605]: NOTICE [postfix-auth] Ban 192.0.2.1",
+            BANS,
+            &[("jail", "postfix-auth")],
+        ),
+        (
+            "Mar 05 08:41:28 test.org fail2ban-server[11524]: fail2ban.actions        [11524]: NOTICE  [postfix-auth] Ban 192.0.2.2",
+            BANS,
+            &[("jail", "postfix-auth")],
+        ),
+        (
+            "fail2ban.actions[1]: NOTICE [sshd] Ban root",
+            BANS,
+            &[("jail", "sshd")],
+        ),
+        (
+            "Nov 24 10:03:52 host fail2ban[6604]: [sshd] Ban 192.0.2.7",
+            BANS,
+            &[("jail", "sshd")],
+        ),
+        (
+            "Nov 24 10:03:52 host fail2ban-server: [web] Found 192.0.2.7 - 2026-11-24 10:03:51",
+            FAILURES,
+            &[("jail", "web")],
+        ),
+        (
+            "2026-11-22 23:14:31,829 fail2ban.actions        [23993]: NOTICE  [sshd] Restore Ban 192.0.2.10",
+            BAN_RESTORES,
+            &[("jail", "sshd")],
+        ),
+        (
+            "2026-11-22 23:14:03,344 fail2ban.actions        [23131]: NOTICE  [my-web_app.v2] Unban 198.51.100.7",
+            UNBANS,
+            &[("jail", "my-web_app.v2"), ("cause", "expiry")],
+        ),
+        (
+            "2026-11-22 23:14:26,972 fail2ban.observer       [23131]: NOTICE  [sshd] Increase Ban 192.0.2.10 (2 # 40s -> 2026-11-22 23:15:06)",
+            BAN_INCREASES,
+            &[("jail", "sshd")],
+        ),
+        (
+            "2026-11-22 23:13:58,543 fail2ban.actions        [23131]: NOTICE  [sshd] 192.0.2.10 already banned",
+            ALREADY_BANNED,
+            &[("jail", "sshd")],
+        ),
+        (
+            "2019-01-02 10:00:00,000 fail2ban.actions        [1]: WARNING [ssh-iptables] 2001:db8::1 already banned",
+            ALREADY_BANNED,
+            &[("jail", "ssh-iptables")],
+        ),
+        (
+            "2026-11-22 23:14:30,000 fail2ban.utils          [23131]: ERROR   7f3a -- returned 1",
+            ERRORS,
+            &[("logger", "fail2ban.utils")],
+        ),
+        (
+            "2026-11-22 23:14:30,000 fail2ban.actions        [23131]: CRITICAL Unhandled exception",
+            ERRORS,
+            &[("logger", "fail2ban.actions")],
+        ),
+    ];
+    for (line, name, labels) in cases {
+        let (r, store) = parse_one(line);
+        assert_eq!(r, Ok(()), "{line}");
+        assert_eq!(value(&store, name, labels), 1, "{line} → {name}{labels:?}");
+        assert_eq!(store.len(), 1, "{line} gave more than one series");
+    }
+}
+
+#[test]
+fn echoes_and_lifecycle_lines_count_nothing() {
+    for line in [
+        "2026-11-22 23:13:58,514 fail2ban.observer       [23131]: INFO    [sshd] Found 192.0.2.10, bad - 2026-11-22 23:13:58, 1 # -> 2.0, Ban",
+        "2026-11-22 23:14:30,977 fail2ban.actions        [23131]: NOTICE  [sshd] Flush ticket(s) with dummy",
+        "2026-11-22 23:14:30,991 fail2ban.jail           [23131]: INFO    Jail 'sshd' stopped",
+        "2026-11-22 23:14:30,991 fail2ban.filter         [23131]: INFO    [sshd] Ignore 10.0.0.1 by ip",
+        "2026-11-22 23:14:30,991 fail2ban.actions        [23131]: NOTICE  [sshd] Ban ",
+        "2026-11-24 10:03:52,011 fail2ban.server         [6604]: INFO    --------------------------------------------------",
+        "2026-11-24 10:03:52,011 fail2ban.server         [6604]: INFO",
+    ] {
+        let (r, store) = parse_one(line);
+        assert_eq!((r, store.len()), (Ok(()), 0), "{line}");
+    }
+}
+
+#[test]
+fn record_prefix_shapes() {
+    let cases: &[(&str, Option<Record>)] = &[
+        (
+            "2026-11-24 10:03:52,011 fail2ban.server         [6604]: INFO    Daemon started",
+            Some(("server", "INFO", "Daemon started")),
+        ),
+        (
+            "2014-10-12 07:35:02,876 fail2ban.filter : INFO   x",
+            Some(("filter", "INFO", "x")),
+        ),
+        (
+            "fail2ban.utils[12]: Level 5 -- stdout: 'a'",
+            Some(("utils", "Level 5", "-- stdout: 'a'")),
+        ),
+        ("fail2ban.server [1]: INFO", Some(("server", "INFO", ""))),
+        ("host x-fail2ban.server[1]: INFO y", None),
+        ("fail2ban.server[1]: INFOX y", None),
+        ("fail2ban.server[1]:INFO y", None),
+        ("fail2ban.server[]: INFO y", None),
+        ("fail2ban.: INFO y", None),
+        (
+            "junk fail2ban. then fail2ban.jail: NOTICE ok",
+            Some(("jail", "NOTICE", "ok")),
+        ),
+        ("fail2ban.jail: Level  y", None),
+        (
+            "Nov 24 10:03:52 host fail2ban[x]: [sshd] Ban 192.0.2.7",
+            None,
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(record(line), *expected, "{line}");
+    }
+}
+
+#[test]
+fn syslog_tags_without_logger() {
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "Nov 24 10:03:52 host fail2ban[6604]: [sshd] Ban 1.2.3.4",
+            Some("[sshd] Ban 1.2.3.4"),
+        ),
+        (
+            "Nov 24 10:03:52 host fail2ban-server: Jail 'sshd' started",
+            Some("Jail 'sshd' started"),
+        ),
+        ("Nov 24 10:03:52 host fail2ban[x]: [sshd] Ban 1.2.3.4", None),
+        (
+            "Nov 24 10:03:52 host fail2banner[1]: [sshd] Ban 1.2.3.4",
+            None,
+        ),
+        ("Nov 24 10:03:52 host sshd[1]: [sshd] Ban 1.2.3.4", None),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(tagged_message(line), *expected, "{line}");
+    }
+}
+
+#[test]
+fn stop_time_unbans_are_flushes() {
+    let log = "\
+2026-11-22 23:14:03,344 fail2ban.actions        [1]: NOTICE  [sshd] Unban 192.0.2.1
+2026-11-22 23:14:30,977 fail2ban.actions        [1]: NOTICE  [sshd] Flush ticket(s) with dummy
+2026-11-22 23:14:30,983 fail2ban.actions        [1]: NOTICE  [sshd] Unban 192.0.2.10
+2026-11-22 23:14:30,983 fail2ban.actions        [1]: NOTICE  [web] Unban 192.0.2.11
+2026-11-22 23:14:30,991 fail2ban.jail           [1]: INFO    Jail 'sshd' stopped
+2026-11-22 23:14:31,000 fail2ban.server         [1]: INFO    Stopping all jails
+2026-11-22 23:14:31,100 fail2ban.actions        [1]: NOTICE  [web] Unban 192.0.2.12
+2026-11-22 23:14:32,000 fail2ban.server         [2]: INFO    Starting Fail2ban v1.0.2
+2026-11-22 23:14:32,829 fail2ban.actions        [2]: NOTICE  [sshd] Restore Ban 192.0.2.10
+2026-11-22 23:15:03,344 fail2ban.actions        [2]: NOTICE  [sshd] Unban 192.0.2.10
+";
+    let store = feed_all(&mut Fail2banLog::default(), log, false);
+    let unbans = |jail, cause| value(&store, UNBANS, &[("jail", jail), ("cause", cause)]);
+    assert_eq!(unbans("sshd", "expiry"), 2);
+    assert_eq!(unbans("sshd", "flush"), 1);
+    assert_eq!(unbans("web", "expiry"), 1);
+    assert_eq!(unbans("web", "flush"), 1);
+    assert_eq!(value(&store, BAN_RESTORES, &[("jail", "sshd")]), 1);
+    assert_eq!(store.sum(BANS, &[]), 0);
+}
+
+#[test]
+fn continuation_lines_only_after_an_error_record() {
+    let log = "\
+2026-11-22 23:14:30,000 fail2ban.actions        [1]: ERROR   Failed to execute ban jail 'sshd' action 'iptables' info 'x': Error
+Traceback (most recent call last):
+  File \"/usr/lib/python3/dist-packages/fail2ban/server/actions.py\", line 500, in __checkBan
+\tmore detail
+2026-11-22 23:14:30,100 fail2ban.actions        [1]: NOTICE  [sshd] Ban 192.0.2.1
+this line follows a NOTICE record
+";
+    let mut store = feed_all(&mut Fail2banLog::default(), log, false);
+    assert_eq!(value(&store, ERRORS, &[("logger", "fail2ban.actions")]), 1);
+    assert_eq!(value(&store, BANS, &[("jail", "sshd")]), 1);
+    assert_eq!(
+        store.sum(LINES_UNPARSED, &[]),
+        1,
+        "{}",
+        render(&mut store, "fail2ban_")
+    );
+}
+
+#[test]
+fn garbage_is_unparsed_and_never_panics() {
+    let mut parser = Fail2banLog::default();
+    let mut store = Store::new(crate::store::Limits::default());
+    let error = "2026-11-22 23:14:30,000 fail2ban.utils [1]: ERROR   boom";
+    let mut garbage = 0;
+    for round in 0..2000 {
+        let len = fastrand::usize(1..200);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| fastrand::u8(..))
+            .filter(|b| *b != b'\n')
+            .collect();
+        let line = String::from_utf8_lossy(&bytes);
+        if round % 7 == 0 {
+            crate::sources::feed(&mut parser, error, &mut store);
+        }
+        crate::sources::feed(&mut parser, &line, &mut store);
+        garbage += 1;
+    }
+    let unparsed = store.sum(LINES_UNPARSED, &[]);
+    // Random bytes of length ≥ 1 nearly always hold a control byte or invalid UTF-8.
+    assert!(
+        unparsed > garbage * 95 / 100,
+        "{unparsed} of {garbage} garbage lines unparsed"
+    );
+    assert_eq!(store.sum(BANS, &[]), 0);
+}
+
+/// Counts taken with plain string operations, independent of the parser.
+fn count_another_way(text: &str) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let key = if let Some(i) = line.find("] Ban ") {
+            let jail = &line[..i];
+            format!("bans {}", &jail[jail.rfind('[').map_or(0, |j| j + 1)..])
+        } else if line.contains("] Unban ") {
+            "unbans".into()
+        } else if line.contains("] Restore Ban ") {
+            "restores".into()
+        } else if line.contains("] Found ") && !line.contains(", bad - ") {
+            "failures".into()
+        } else if line.ends_with(" already banned") {
+            "already_banned".into()
+        } else if line
+            .split_whitespace()
+            .any(|w| w == "ERROR" || w == "CRITICAL")
+        {
+            "errors".into()
+        } else {
+            continue;
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_counts_agree(name: &str, store: &Store, text: &str) {
+    let other = count_another_way(text);
+    let get = |k: &str| other.get(k).copied().unwrap_or(0);
+    for (key, n) in &other {
+        if let Some(jail) = key.strip_prefix("bans ") {
+            assert_eq!(
+                value(store, BANS, &[("jail", jail)]),
+                *n,
+                "{name}: bans of {jail}"
+            );
+        }
+    }
+    let bans_total: u64 = other
+        .iter()
+        .filter(|(k, _)| k.starts_with("bans "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(store.sum(BANS, &[]), bans_total, "{name}: bans");
+    assert_eq!(store.sum(UNBANS, &[]), get("unbans"), "{name}: unbans");
+    assert_eq!(
+        store.sum(BAN_RESTORES, &[]),
+        get("restores"),
+        "{name}: restores"
+    );
+    assert_eq!(
+        store.sum(FAILURES, &[]),
+        get("failures"),
+        "{name}: failures"
+    );
+    assert_eq!(
+        store.sum(ALREADY_BANNED, &[]),
+        get("already_banned"),
+        "{name}: already banned"
+    );
+    assert_eq!(store.sum(ERRORS, &[]), get("errors"), "{name}: errors");
+}
+
+/// fail2ban 1.0.2 on this machine, two jails (`sshd`, `web-app.v2`).
+#[test]
+fn acceptance_bans_per_jail_in_the_example_log() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logs/fail2ban.log");
+    let text = std::fs::read_to_string(path).expect("examples/logs/fail2ban.log");
+    let store = feed_all(&mut Fail2banLog::default(), &text, false);
+    for jail in ["sshd", "web-app.v2"] {
+        let needle = format!("[{jail}] Ban ");
+        let expected = text.lines().filter(|l| l.contains(&needle)).count() as u64;
+        assert!(expected > 0, "no ban of {jail} in the example log");
+        assert_eq!(
+            value(&store, BANS, &[("jail", jail)]),
+            expected,
+            "bans of {jail}"
+        );
+    }
+    assert_counts_agree("examples/logs/fail2ban.log", &store, &text);
+    assert_eq!(store.sum(LINES_UNPARSED, &[]), 0);
+}
+
+/// Every sample written by others, read in place: golden file plus an independent count.
+/// All their lines are records (recidive's `#` annotations are skipped, its blank lines
+/// are ignored), so none may be unparsed.
+#[test]
+fn golden_samples() {
+    let dir = samples().join("fail2ban");
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("shared samples")
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "SOURCES.md" {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).expect("sample");
+        let text = String::from_utf8_lossy(&bytes);
+        let mut store = feed_all(&mut Fail2banLog::default(), &text, true);
+        assert_counts_agree(&name, &store, &text);
+        assert_eq!(store.sum(LINES_UNPARSED, &[]), 0, "{name}");
+        check(
+            &testdata(&format!("fail2ban/{name}.golden")),
+            &render(&mut store, "fail2ban_"),
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 6, "every fail2ban sample is read");
+}

@@ -1,0 +1,441 @@
+//! reaction parser tests: line tables, golden files, random bytes.
+use super::*;
+use crate::sources::LINES_UNPARSED;
+use crate::sources::golden::{check, feed_all, render, samples, testdata};
+
+fn value(store: &Store, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match store.get(&Series::new(name, labels)) {
+        Some(crate::store::Value::Counter(n)) => n,
+        _ => 0,
+    }
+}
+
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+#[test]
+fn one_line_gives_one_series() {
+    let cases: &[Case] = &[
+        // v1 (Go), format strings of app/daemon.go
+        (
+            "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [203.0.113.9]",
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "failedlogin")],
+        ),
+        (
+            "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [.]",
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "failedlogin")],
+        ),
+        (
+            "2024/04/28 12:00:01 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 203.0.113.9 -j DROP]",
+            ACTIONS,
+            &[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("action", "ban"),
+            ],
+        ),
+        (
+            "2024/04/28 12:00:01 ERROR ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 203.0.113.9 -j DROP], code exit status 1",
+            ACTION_ERRORS,
+            &[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("action", "ban"),
+            ],
+        ),
+        (
+            "2024/04/28 12:00:00 INFO  start command: run [ip46tables -w -N reaction]",
+            COMMANDS,
+            &[("moment", "start")],
+        ),
+        (
+            "2024/04/28 12:00:00 ERROR stop command: run [ip46tables -w -X reaction]: exit status 1",
+            COMMAND_ERRORS,
+            &[("moment", "stop")],
+        ),
+        (
+            "2024/04/28 12:00:01 INFO  ssh: start [journalctl -fn0 -u sshd.service]",
+            STREAM_EVENTS,
+            &[("stream", "ssh"), ("event", "start")],
+        ),
+        (
+            "2024/04/28 12:00:01 ERROR ssh stream finished",
+            STREAM_EVENTS,
+            &[("stream", "ssh"), ("event", "exit")],
+        ),
+        // v2 (Rust), shapes from reaction-metrics-exporter's regexes
+        (
+            "INFO ssh.failedlogin: match [\"203.0.113.9\"]",
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "failedlogin")],
+        ),
+        (
+            "INFO ssh.failedlogin.ban: run [\"nft\" \"add\" \"element\" \"inet\" \"reaction\" \"bans\" \"{ 203.0.113.9 }\"]",
+            ACTIONS,
+            &[
+                ("stream", "ssh"),
+                ("filter", "failedlogin"),
+                ("action", "ban"),
+            ],
+        ),
+        (
+            "ERROR stop command: run [\"nft\" \"delete\" \"table\" \"inet\" \"reaction\"]: exit code: 1",
+            COMMAND_ERRORS,
+            &[("moment", "stop")],
+        ),
+        (
+            "INFO start command: run [\"nft\" \"-f\" \"/etc/nft.conf\"]",
+            COMMANDS,
+            &[("moment", "start")],
+        ),
+        (
+            "ERROR could not execute stream ssh cmd: No such file",
+            STREAM_EVENTS,
+            &[("stream", "ssh"), ("event", "exec")],
+        ),
+        (
+            "ERROR stream web exited: exit status: 1",
+            STREAM_EVENTS,
+            &[("stream", "web"), ("event", "exit")],
+        ),
+        (
+            "ERROR child process of stream ssh did not terminate",
+            STREAM_EVENTS,
+            &[("stream", "ssh"), ("event", "timeout")],
+        ),
+        (
+            "ERROR impossible to read output from stream ssh: broken pipe",
+            STREAM_EVENTS,
+            &[("stream", "ssh"), ("event", "read")],
+        ),
+    ];
+    for (line, name, labels) in cases {
+        let mut store = Store::new(crate::store::Limits::default());
+        assert_eq!(
+            ReactionLog::default().parse(line, &mut store),
+            Ok(()),
+            "{line}"
+        );
+        assert_eq!(value(&store, name, labels), 1, "{line} → {name}{labels:?}");
+        assert_eq!(store.len(), 1, "{line} gave more than one series");
+    }
+}
+
+#[test]
+fn known_but_uninteresting_lines_count_nothing() {
+    for line in [
+        "2024/04/28 12:00:01 INFO  Received SIGINT/SIGTERM, exiting",
+        "2024/04/28 12:00:01 INFO   Waiting for Streams to finish...",
+        "2024/04/28 12:00:01 WARN  No DB found at ./reaction-matches.db. It's ok if this is the first time reaction is running.",
+        "2024/04/28 12:00:01 FATAL Bad configuration: no streams",
+        "INFO received SIGTERM, closing streams...",
+        "INFO bad.head.with.dots: match [1.2.3.4]",
+    ] {
+        let mut store = Store::new(crate::store::Limits::default());
+        assert_eq!(
+            ReactionLog::default().parse(line, &mut store),
+            Ok(()),
+            "{line}"
+        );
+        assert!(store.is_empty(), "{line}");
+    }
+    for line in [
+        "ssh.failedlogin: match [1.2.3.4]",
+        "info ssh.failedlogin: match [1.2.3.4]",
+        "\u{fffd}\u{1}",
+    ] {
+        let mut store = Store::new(crate::store::Limits::default());
+        assert!(
+            ReactionLog::default().parse(line, &mut store).is_err(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn pattern_labels_need_a_config_and_a_free_name() {
+    let mut c = ReactionConfig {
+        log: Some("reaction.log".into()),
+        pattern_labels: vec!["ip".into()],
+        ..Default::default()
+    };
+    let e = c.validate("sources[1]").unwrap_err().to_string();
+    assert!(
+        e.contains("sources[1].pattern_labels") && e.contains("config"),
+        "{e}"
+    );
+    c.config = Some("reaction.yml".into());
+    assert!(c.validate("sources[1]").is_ok());
+    c.pattern_labels.push("stream".into());
+    let e = c.validate("sources[1]").unwrap_err().to_string();
+    assert!(e.contains("'stream'"), "{e}");
+}
+
+#[test]
+fn match_values_of_both_formats() {
+    assert_eq!(match_values("[203.0.113.9]"), ["203.0.113.9"]);
+    assert_eq!(match_values("[2001:db8::5]"), ["2001:db8::5"]);
+    assert_eq!(match_values("[.]"), Vec::<String>::new());
+    assert_eq!(match_values("[\"203.0.113.9\"]"), ["203.0.113.9"]);
+    assert_eq!(
+        match_values("[\"1.2.3.4\", \"ro\\\"ot\"]"),
+        ["1.2.3.4", "ro\"ot"]
+    );
+    assert_eq!(match_values("[\"unterminated]"), Vec::<String>::new());
+    assert_eq!(match_values("no brackets"), Vec::<String>::new());
+}
+
+#[test]
+fn whole_word_search() {
+    assert!(contains_word("[ip46tables -s 1.2.3.4 -j DROP]", "1.2.3.4"));
+    assert!(contains_word("[\"nft\" \"{ 1.2.3.4 }\"]", "1.2.3.4"));
+    assert!(!contains_word(
+        "[ip46tables -s 11.2.3.45 -j DROP]",
+        "1.2.3.4"
+    ));
+    assert!(!contains_word("[x 2001:db8::55]", "2001:db8::5"));
+    assert!(!contains_word("anything", ""));
+}
+
+fn multi_pattern() -> FilterPatterns {
+    load_patterns(
+        &testdata("reaction/multi-pattern.yml"),
+        Some(Path::new("/nonexistent/reaction")),
+    )
+    .expect("multi-pattern.yml")
+}
+
+#[test]
+fn pattern_labels_are_named_sorted_and_opt_in() {
+    let log = "\
+INFO ssh.failedlogin: match [\"203.0.113.9\", \"root\"]
+INFO ssh.failedlogin: match [\"198.51.100.1\", \"admin\"]
+INFO ssh.failedlogin.ban: run [\"nft\" \"add\" \"element\" \"inet\" \"reaction\" \"bans\" \"{\" \"203.0.113.9\" \"}\"]
+INFO ssh.failedlogin.ban: run [\"nft\" \"add\" \"element\" \"inet\" \"reaction\" \"bans\" \"{\" \"192.0.2.1\" \"}\"]
+INFO ssh.nopattern: match [.]
+";
+    let mut parser = ReactionLog::new(multi_pattern(), vec!["ip".into()]);
+    let store = feed_all(&mut parser, log, false);
+    let m = |ip| {
+        value(
+            &store,
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "failedlogin"), ("ip", ip)],
+        )
+    };
+    assert_eq!((m("203.0.113.9"), m("198.51.100.1")), (1, 1));
+    let a = |labels: &[(&str, &str)]| {
+        let mut l = vec![
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", "ban"),
+        ];
+        l.extend_from_slice(labels);
+        value(&store, ACTIONS, &l)
+    };
+    // The run names 203.0.113.9: the older match is found, not the latest one.
+    assert_eq!(a(&[("ip", "203.0.113.9")]), 1);
+    // No recent match appears in this command: counted without pattern labels.
+    assert_eq!(a(&[]), 1);
+    assert_eq!(
+        value(
+            &store,
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "nopattern")]
+        ),
+        1
+    );
+
+    let mut both = ReactionLog::new(multi_pattern(), vec!["ip".into(), "user".into()]);
+    let store = feed_all(&mut both, log, false);
+    let labels = [
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+        ("ip", "203.0.113.9"),
+        ("user", "root"),
+    ];
+    assert_eq!(value(&store, MATCHES, &labels), 1);
+
+    let mut none = ReactionLog::new(multi_pattern(), Vec::new());
+    let store = feed_all(&mut none, log, false);
+    assert_eq!(
+        value(
+            &store,
+            MATCHES,
+            &[("stream", "ssh"), ("filter", "failedlogin")]
+        ),
+        2
+    );
+}
+
+#[test]
+fn config_pattern_names() {
+    let p = multi_pattern();
+    assert_eq!(
+        p.get("ssh", "failedlogin"),
+        Some(&["ip".to_string(), "user".to_string()][..])
+    );
+    assert_eq!(
+        p.get("ssh", "nopattern"),
+        Some(&[][..]),
+        "<notapattern> is not declared"
+    );
+    let v1 = load_patterns(
+        &testdata("reaction/v1-app_example.yml"),
+        Some(Path::new("/nonexistent/reaction")),
+    )
+    .expect("v1 example");
+    assert_eq!(v1.get("ssh", "failedlogin"), Some(&["ip".to_string()][..]));
+}
+
+#[test]
+fn v2_config_directory_is_merged() {
+    let dir = testdata("reaction/v2-dir");
+    let p = load_patterns(&dir, Some(Path::new("/nonexistent/reaction"))).expect("v2 directory");
+    let ip = Some(&["ip".to_string()][..]);
+    assert_eq!(p.get("ssh", "dropbear_failed"), ip);
+    assert!(p.len() >= 2, "{p:?}");
+    let merged = config::read_config(&dir).expect("v2 directory");
+    assert!(
+        merged["patterns"]["ip"].is_object(),
+        "patterns come from config.jsonnet"
+    );
+    assert!(
+        merged["streams"].is_object(),
+        "streams come from streams.jsonnet"
+    );
+}
+
+/// Every standalone sample config, read in place (lib.jsonnet and streams.jsonnet are the
+/// two halves of the v2 directory tested above).
+#[test]
+fn every_sample_config_names_its_patterns() {
+    let mut seen = 0;
+    for dir in ["v1-go-ppom", "v2-openwrt-zerogiven"] {
+        for entry in std::fs::read_dir(samples().join("reaction").join(dir))
+            .expect("samples")
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "lib.jsonnet" || name == "streams.jsonnet" {
+                continue;
+            }
+            let config =
+                config::read_config(&entry.path()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let p = FilterPatterns::from_config(&config);
+            if name == "config.jsonnet" {
+                assert!(p.is_empty(), "v2 config.jsonnet holds no streams");
+            } else {
+                assert!(!p.is_empty(), "{name}");
+                assert!(p.names().all(|names| names.len() == 1), "{name}: {p:?}");
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 12);
+}
+
+#[test]
+fn unreadable_configs_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "streams: [unclosed").expect("write");
+    let e = format!(
+        "{:#}",
+        load_patterns(&bad, Some(Path::new("/nonexistent/reaction"))).unwrap_err()
+    );
+    assert!(e.contains("bad.yml") && e.contains("invalid YAML"), "{e}");
+    let missing = dir.path().join("missing.json");
+    let e = format!(
+        "{:#}",
+        load_patterns(&missing, Some(Path::new("/nonexistent/reaction"))).unwrap_err()
+    );
+    assert!(e.contains("missing.json"), "{e}");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "{\"patterns\": {}}").expect("write");
+    let e = format!(
+        "{:#}",
+        load_patterns(&empty, Some(Path::new("/nonexistent/reaction"))).unwrap_err()
+    );
+    assert!(e.contains("no streams"), "{e}");
+}
+
+#[test]
+fn garbage_is_unparsed_and_never_panics() {
+    let mut parser = ReactionLog::new(multi_pattern(), vec!["ip".into(), "user".into()]);
+    let mut store = Store::new(crate::store::Limits::default());
+    for _ in 0..2000 {
+        let len = fastrand::usize(1..200);
+        let bytes: Vec<u8> = (0..len).map(|_| fastrand::u8(..)).collect();
+        crate::sources::feed(&mut parser, &String::from_utf8_lossy(&bytes), &mut store);
+        let mut line = b"INFO ssh.failedlogin: match [\"".to_vec();
+        line.extend_from_slice(&bytes);
+        crate::sources::feed(&mut parser, &String::from_utf8_lossy(&line), &mut store);
+    }
+    assert!(
+        store.sum(LINES_UNPARSED, &[]) >= 1990,
+        "random bytes are unparsed"
+    );
+}
+
+/// The demo log (synthetic, built from v1's format strings): golden file plus grep-like counts.
+#[test]
+fn golden_example_log() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logs/reaction.log");
+    let text = std::fs::read_to_string(path).expect("examples/logs/reaction.log");
+    let mut store = feed_all(&mut ReactionLog::default(), &text, false);
+    let count = |needle: &str, level: &str| {
+        text.lines()
+            .filter(|l| l.contains(needle) && l.contains(level))
+            .count() as u64
+    };
+    assert_eq!(store.sum(MATCHES, &[]), count(": match [", " INFO "));
+    assert_eq!(
+        store.sum(ACTIONS, &[]),
+        count(": run [", " INFO  ") - count("command: run", " INFO  ")
+    );
+    assert_eq!(
+        store.sum(ACTION_ERRORS, &[]),
+        count(": run [", " ERROR ") - count("command: run", " ERROR ")
+    );
+    assert_eq!(store.sum(COMMANDS, &[]), count("command: run", " INFO  "));
+    assert_eq!(store.sum(LINES_UNPARSED, &[]), 0);
+    check(
+        &testdata("reaction/example-log.golden"),
+        &render(&mut store, "reaction_"),
+    );
+}
+
+/// A stand-in `reaction` that answers `test-config -c FILE` like v2 does (the
+/// evaluated config as YAML on stdout); here FILE is jsonnet-free YAML, so `cat` is an
+/// honest evaluator. The second one fails, as v1 (which lacks `test-config`) would.
+#[test]
+fn reaction_test_config_is_asked_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    };
+    let v2 = script(
+        "reaction-v2",
+        r#"[ "$1 $2" = "test-config -c" ] && exec cat "$3"; exit 2"#,
+    );
+    let v1 = script(
+        "reaction-v1",
+        "echo 'unknown command test-config' >&2; exit 1",
+    );
+    // A config that only the stand-in can read: rme cannot parse `.conf` itself.
+    let conf = dir.path().join("reaction.conf");
+    std::fs::copy(testdata("reaction/multi-pattern.yml"), &conf).expect("copy");
+    let p = load_patterns(&conf, Some(&v2)).expect("via test-config");
+    assert_eq!(p, multi_pattern());
+    let e = format!("{:#}", load_patterns(&conf, Some(&v1)).unwrap_err());
+    assert!(
+        e.contains("reaction.conf") && e.contains("invalid JSON"),
+        "fell back to the file: {e}"
+    );
+}
