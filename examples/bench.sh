@@ -66,10 +66,15 @@ t0=$(now); lines=$(wc -l < "$log"); t1=$(now)
 wc_s=$(secs "$t0" "$t1")
 t0=$(now); "$rme" push --once --config "$dir/rme.toml" > /dev/null; t1=$(now)
 rme_s=$(secs "$t0" "$t1")
-read_lines=$(RME_LOG=error "$rme" push --once --config "$dir/rme.toml" | awk '/^rme_lines_read_total\{source="fail2ban"\}/ {print $2}')
+# A second run reads nothing new and prints the counters the state file kept.
+totals=$(RME_LOG=error "$rme" push --once --config "$dir/rme.toml")
+total() { awk -v m="$1" 'index($0, m) == 1 {print $2}' <<< "$totals"; }
+read_lines=$(total 'rme_lines_read_total{source="fail2ban"}')
+unparsed=$(total 'rme_lines_unparsed_total{source="fail2ban"}')
+bans=$(total 'fail2ban_bans_total{jail="sshd"}')
 rm -f "$log"
 echo
-echo "== push --once over a $((size >> 20)) MiB fail2ban log ($lines lines; rme read ${read_lines:-?})"
+echo "== push --once over a $((size >> 20)) MiB fail2ban log ($lines lines; rme read ${read_lines:-?}, unparsed ${unparsed:-0}, sshd bans ${bans:-?})"
 python3 -c "
 wc, rme, size, lines = $wc_s, $rme_s, $size, $lines
 print(f'wc -l:          {wc:7.2f} s  ({size / wc / 2**20:7.0f} MiB/s)')
