@@ -57,7 +57,12 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rme = crate::common::rme().get_program().to_owned();
     let mut args = vec!["verify".to_string(), "--man=no".to_string()];
-    for unit in ["rme.service", "rme-once.service", "rme-once.timer"] {
+    for unit in [
+        "rme.service",
+        "rme-once.service",
+        "rme-once.timer",
+        "rme-helper.service",
+    ] {
         let text = std::fs::read_to_string(root().join("examples/systemd").join(unit))
             .expect("reading a unit");
         // verify checks that ExecStart's binary exists: point it at the one under test.
