@@ -9,5 +9,6 @@ mod audit;
 mod cli;
 mod fail2ban_live;
 mod otlp;
+mod packaging;
 mod remote_write;
 mod statsd;

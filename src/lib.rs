@@ -11,6 +11,7 @@
 pub mod config;
 pub mod helper;
 pub mod journal;
+pub mod progress;
 pub mod push;
 pub mod serve;
 pub mod sinks;

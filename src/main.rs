@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 
 use rme::config::{self, Config};
 use rme::{push, sources};
@@ -69,6 +70,17 @@ enum Command {
         /// fail2ban's control socket.
         #[arg(long, default_value = "/var/run/fail2ban/fail2ban.sock")]
         fail2ban_socket: PathBuf,
+    },
+    /// Print a shell completion script, e.g. `rme completions bash > /etc/bash_completion.d/rme`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `rme man | man -l -`.
+    Man {
+        /// Write rme.1 and one page per subcommand (rme-push.1, ...) into this directory instead.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -151,6 +163,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 timeout,
             })?;
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rme", &mut std::io::stdout());
+        }
+        Command::Man { out_dir: None } => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?
+        }
+        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -100,8 +100,15 @@ impl Reader {
                 let Shared { store, positions } = &mut *g;
                 store.set_now(now_ms());
                 let parser = &mut *self.parser;
+                let offset = tailer.pos().map_or(0, |p| p.offset);
+                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
                 let stats = tailer
-                    .read_new(&mut |line| feed(parser, line, store))
+                    .read_new(&mut |line| {
+                        feed(parser, line, store);
+                        if let Some(p) = progress.as_mut() {
+                            p.advance(line.len() as u64 + 1);
+                        }
+                    })
                     .with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;

@@ -1,0 +1,36 @@
+//! The reaction log parser on arbitrary input, split into lines as the tailer does:
+//! never panics, and whatever it stored renders as OpenMetrics text.
+//! The filters' pattern names come from examples/reaction.yml, with `ip` as a
+//! pattern label, so the label-matching code is fuzzed too.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rme::sources::LineParser;
+use rme::sources::reaction::{FilterPatterns, ReactionLog, load_patterns};
+use rme::store::{Limits, Store};
+
+fuzz_target!(|data: &[u8]| {
+    let mut parser = ReactionLog::new(patterns().clone(), vec!["ip".to_string()]);
+    let mut store = Store::new(Limits::default());
+    parser.describe(&mut store);
+    for line in String::from_utf8_lossy(data).split('\n') {
+        rme::sources::feed(&mut parser, line, &mut store);
+    }
+    parser.finish(&mut store);
+    let snapshot = store.snapshot(1_700_000_000_000);
+    let text = rme::text::render(&snapshot, rme::text::Format::OpenMetrics);
+    assert!(text.ends_with("# EOF\n"));
+});
+
+/// The example config's patterns, read once (no `reaction` binary: the file is parsed).
+fn patterns() -> &'static FilterPatterns {
+    static PATTERNS: std::sync::OnceLock<FilterPatterns> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/reaction.yml");
+        load_patterns(
+            std::path::Path::new(config),
+            Some(std::path::Path::new("/nonexistent/reaction")),
+        )
+        .expect("examples/reaction.yml has patterns")
+    })
+}
