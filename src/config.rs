@@ -283,6 +283,12 @@ mod tests {
     }
 
     #[test]
+    fn victoriametrics_example_is_valid() {
+        let c = Config::parse(include_str!("../examples/victoriametrics.toml"), None).unwrap();
+        assert!(matches!(c.sinks[0], SinkConfig::RemoteWrite(_)));
+    }
+
+    #[test]
     fn reference_config_is_valid() {
         Config::parse(REFERENCE_CONFIG, None).unwrap();
     }
