@@ -4,6 +4,7 @@
 //! once, classifying the answer. Retry, backoff and the disk spool live in
 //! `push.rs`, so "nothing is lost" is written once for every sink.
 
+pub mod http;
 pub mod otlp;
 pub mod remote_write;
 pub mod statsd;

@@ -255,23 +255,14 @@ fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
         None => b.no_proxy(),
     };
     if let Some(t) = &config.tls {
-        if let Some(ca) = &t.ca_file {
-            let pem = std::fs::read(ca).with_context(|| format!("tls.ca_file {}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("tls.ca_file {}", ca.display()))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
-            let mut pem =
-                std::fs::read(cert).with_context(|| format!("tls.cert_file {}", cert.display()))?;
-            pem.extend(
-                std::fs::read(key).with_context(|| format!("tls.key_file {}", key.display()))?,
-            );
-            b = b.identity(reqwest::Identity::from_pem(&pem).context("tls.cert_file/key_file")?);
-        }
-        b = b.danger_accept_invalid_certs(t.insecure_skip_verify);
+        let files = super::http::TlsFiles {
+            key: "tls.",
+            ca_file: t.ca_file.as_deref(),
+            cert_file: t.cert_file.as_deref(),
+            key_file: t.key_file.as_deref(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        };
+        b = super::http::with_tls(b, &files)?;
     }
     b.build().context("building the HTTP client")
 }
@@ -316,7 +307,7 @@ impl Sink for RemoteWrite {
             .send()
             .await
             .map_err(|e| SendError::Retry {
-                reason: format!("POST {}: {}", self.url, error_chain(&e)),
+                reason: format!("POST {}: {}", self.url, super::http::error_chain(&e)),
                 after: None,
             })?;
         let status = resp.status().as_u16();
@@ -332,18 +323,6 @@ impl Sink for RemoteWrite {
         };
         classify(status, retry_after.as_deref(), &text, SystemTime::now())
     }
-}
-
-/// reqwest's error with its causes ("error sending request: … Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 /// What an answer means: 2xx taken; 5xx and 429 retried (after `Retry-After`
@@ -364,20 +343,11 @@ pub fn classify(
     }
     let reason = format!("HTTP {status}: {}", &body[..cut]);
     if status == 429 || status >= 500 {
-        let after = retry_after.and_then(|v| parse_retry_after(v, now));
+        let after = retry_after.and_then(|v| super::http::retry_after(v, now));
         Err(SendError::Retry { reason, after })
     } else {
         Err(SendError::Reject { reason })
     }
-}
-
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]

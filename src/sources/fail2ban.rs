@@ -185,7 +185,7 @@ fn record_at(s: &str) -> Option<Record<'_>> {
 /// Multi-line records: fail2ban writes tracebacks and multi-line exception texts
 /// after an ERROR or CRITICAL record, as lines without any prefix. Such a line is
 /// accepted (and ignored) only while such a record is open: right after it or
-/// after its other continuation lines, at most [`MAX_CONTINUATION`] of them, and
+/// after its other continuation lines, at most `MAX_CONTINUATION` of them, and
 /// only if it is printable text (no control character, no U+FFFD left by invalid
 /// UTF-8). Anything else that is not a record is unparsed and closes the record.
 /// Blank lines are accepted and ignored.

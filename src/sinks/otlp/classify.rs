@@ -3,7 +3,7 @@
 //! HTTP retries only 429, 502, 503 and 504; gRPC retries a fixed set of codes,
 //! and RESOURCE_EXHAUSTED only when the server says when (RetryInfo).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
@@ -52,15 +52,7 @@ struct ProtoDuration {
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 const MAX_REASON: usize = 512;
 
-/// A `Retry-After` value (seconds or an HTTP date) as a wait from `now`.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+pub use crate::sinks::http::retry_after;
 
 /// A receiver's error body made readable: the `google.rpc.Status` message the
 /// spec asks for, else the text itself, cut short.
@@ -225,22 +217,6 @@ mod tests {
             classify_http(200, None, br#"{"partialSuccess":null}"#),
             Ok(None)
         );
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        let now = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
-        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(
-            retry_after("Tue, 24 Nov 2026 10:00:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after("soon", now), None);
-        assert_eq!(retry_after("-5", now), None);
     }
 
     #[test]

@@ -84,21 +84,15 @@ fn http_client(config: &OtlpConfig, timeout: Duration) -> anyhow::Result<reqwest
         .use_rustls_tls()
         .user_agent(concat!("rme/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
-        .connect_timeout(timeout)
-        .danger_accept_invalid_certs(config.insecure_skip_verify);
-    if let Some(ca) = &config.ca_file {
-        for cert in reqwest::Certificate::from_pem_bundle(&read_pem(ca, "ca_file")?)
-            .with_context(|| format!("ca_file {}", ca.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
-        let mut pem = read_pem(cert, "cert_file")?;
-        pem.push(b'\n');
-        pem.extend(read_pem(key, "key_file")?);
-        b = b.identity(reqwest::Identity::from_pem(&pem).context("cert_file/key_file")?);
-    }
+        .connect_timeout(timeout);
+    let files = crate::sinks::http::TlsFiles {
+        key: "",
+        ca_file: config.ca_file.as_deref(),
+        cert_file: config.cert_file.as_deref(),
+        key_file: config.key_file.as_deref(),
+        insecure_skip_verify: config.insecure_skip_verify,
+    };
+    b = crate::sinks::http::with_tls(b, &files)?;
     b.build().context("building the HTTP client")
 }
 
@@ -170,18 +164,6 @@ pub(super) fn gzip(body: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
-/// The error and its causes on one line (reqwest's own Display hides the cause).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 impl Http {
     async fn send(&self, body: &[u8]) -> Result<Option<ExportMetricsPartialSuccess>, SendError> {
         use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -196,7 +178,7 @@ impl Http {
             req.body(body.to_vec())
         };
         let resp = req.send().await.map_err(|e| SendError::Retry {
-            reason: format!("{}: {}", self.url, chain(&e)),
+            reason: format!("{}: {}", self.url, crate::sinks::http::error_chain(&e)),
             after: None,
         })?;
         let status = resp.status().as_u16();
@@ -249,7 +231,11 @@ impl Grpc {
                 // not sent by the receiver; its message alone is generic.
                 let cause = std::error::Error::source(&status);
                 let message = match cause {
-                    Some(cause) => format!("{}: {}", status.message(), chain(cause)),
+                    Some(cause) => format!(
+                        "{}: {}",
+                        status.message(),
+                        crate::sinks::http::error_chain(cause)
+                    ),
                     None => status.message().to_string(),
                 };
                 Err(classify_grpc(
