@@ -35,6 +35,10 @@ pub struct Config {
     /// the config file's directory.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Bound of each sink's spool in bytes; past it the oldest bodies are dropped
+    /// and counted in `rme_spool_dropped_total{reason="overflow"}`. Default 64 MiB.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
     /// Optional pull endpoint served by `rme push` and `rme serve`.
     #[serde(default)]
     pub serve: Option<ServeConfig>,
@@ -48,6 +52,10 @@ pub struct Config {
 
 const fn default_interval_secs() -> u64 {
     30
+}
+
+const fn default_spool_max_bytes() -> u64 {
+    64 << 20
 }
 
 fn default_state_dir() -> PathBuf {
@@ -227,6 +235,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.interval_secs == 0 {
             return Err(Invalid::new("interval_secs", "must be at least 1"));
+        }
+        if self.spool_max_bytes < 4096 {
+            return Err(Invalid::new("spool_max_bytes", "must be at least 4096"));
         }
         let mut seen = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

@@ -209,9 +209,6 @@ const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
 const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
-/// Default spool bound per sink.
-pub const SPOOL_MAX_BYTES: u64 = 64 << 20;
-
 impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
     pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
@@ -247,7 +244,7 @@ impl Agent {
             }
             let spool = Spool::open(
                 &config.state_dir.join("spool").join(sc.name()),
-                SPOOL_MAX_BYTES,
+                config.spool_max_bytes,
             )?;
             outlets.push(Outlet { sink, spool });
         }
