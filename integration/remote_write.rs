@@ -374,7 +374,7 @@ fn record_samples(path: &Path) -> Vec<(BTreeMap<String, String>, i64, f64)> {
 }
 
 #[test]
-fn kill_9_during_flush_loses_nothing_and_resends_nothing_acknowledged() {
+fn kill_9_during_flush_loses_nothing_and_resends_at_most_the_body_in_flight() {
     let env = peer("vm");
     let c = Case::new("rwkill");
     let cfg = c.config(
@@ -418,10 +418,18 @@ fn kill_9_during_flush_loses_nothing_and_resends_nothing_acknowledged() {
     assert!(spool_records(&spool).is_empty());
 
     let series = vm_export(&env["VM_URL"], &format!("{{job=\"{}\"}}", c.job));
-    // every series has each timestamp once: nothing the receiver took was sent again
+    // A kill between the receiver's 2xx and the spool file's removal re-sends that one
+    // body (at-least-once; README). So: a repeated timestamp must carry the same value
+    // (an idempotent re-send, which Prometheus also accepts), and with batch_size = 1
+    // each of the 3 kills can cause at most one.
+    let mut repeats = 0;
     for s in &series {
-        assert_increasing(&s.points);
+        let mut unique = s.points.clone();
+        unique.dedup();
+        repeats += s.points.len() - unique.len();
+        assert_increasing(&unique);
     }
+    assert!(repeats <= 3, "{repeats} samples sent twice by 3 kills");
     // every sample the kills left in the spool arrived after the restart
     assert!(!cut_short.is_empty());
     for (labels, t, v) in &cut_short {
