@@ -172,6 +172,14 @@ pub struct Invalid {
 }
 
 impl Invalid {
+    /// `key: must be at least MIN` when `value` is below `min`.
+    pub fn at_least(key: impl Into<String>, value: u64, min: u64) -> Result<(), Invalid> {
+        if value < min {
+            return Err(Invalid::new(key, format!("must be at least {min}")));
+        }
+        Ok(())
+    }
+
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
         Invalid {
             key: key.into(),
@@ -233,12 +241,8 @@ impl Config {
 
     /// Checks what serde cannot: names unique, URLs usable, at least one sink.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if self.interval_secs == 0 {
-            return Err(Invalid::new("interval_secs", "must be at least 1"));
-        }
-        if self.spool_max_bytes < 4096 {
-            return Err(Invalid::new("spool_max_bytes", "must be at least 4096"));
-        }
+        Invalid::at_least("interval_secs", self.interval_secs, 1)?;
+        Invalid::at_least("spool_max_bytes", self.spool_max_bytes, 4096)?;
         let mut seen = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !seen.insert(s.name().to_string()) {

@@ -39,6 +39,17 @@ impl Series {
     }
 }
 
+/// `name{k="v",…}`, for tests and logs (the exposition format escapes differently: text.rs).
+impl std::fmt::Display for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{", self.name)?;
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            write!(f, "{}{k}={v:?}", if i > 0 { "," } else { "" })?;
+        }
+        f.write_str("}")
+    }
+}
+
 /// Counter or gauge: all rme exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -162,18 +162,12 @@ impl OtlpConfig {
                 "empty attribute name",
             ));
         }
-        if self.timeout_secs == 0 {
-            return Err(Invalid::new(
-                format!("{key}.timeout_secs"),
-                "must be at least 1",
-            ));
-        }
-        if self.max_points_per_request == 0 {
-            return Err(Invalid::new(
-                format!("{key}.max_points_per_request"),
-                "must be at least 1",
-            ));
-        }
+        Invalid::at_least(format!("{key}.timeout_secs"), self.timeout_secs, 1)?;
+        Invalid::at_least(
+            format!("{key}.max_points_per_request"),
+            self.max_points_per_request as u64,
+            1,
+        )?;
         Ok(())
     }
 

@@ -124,18 +124,8 @@ impl RemoteWriteConfig {
                 "scheme must be http or https",
             ));
         }
-        if self.timeout_secs == 0 {
-            return Err(Invalid::new(
-                format!("{key}.timeout_secs"),
-                "must be at least 1",
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err(Invalid::new(
-                format!("{key}.batch_size"),
-                "must be at least 1",
-            ));
-        }
+        Invalid::at_least(format!("{key}.timeout_secs"), self.timeout_secs, 1)?;
+        Invalid::at_least(format!("{key}.batch_size"), self.batch_size as u64, 1)?;
         if let Some(a) = &self.basic_auth {
             if a.password.is_some() == a.password_file.is_some() {
                 return Err(Invalid::new(

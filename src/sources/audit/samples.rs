@@ -199,18 +199,7 @@ fn series(store: &mut Store) -> BTreeMap<String, f64> {
     let snap = store.snapshot(0);
     snap.points
         .iter()
-        .map(|p| {
-            let labels: Vec<String> = p
-                .series
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect();
-            (
-                format!("{}{{{}}}", p.series.name, labels.join(",")),
-                p.value.as_f64(),
-            )
-        })
+        .map(|p| (p.series.to_string(), p.value.as_f64()))
         .collect()
 }
 

@@ -29,17 +29,7 @@ pub fn render(store: &mut Store, prefix: &str) -> String {
         if !name.starts_with(prefix) && name != crate::sources::LINES_UNPARSED {
             continue;
         }
-        let labels: Vec<String> = p
-            .series
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        out.push_str(&format!(
-            "{name}{{{}}} {}\n",
-            labels.join(","),
-            p.value.as_f64()
-        ));
+        out.push_str(&format!("{} {}\n", p.series, p.value.as_f64()));
     }
     out
 }
