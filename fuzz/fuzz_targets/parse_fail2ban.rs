@@ -3,19 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rme::sources::LineParser;
+
+#[path = "common.rs"]
+mod common;
 use rme::sources::fail2ban::Fail2banLog;
-use rme::store::{Limits, Store};
 
 fuzz_target!(|data: &[u8]| {
-    let mut parser = Fail2banLog::default();
-    let mut store = Store::new(Limits::default());
-    parser.describe(&mut store);
-    for line in String::from_utf8_lossy(data).split('\n') {
-        rme::sources::feed(&mut parser, line, &mut store);
-    }
-    parser.finish(&mut store);
-    let snapshot = store.snapshot(1_700_000_000_000);
-    let text = rme::text::render(&snapshot, rme::text::Format::OpenMetrics);
-    assert!(text.ends_with("# EOF\n"));
+    common::parse_and_render(&mut Fail2banLog::default(), data);
 });
