@@ -4,13 +4,15 @@
 //!
 //! # Layout
 //! - `config.rs`: the file as written; `sources/` and `sinks/`: one module per program and per protocol.
-//! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
+//! - `store.rs`: the one metric store between them; `labels/`: the label actions it
+//!   compiles beyond drop and prefix (top-K, GeoIP, hash); `text.rs`: its text exposition.
 //! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
 //!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
 
 pub mod config;
 pub mod helper;
 pub mod journal;
+pub mod labels;
 pub mod progress;
 pub mod push;
 pub mod serve;
