@@ -35,6 +35,11 @@ pub struct Fail2banConfig {
     /// live gauges instead of reading `socket`, so rme itself needs no privilege.
     #[serde(default)]
     pub helper: Option<PathBuf>,
+    /// Label failures, bans, unbans and ban increases with the `ip` they name
+    /// (fail2ban's id; usually an address). Off by default: one series per
+    /// attacker, so pair it with a `top`, `geoip`, `hash` or `prefix` label rule.
+    #[serde(default)]
+    pub ip_label: bool,
 }
 
 impl Fail2banConfig {
@@ -66,7 +71,10 @@ pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
     let input = config.log.clone().map(|p| {
         (
             Input::File(p),
-            Box::new(Fail2banLog::default()) as Box<dyn LineParser>,
+            Box::new(Fail2banLog {
+                ip_label: config.ip_label,
+                ..Fail2banLog::default()
+            }) as Box<dyn LineParser>,
         )
     });
     use super::fail2ban_socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
@@ -199,6 +207,8 @@ pub struct Fail2banLog {
     /// The server logged `Stopping all jails` / `Shutdown in progress` (a stop
     /// without flushable actions logs no `Flush` line).
     stopping: bool,
+    /// Add the event's id as an `ip` label (`ip_label`).
+    pub ip_label: bool,
 }
 
 /// What a jail message (`[jail] …`) says.
@@ -241,6 +251,15 @@ fn jail_event(rest: &str) -> JailEvent {
     } else {
         JailEvent::Other
     }
+}
+
+/// The id an event names: the word after `Found `, `Ban `, `Unban ` or `Increase Ban `.
+fn event_id(rest: &str) -> &str {
+    ["Found ", "Ban ", "Unban ", "Increase Ban "]
+        .iter()
+        .find_map(|p| rest.strip_prefix(p))
+        .and_then(|id| id.split_whitespace().next())
+        .unwrap_or("")
 }
 
 /// `[jail] rest` → (jail, rest). Jail names hold anything but `]`.
@@ -291,12 +310,19 @@ impl Fail2banLog {
     fn jail_message(&mut self, logger: &str, jail: &str, rest: &str, store: &mut Store) {
         let count =
             |store: &mut Store, name: &str| store.inc(Series::new(name, &[("jail", jail)]), 1);
+        let ip = self.ip_label.then(|| ("ip", event_id(rest)));
+        let count_ip = |store: &mut Store, name: &str, labels: &[(&str, &str)]| match ip {
+            Some(ip) => store.inc(Series::new(name, &[labels, &[ip]].concat()), 1),
+            None => store.inc(Series::new(name, labels), 1),
+        };
         match jail_event(rest) {
-            JailEvent::Found if logger != "observer" => count(store, FAILURES),
+            JailEvent::Found if logger != "observer" => {
+                count_ip(store, FAILURES, &[("jail", jail)])
+            }
             JailEvent::Found | JailEvent::ObserverFound | JailEvent::Other => {}
-            JailEvent::Ban => count(store, BANS),
+            JailEvent::Ban => count_ip(store, BANS, &[("jail", jail)]),
             JailEvent::RestoreBan => count(store, BAN_RESTORES),
-            JailEvent::IncreaseBan => count(store, BAN_INCREASES),
+            JailEvent::IncreaseBan => count_ip(store, BAN_INCREASES, &[("jail", jail)]),
             JailEvent::AlreadyBanned => count(store, ALREADY_BANNED),
             JailEvent::Flush => {
                 self.flushing.insert(jail.to_string());
@@ -305,7 +331,7 @@ impl Fail2banLog {
             JailEvent::Unban => {
                 let flush = self.stopping || self.flushing.contains(jail);
                 let cause = if flush { "flush" } else { "expiry" };
-                store.inc(Series::new(UNBANS, &[("jail", jail), ("cause", cause)]), 1);
+                count_ip(store, UNBANS, &[("jail", jail), ("cause", cause)]);
                 return;
             }
         }

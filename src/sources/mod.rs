@@ -143,6 +143,7 @@ pub fn parse_file(
             log,
             socket: None,
             helper: None,
+            ip_label: false,
         }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,

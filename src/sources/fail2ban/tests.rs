@@ -384,3 +384,39 @@ fn golden_samples() {
     }
     assert_eq!(seen, 6, "every fail2ban sample is read");
 }
+
+/// `ip_label = true`: failures, bans, unbans and ban increases carry the id they
+/// name; restores and echoes do not; the totals per jail stay the same.
+#[test]
+fn ip_label_is_opt_in() {
+    let log = "\
+2026-11-22 23:13:44,086 fail2ban.filter         [23131]: INFO    [sshd] Found 192.0.2.10 - 2026-11-22 23:13:43
+2026-11-22 23:13:45,086 fail2ban.filter         [23131]: INFO    [sshd] Found 2001:db8::5 - 2026-11-22 23:13:44
+2026-11-22 23:13:46,000 fail2ban.observer       [23131]: INFO    [sshd] Found 192.0.2.10, bad - 2026-11-22 23:13:44, 1 # -> 1, ban
+2026-11-22 23:13:46,109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.10
+2026-11-22 23:14:26,972 fail2ban.observer       [23131]: NOTICE  [sshd] Increase Ban 192.0.2.10 (2 # 40s -> 2026-11-22 23:15:06)
+2026-11-22 23:15:06,200 fail2ban.actions        [23131]: NOTICE  [sshd] Unban 192.0.2.10
+2026-11-22 23:16:00,000 fail2ban.actions        [23131]: NOTICE  [sshd] Restore Ban 198.51.100.7
+";
+    let mut on = Fail2banLog {
+        ip_label: true,
+        ..Fail2banLog::default()
+    };
+    let store = feed_all(&mut on, log, false);
+    let v = |name, labels: &[(&str, &str)]| value(&store, name, labels);
+    let sshd = |ip| [("jail", "sshd"), ("ip", ip)];
+    assert_eq!(v(FAILURES, &sshd("192.0.2.10")), 1);
+    assert_eq!(v(FAILURES, &sshd("2001:db8::5")), 1);
+    assert_eq!(v(BANS, &sshd("192.0.2.10")), 1);
+    assert_eq!(v(BAN_INCREASES, &sshd("192.0.2.10")), 1);
+    let unban = [("jail", "sshd"), ("cause", "expiry"), ("ip", "192.0.2.10")];
+    assert_eq!(v(UNBANS, &unban), 1);
+    assert_eq!(v(BAN_RESTORES, &[("jail", "sshd")]), 1);
+
+    let mut store_off = feed_all(&mut Fail2banLog::default(), log, false);
+    for name in [FAILURES, BANS, BAN_INCREASES, UNBANS, BAN_RESTORES] {
+        assert_eq!(store.sum(name, &[]), store_off.sum(name, &[]), "{name}");
+    }
+    let snap = store_off.snapshot(0);
+    assert!(snap.points.iter().all(|p| p.series.label("ip").is_none()));
+}
