@@ -21,7 +21,9 @@ use crate::config::Invalid;
 use crate::store::{Kind, Series, Store};
 
 mod config;
+mod template;
 pub use config::{FilterPatterns, load_patterns};
+use template::Template;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,20 +174,37 @@ type PatternValues = Vec<(String, String)>;
 /// line names no value, and runs are concurrent or delayed (`after: 48h`), so "the
 /// previous match" would often be wrong: instead the newest of the filter's last
 /// 64 matches whose values all appear, as whole words, in the command gives the
-/// labels; with none, the run is counted without pattern labels.
+/// labels. With none (a run replayed at start, or one long after its match),
+/// the values are read from the command through the action's `cmd` template in
+/// reaction's config; failing that, the run is counted without pattern labels.
 #[derive(Debug, Default)]
 pub struct ReactionLog {
     patterns: FilterPatterns,
     pattern_labels: Vec<String>,
     recent: HashMap<(String, String), VecDeque<PatternValues>>,
+    /// Command templates of the actions whose `cmd` uses an opted-in pattern.
+    templates: HashMap<(String, String, String), Template>,
 }
 
 impl ReactionLog {
     pub fn new(patterns: FilterPatterns, pattern_labels: Vec<String>) -> ReactionLog {
+        let templates = patterns
+            .commands()
+            .filter_map(|(key, cmd)| {
+                let names = patterns.get(&key.0, &key.1)?;
+                let opted: Vec<String> = names
+                    .iter()
+                    .filter(|n| pattern_labels.contains(n))
+                    .cloned()
+                    .collect();
+                Some((key.clone(), Template::new(cmd, &opted)?))
+            })
+            .collect();
         ReactionLog {
             patterns,
             pattern_labels,
             recent: HashMap::new(),
+            templates,
         }
     }
 
@@ -235,10 +254,18 @@ impl ReactionLog {
                 .rev()
                 .find(|pairs| pairs.iter().all(|(_, v)| contains_word(command, v)))
         });
+        let from_template = match labelled {
+            Some(_) => None,
+            None => self
+                .templates
+                .get(&(key.0, key.1, action.to_string()))
+                .and_then(|t| t.values(command)),
+        };
         let mut labels = vec![("stream", stream), ("filter", filter), ("action", action)];
         labels.extend(
             labelled
                 .into_iter()
+                .chain(from_template.as_ref())
                 .flatten()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );

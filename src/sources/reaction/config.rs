@@ -1,5 +1,6 @@
-//! reaction's own config, read for one thing: the pattern names (`<ip>`) each
-//! filter's regexes use, so match values can be named.
+//! reaction's own config, read for the pattern names (`<ip>`) each filter's
+//! regexes use, so match values can be named, and each action's command
+//! template, so a `run` line's values can be read back (see `template.rs`).
 //!
 //! The config may be YAML, JSON, jsonnet or (v2) a directory of them. The
 //! tricky point is jsonnet, which only a jsonnet evaluator can read: rme asks
@@ -23,28 +24,37 @@ const EVAL_TIMEOUT: Duration = Duration::from_secs(20);
 static PATTERN_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<(\w+)>").expect("static regex"));
 
-/// Pattern names of each (stream, filter), sorted alphabetically.
+/// Pattern names of each (stream, filter), sorted alphabetically, and the
+/// command of each (stream, filter, action) that has one.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FilterPatterns(HashMap<(String, String), Vec<String>>);
+pub struct FilterPatterns {
+    names: HashMap<(String, String), Vec<String>>,
+    commands: HashMap<(String, String, String), Vec<String>>,
+}
 
 impl FilterPatterns {
     pub fn get(&self, stream: &str, filter: &str) -> Option<&[String]> {
-        self.0
+        self.names
             .get(&(stream.to_string(), filter.to_string()))
             .map(Vec::as_slice)
     }
 
     /// Every filter's pattern names.
     pub fn names(&self) -> impl Iterator<Item = &[String]> {
-        self.0.values().map(Vec::as_slice)
+        self.names.values().map(Vec::as_slice)
+    }
+
+    /// Every action's ((stream, filter, action), cmd).
+    pub fn commands(&self) -> impl Iterator<Item = (&(String, String, String), &[String])> {
+        self.commands.iter().map(|(k, v)| (k, v.as_slice()))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.names.is_empty()
     }
 
     /// Reads them from an evaluated config: `<name>` in each filter's `regex`
@@ -56,6 +66,7 @@ impl FilterPatterns {
             .map(|p| p.keys().map(String::as_str).collect())
             .unwrap_or_default();
         let mut out = HashMap::new();
+        let mut commands = HashMap::new();
         let streams = config.get("streams").and_then(Value::as_object);
         for (stream, body) in streams.into_iter().flatten() {
             let filters = body.get("filters").and_then(Value::as_object);
@@ -72,9 +83,23 @@ impl FilterPatterns {
                     (stream.clone(), filter.clone()),
                     names.into_iter().collect(),
                 );
+                let actions = body.get("actions").and_then(Value::as_object);
+                for (action, body) in actions.into_iter().flatten() {
+                    let cmd: Option<Vec<String>> = body
+                        .get("cmd")
+                        .and_then(Value::as_array)
+                        .and_then(|a| a.iter().map(|v| v.as_str().map(String::from)).collect());
+                    if let Some(cmd) = cmd {
+                        let key = (stream.clone(), filter.clone(), action.clone());
+                        commands.insert(key, cmd);
+                    }
+                }
             }
         }
-        FilterPatterns(out)
+        FilterPatterns {
+            names: out,
+            commands,
+        }
     }
 }
 

@@ -236,8 +236,10 @@ INFO ssh.nopattern: match [.]
     };
     // The run names 203.0.113.9: the older match is found, not the latest one.
     assert_eq!(a(&[("ip", "203.0.113.9")]), 1);
-    // No recent match appears in this command: counted without pattern labels.
-    assert_eq!(a(&[]), 1);
+    // No recent match appears in this command (a replay at start, say): the
+    // action's cmd template in reaction's config names the value.
+    assert_eq!(a(&[("ip", "192.0.2.1")]), 1);
+    assert_eq!(a(&[]), 0);
     assert_eq!(
         value(
             &store,
@@ -267,6 +269,42 @@ INFO ssh.nopattern: match [.]
         ),
         2
     );
+}
+
+/// A v1 daemon restarting replays the actions of its saved matches: `run` lines
+/// with no match before them. The cmd templates of reaction's own v1 example
+/// config (`ip46tables … -s <ip> …`) name their values.
+#[test]
+fn replayed_runs_take_values_from_the_command_template() {
+    let log = "\
+2026/11/24 10:00:00 INFO  start command: run [ip46tables -w -N reaction]
+2026/11/24 10:00:00 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 203.0.113.9 -j DROP]
+2026/11/24 10:00:00 INFO  ssh.failedlogin.unban: run [ip46tables -w -D reaction -s 198.51.100.23 -j DROP]
+2026/11/24 10:00:01 ERROR ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 2001:db8::5 -j DROP], code exit status 1
+2026/11/24 10:03:12 INFO  ssh.failedlogin: match [192.0.2.14]
+2026/11/24 10:03:13 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 192.0.2.14 -j DROP]
+";
+    let v1 = load_patterns(
+        &testdata("reaction/v1-app_example.yml"),
+        Some(Path::new("/nonexistent/reaction")),
+    )
+    .expect("v1 example");
+    let store = feed_all(&mut ReactionLog::new(v1, vec!["ip".into()]), log, false);
+    let run = |name, action, ip| {
+        let labels = [
+            ("stream", "ssh"),
+            ("filter", "failedlogin"),
+            ("action", action),
+            ("ip", ip),
+        ];
+        value(&store, name, &labels)
+    };
+    assert_eq!(run(ACTIONS, "ban", "203.0.113.9"), 1);
+    assert_eq!(run(ACTIONS, "unban", "198.51.100.23"), 1);
+    assert_eq!(run(ACTION_ERRORS, "ban", "2001:db8::5"), 1);
+    assert_eq!(run(ACTIONS, "ban", "192.0.2.14"), 1, "from the match");
+    assert_eq!(store.sum(ACTIONS, &[]), 3);
+    assert_eq!(store.sum(COMMANDS, &[]), 1, "start commands are no actions");
 }
 
 #[test]
