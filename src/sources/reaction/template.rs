@@ -91,9 +91,7 @@ impl Template {
 fn next_pattern<'a>(s: &'a str, patterns: &[String]) -> Option<(&'a str, &'a str, &'a str)> {
     let mut from = 0;
     while let Some(open) = s[from..].find('<').map(|i| from + i) {
-        let Some(close) = s[open..].find('>').map(|i| open + i) else {
-            return None;
-        };
+        let close = s[open..].find('>').map(|i| open + i)?;
         let name = &s[open + 1..close];
         if patterns.iter().any(|p| p == name) {
             return Some((&s[..open], name, &s[close + 1..]));
