@@ -112,12 +112,17 @@ const fn default_max_series() -> usize {
 }
 
 impl StoreConfig {
-    pub fn limits(&self) -> Limits {
-        Limits {
+    /// The store's limits with the label rules compiled (GeoIP databases
+    /// opened, hash keys read): errors name `store.labels[i]` and the key.
+    pub fn limits(&self) -> Result<Limits, Invalid> {
+        let mut limits = Limits {
             max_series_per_metric: self.max_series_per_metric,
             idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
             rules: self.labels.clone(),
-        }
+            compiled: Vec::new(),
+        };
+        limits.compile()?;
+        Ok(limits)
     }
 }
 
@@ -223,6 +228,13 @@ impl Config {
             }
         };
         fix(&mut self.state_dir);
+        for rule in &mut self.store.labels {
+            match &mut rule.action {
+                crate::store::LabelAction::Geoip(c) => c.resolve_paths(&fix),
+                crate::store::LabelAction::Hash(c) => c.resolve_paths(&fix),
+                _ => {}
+            }
+        }
         for s in &mut self.sources {
             match s {
                 SourceConfig::Reaction(c) => c.resolve_paths(&fix),
@@ -243,6 +255,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         Invalid::at_least("interval_secs", self.interval_secs, 1)?;
         Invalid::at_least("spool_max_bytes", self.spool_max_bytes, 4096)?;
+        // opens GeoIP databases and reads hash keys, so that a SIGHUP with a
+        // database that went missing or bad keeps the running config
+        self.store.limits()?;
         let mut seen = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !seen.insert(s.name().to_string()) {

@@ -213,7 +213,7 @@ impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
     pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let state = State::load(&config.state_dir)?;
-        let mut store = Store::new(config.store.limits());
+        let mut store = Store::new(config.store.limits()?);
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);

@@ -10,6 +10,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::labels::action::{Action, Top, Use};
+use crate::labels::{geoip::GeoipConfig, hash::HashConfig, topk::TopConfig};
+
 /// A series: metric name plus labels kept sorted by name, as remote-write requires.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Series {
@@ -104,8 +107,9 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action", deny_unknown_fields)]
 pub enum LabelAction {
-    /// Remove the label; series that differed only by it add up.
-    Drop,
+    /// Remove the label; series that differed only by it add up. (A struct
+    /// variant, so that unknown keys beside it are rejected.)
+    Drop {},
     /// Keep only the network part of an IP address (e.g. 192.0.2.0/24); non-IPs are kept as they are.
     Prefix {
         #[serde(default = "default_ipv4_prefix")]
@@ -113,6 +117,32 @@ pub enum LabelAction {
         #[serde(default = "default_ipv6_prefix")]
         ipv6: u8,
     },
+    /// The k values with the most updates per family keep their own series, the
+    /// rest is counted under `"other"` (see `labels::topk`).
+    Top(TopConfig),
+    /// Adds `country` (and `asn`, `as_org`) of an IP address label.
+    Geoip(GeoipConfig),
+    /// Replaces the value by a keyed hash.
+    Hash(HashConfig),
+}
+
+impl LabelRule {
+    /// The compiled form of a rule that needs one (databases opened, key read);
+    /// `key` names the rule in errors, e.g. `store.labels[2]`.
+    pub fn compile(&self, key: &str) -> Result<Option<Action>, crate::config::Invalid> {
+        Ok(match &self.action {
+            LabelAction::Drop {} | LabelAction::Prefix { .. } => None,
+            LabelAction::Top(c) => {
+                c.validate(key)?;
+                Some(Action::Top(Top::new(c.clone())))
+            }
+            LabelAction::Geoip(c) => Some(Action::Geoip {
+                geo: std::sync::Arc::new(c.open(key)?),
+                keep: c.keep,
+            }),
+            LabelAction::Hash(c) => Some(Action::Hash(c.open(key)?)),
+        })
+    }
 }
 
 const fn default_ipv4_prefix() -> u8 {
@@ -123,8 +153,9 @@ const fn default_ipv6_prefix() -> u8 {
 }
 
 /// A label rewrite, applied to every metric (or to one, when `metric` is set).
+/// (No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the
+/// action's own fields reject unknown keys, which reach them.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LabelRule {
     /// Label name the rule applies to, e.g. `ip`.
     pub label: String,
@@ -142,6 +173,9 @@ pub struct Limits {
     /// Series not updated for this long are forgotten (0 = never).
     pub idle_expiry_ms: i64,
     pub rules: Vec<LabelRule>,
+    /// `rules[i]`'s compiled action (see [`Limits::compile`]); a `top` rule
+    /// missing here is compiled by the store, a `geoip` or `hash` one does nothing.
+    pub compiled: Vec<Option<Action>>,
 }
 
 impl Default for Limits {
@@ -150,7 +184,19 @@ impl Default for Limits {
             max_series_per_metric: 10_000,
             idle_expiry_ms: 0,
             rules: Vec::new(),
+            compiled: Vec::new(),
         }
+    }
+}
+
+impl Limits {
+    /// Compiles the rules (opens GeoIP databases, reads hash keys); errors name
+    /// `store.labels[i]` and the key.
+    pub fn compile(&mut self) -> Result<(), crate::config::Invalid> {
+        self.compiled = (self.rules.iter().enumerate())
+            .map(|(i, r)| r.compile(&format!("store.labels[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 }
 
@@ -188,7 +234,13 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(limits: Limits) -> Store {
+    pub fn new(mut limits: Limits) -> Store {
+        limits.compiled.resize_with(limits.rules.len(), || None);
+        for (rule, slot) in limits.rules.iter().zip(limits.compiled.iter_mut()) {
+            if let (LabelAction::Top(c), None) = (&rule.action, &slot) {
+                *slot = Some(Action::Top(Top::new(c.clone())));
+            }
+        }
         let mut store = Store {
             limits,
             now_ms: now_ms(),
@@ -241,7 +293,7 @@ impl Store {
 
     /// The current value of a counter or gauge, after label rules.
     pub fn get(&self, series: &Series) -> Option<Value> {
-        let series = self.rewrite(series.clone());
+        let series = self.look(series.clone());
         self.entries.get(&series).map(|e| match e.kind {
             Kind::Counter => Value::Counter(e.counter),
             Kind::Gauge => Value::Gauge(e.gauge),
@@ -327,32 +379,55 @@ impl Store {
     pub fn restore_counters(&mut self, saved: Vec<SavedCounter>) {
         for c in saved {
             let start = c.start_ms;
-            if let Some(e) = self.entry(c.series, Kind::Counter) {
+            if let Some(e) = self.entry_as(c.series, Kind::Counter, Use::Restore) {
                 e.counter = c.value;
                 e.start_ms = start;
             }
         }
     }
 
-    /// Applies the label rules to a series.
-    fn rewrite(&self, mut series: Series) -> Series {
-        for rule in &self.limits.rules {
+    /// Applies the label rules to a series (an update, or a restored series:
+    /// restored series were rewritten before they were saved, so only `top`
+    /// sees them, to keep their values).
+    fn rewrite(&mut self, mut series: Series, used: Use) -> Series {
+        let now = self.now_ms;
+        for (rule, compiled) in self
+            .limits
+            .rules
+            .iter()
+            .zip(self.limits.compiled.iter_mut())
+        {
             if rule.metric.as_ref().is_some_and(|m| *m != series.name) {
                 continue;
             }
-            match &rule.action {
-                LabelAction::Drop => series.labels.retain(|(k, _)| *k != rule.label),
-                LabelAction::Prefix { ipv4, ipv6 } => {
-                    for (k, v) in series.labels.iter_mut() {
-                        if *k == rule.label
-                            && let Some(p) = ip_prefix(v, *ipv4, *ipv6)
-                        {
-                            *v = p;
-                        }
-                    }
+            if let Some(action) = compiled {
+                if used == Use::Restore && !matches!(action, Action::Top(_)) {
+                    continue;
                 }
+                action.apply(&rule.label, &series.name, &mut series.labels, now, used);
+                continue;
+            }
+            if used == Use::Restore {
+                continue;
+            }
+            rewrite_plain(rule, &mut series);
+        }
+        series.labels.sort();
+        series
+    }
+
+    /// [`Store::rewrite`] of an update, counting nothing.
+    fn look(&self, mut series: Series) -> Series {
+        for (rule, compiled) in self.limits.rules.iter().zip(self.limits.compiled.iter()) {
+            if rule.metric.as_ref().is_some_and(|m| *m != series.name) {
+                continue;
+            }
+            match compiled {
+                Some(action) => action.look(&rule.label, &series.name, &mut series.labels),
+                None => rewrite_plain(rule, &mut series),
             }
         }
+        series.labels.sort();
         series
     }
 
@@ -360,7 +435,11 @@ impl Store {
     /// Returns `None` when the series has another kind than asked (a source bug;
     /// logged once per call rather than panicking).
     fn entry(&mut self, series: Series, kind: Kind) -> Option<&mut Entry> {
-        let mut series = self.rewrite(series);
+        self.entry_as(series, kind, Use::Update)
+    }
+
+    fn entry_as(&mut self, series: Series, kind: Kind, used: Use) -> Option<&mut Entry> {
+        let mut series = self.rewrite(series, used);
         let now = self.now_ms;
         if !self.entries.contains_key(&series) {
             let count = self
@@ -399,6 +478,23 @@ impl Store {
         }
         e.updated_ms = now;
         Some(e)
+    }
+}
+
+/// `drop` and `prefix`, which need no compiled state.
+fn rewrite_plain(rule: &LabelRule, series: &mut Series) {
+    match &rule.action {
+        LabelAction::Drop {} => series.labels.retain(|(k, _)| *k != rule.label),
+        LabelAction::Prefix { ipv4, ipv6 } => {
+            for (k, v) in series.labels.iter_mut() {
+                if *k == rule.label
+                    && let Some(p) = ip_prefix(v, *ipv4, *ipv6)
+                {
+                    *v = p;
+                }
+            }
+        }
+        LabelAction::Top(_) | LabelAction::Geoip(_) | LabelAction::Hash(_) => {}
     }
 }
 
@@ -457,6 +553,7 @@ mod tests {
             max_series_per_metric: cap,
             idle_expiry_ms: 0,
             rules,
+            ..Limits::default()
         })
     }
 
@@ -500,7 +597,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: Some("a_total".into()),
-            action: LabelAction::Drop,
+            action: LabelAction::Drop {},
         };
         let mut s = store_with(vec![rule], 100);
         s.inc(Series::new("a_total", &[("ip", "1.1.1.1")]), 1);

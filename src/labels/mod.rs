@@ -3,6 +3,10 @@
 //! series, the rest is `other`), `geoip` (country and ASN of an address) and
 //! `hash` (a keyed hash instead of the value).
 
+pub mod action;
 pub mod geoip;
 pub mod hash;
 pub mod topk;
+
+#[cfg(test)]
+mod tests;

@@ -88,7 +88,7 @@ impl TopConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Slot {
     value: Box<str>,
     /// Updates in the window (decayed), an upper bound of the true number.
@@ -102,7 +102,7 @@ struct Slot {
 }
 
 /// The sketch of one family: which values have their own series.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Family {
     k: usize,
     capacity: usize,
@@ -477,7 +477,7 @@ mod tests {
     fn bad_k_names_the_key() {
         let c = TopConfig {
             k: 0,
-            window_secs: 1,
+            ..TopConfig::default()
         };
         let e = c.validate("store.labels[3]").unwrap_err();
         assert_eq!(e.key, "store.labels[3].k");
