@@ -48,7 +48,7 @@ ROTEL_VERSION="0.0.1a15"
 STATSD_VERSION="0.9.0"
 OTEL_SDK_VERSION="1.45.2"
 APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
-          netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
+          netcat-openbsd curl libpython3.11 python3 python3-venv unzip tor-geoipdb)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 
 usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -424,12 +424,22 @@ export MTAIL_URL=http://127.0.0.1:$MTAIL_PORT/metrics
 EOF
 }
 
+# ---------------------------------------------------------------- mmdb-writer (test fixtures)
+# PyPI mmdb-writer in its own venv: the GeoIP tests build .mmdb fixtures with it.
+MMDB_WRITER_VERSION="0.2.7"
+install_mmdb_writer() {
+  local venv="$PEERS_TOOLS/mmdb-writer"
+  "$venv/bin/python" -c 'import mmdb_writer' 2>/dev/null && return 0
+  python3 -m venv "$venv"
+  timeout 600 "$venv/bin/pip" install -q "mmdb-writer==$MMDB_WRITER_VERSION"
+}
+
 # ---------------------------------------------------------------- main
 [ $# -ge 1 ] || usage
 cmd=$1; shift
 case $cmd in start|stop|restart|clean) validate_names "$@";; esac
 case $cmd in
-  install) cmd_install "$@";;
+  install) cmd_install "$@"; install_mmdb_writer;;
   versions) cmd_versions;;
   start)   [ $# -ge 1 ] || usage; mkdir -p "$PEERS_DIR"; for n in $(expand_names "$@"); do start_one "$n"; done;;
   stop)    [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; done;;

@@ -143,13 +143,15 @@ impl Geo {
         )];
         if let Some(asn) = &self.asn {
             let found = ip.and_then(|ip| asn.lookup(ip).ok());
-            let number: Option<u32> = found
+            // any unsigned type: GeoLite2 has uint32, other writers pick the smallest
+            let number = found
                 .as_ref()
                 .and_then(|r| {
-                    r.decode_path(&maxminddb::path!["autonomous_system_number"])
-                        .ok()
+                    let path = maxminddb::path!["autonomous_system_number"];
+                    r.decode_path::<serde_json::Value>(&path).ok()
                 })
-                .flatten();
+                .flatten()
+                .and_then(|v| v.as_u64());
             out.push(("asn", number.map_or(UNKNOWN.to_string(), |n| n.to_string())));
             if self.as_org {
                 let org: Option<&str> = found
