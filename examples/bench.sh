@@ -4,6 +4,8 @@
 #      against `wc -l` on the same file: both times and the ratio.
 #   2. Peak RSS of a process holding 100k series (examples/bench_series.rs, /usr/bin/time -v).
 #   3. Idle CPU of `rme push` over 60 s (interval 10 s, a log nobody writes), from /proc/PID/stat.
+#   4. Series, RSS and lines/s of a 100k-attacker reaction log, top + geoip vs no label rules
+#      (examples/bench_attackers.sh).
 # Parser lines/s against mtail: examples/bench_parse.rs; remote-write encoding: examples/bench_remote_write.rs.
 # Needs /usr/bin/time (Debian package `time`) and python3. Takes about 3 minutes
 # after the release build; BENCH_DIR (default: a temp dir) needs 1.1 GiB free.
@@ -113,3 +115,6 @@ python3 -c "
 ticks, hz, wall = $after - $before, $(getconf CLK_TCK), $t1 - $t0
 print(f'CPU time:       {ticks / hz:.2f} s over {wall:.0f} s wall = {100 * ticks / hz / wall:.3f} % of one core')
 print(f'RSS while idle: {$rss / 1024:.1f} MiB')"
+
+# ---------------------------------------------------------------- 4. attackers as labels
+bash examples/bench_attackers.sh
