@@ -5,6 +5,7 @@
 
 mod common;
 
+mod alerts;
 mod audit;
 mod cli;
 mod fail2ban_live;
