@@ -9,6 +9,7 @@ mod alerts;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod fleet;
 mod newer_receivers;
 mod otlp;
 mod packaging;
