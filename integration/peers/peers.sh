@@ -38,10 +38,12 @@ STATSD_PORT="${STATSD_PORT:-8125}"
 STATSD_MGMT_PORT="${STATSD_MGMT_PORT:-8126}"
 STATSD_FLUSH_MS="${STATSD_FLUSH_MS:-1000}"
 MTAIL_PORT="${MTAIL_PORT:-3903}"
-VM_NEW_PORT="${VM_NEW_PORT:-8430}"
-PROM_NEW_PORT="${PROM_NEW_PORT:-9092}"
-VMAGENT_PORT="${VMAGENT_PORT:-8429}"
-VMALERT_PORT="${VMALERT_PORT:-8880}"
+# The newer peers' ports follow VM_PORT / PROM_PORT (8430, 9092, 8429, 8880 by default), so a
+# shifted set of ports for the older peers shifts them too.
+VM_NEW_PORT="${VM_NEW_PORT:-$((VM_PORT + 2))}"
+PROM_NEW_PORT="${PROM_NEW_PORT:-$((PROM_PORT + 2))}"
+VMAGENT_PORT="${VMAGENT_PORT:-$((VM_PORT + 1))}"
+VMALERT_PORT="${VMALERT_PORT:-$((VM_PORT + 452))}"
 # vmagent forwards to vm-new; vmalert reads vm-new and writes its ALERTS series back there.
 VMAGENT_REMOTE_WRITE_URL="${VMAGENT_REMOTE_WRITE_URL:-http://127.0.0.1:${VM_NEW_PORT}/api/v1/write}"
 VMALERT_DATASOURCE_URL="${VMALERT_DATASOURCE_URL:-http://127.0.0.1:${VM_NEW_PORT}}"
