@@ -71,6 +71,10 @@ TRIXIE_MIRROR="${TRIXIE_MIRROR:-http://deb.debian.org/debian}"
 TRIXIE="$PEERS_TOOLS/trixie"
 VM_NEW_BIN="$TRIXIE/victoria-metrics/usr/bin"
 PROM_NEW_BIN="$TRIXIE/prometheus/usr/bin"
+# vmagent 1.79 (bookworm's /usr/bin/vmagent) works as well: VMAGENT_BIN=/usr/bin/vmagent. bookworm's
+# vmalert lacks -notifier.blackhole and -rule.evalDelay, so vmalert is trixie's.
+VMAGENT_BIN="${VMAGENT_BIN:-$VM_NEW_BIN/vmagent}"
+VMALERT_BIN="$VM_NEW_BIN/vmalert"
 APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
           netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
 ALL=(vm vm-new prometheus prometheus-new vmagent vmalert otelcol carbon statsd fail2ban mtail)
@@ -263,10 +267,10 @@ prometheus_like() { # name port binary remote_write_url
 # vmagent: a site's relay. Accepts remote-write on /api/v1/write, queues on disk under
 # $PEERS_DIR/vmagent/queue while its upstream is down (and across its own restarts).
 start_vmagent() {
-  local d="$PEERS_DIR/vmagent"; need "$VM_NEW_BIN/vmagent"; check_ports_free vmagent "tcp:$VMAGENT_PORT"
+  local d="$PEERS_DIR/vmagent"; need "$VMAGENT_BIN"; check_ports_free vmagent "tcp:$VMAGENT_PORT"
   echo "$VMAGENT_PORT" > "$d/ports"; echo "$d/queue" > "$d/datadir"
   local t0; t0=$(now_ms)
-  launch vmagent "$d/vmagent.log" "$VM_NEW_BIN/vmagent" -httpListenAddr="127.0.0.1:$VMAGENT_PORT" \
+  launch vmagent "$d/vmagent.log" "$VMAGENT_BIN" -httpListenAddr="127.0.0.1:$VMAGENT_PORT" \
     -remoteWrite.url="$VMAGENT_REMOTE_WRITE_URL" -remoteWrite.tmpDataPath="$d/queue" \
     -remoteWrite.flushInterval=1s -loggerLevel=INFO ${VMAGENT_EXTRA_FLAGS:-}
   finish_start vmagent "$t0" bash -c "curl -sf http://127.0.0.1:$VMAGENT_PORT/health | grep -q OK"
@@ -275,12 +279,12 @@ start_vmagent() {
 # vmalert: evaluates $VMALERT_RULES (copied into its dir: what it loaded) against the datasource,
 # writes ALERTS/ALERTS_FOR_STATE back to it; notifications go nowhere (-notifier.blackhole).
 start_vmalert() {
-  local d="$PEERS_DIR/vmalert"; need "$VM_NEW_BIN/vmalert"; check_ports_free vmalert "tcp:$VMALERT_PORT"
+  local d="$PEERS_DIR/vmalert"; need "$VMALERT_BIN"; check_ports_free vmalert "tcp:$VMALERT_PORT"
   echo "$VMALERT_PORT" > "$d/ports"; echo "(none: state in $VMALERT_DATASOURCE_URL)" > "$d/datadir"
   cp "$VMALERT_RULES" "$d/rules.yml"
   local t0; t0=$(now_ms)
   # -rule.evalDelay=0s: evaluate at 'now' (default 30s in the past, for ingestion delay).
-  launch vmalert "$d/vmalert.log" "$VM_NEW_BIN/vmalert" -rule="$d/rules.yml" \
+  launch vmalert "$d/vmalert.log" "$VMALERT_BIN" -rule="$d/rules.yml" \
     -datasource.url="$VMALERT_DATASOURCE_URL" -remoteWrite.url="$VMALERT_DATASOURCE_URL" \
     -remoteWrite.flushInterval=1s -notifier.blackhole -evaluationInterval="$VMALERT_EVAL_INTERVAL" \
     -rule.evalDelay=0s -httpListenAddr="127.0.0.1:$VMALERT_PORT" -loggerLevel=INFO ${VMALERT_EXTRA_FLAGS:-}
