@@ -62,6 +62,10 @@ MTAIL_PROGS="${MTAIL_PROGS:-$HARNESS/mtail}"
 ROTEL_VERSION="0.0.1a15"
 STATSD_VERSION="0.9.0"
 OTEL_SDK_VERSION="1.45.2"
+APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
+          netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
+ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
+
 # Newer receivers from Debian trixie, fetched with a throw-away apt configuration (the system's
 # sources are never touched). The mirror defaults to the one this machine's Debian sources use.
 TRIXIE_PKGS=(victoria-metrics prometheus)
@@ -75,9 +79,8 @@ PROM_NEW_BIN="$TRIXIE/prometheus/usr/bin"
 # vmalert lacks -notifier.blackhole and -rule.evalDelay, so vmalert is trixie's.
 VMAGENT_BIN="${VMAGENT_BIN:-$VM_NEW_BIN/vmagent}"
 VMALERT_BIN="$VM_NEW_BIN/vmalert"
-APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
-          netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
-ALL=(vm vm-new prometheus prometheus-new vmagent vmalert otelcol carbon statsd fail2ban mtail)
+# after the peers they talk to, so that start/stop go in dependency order
+ALL+=(vm-new prometheus-new vmagent vmalert)
 
 usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 log() { echo "peers: $*" >&2; }
