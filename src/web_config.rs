@@ -623,6 +623,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_has_known_keys_and_the_hash_it_claims() {
+        let text = include_str!("../examples/web-config.yml");
+        let file: File = serde_yaml_ng::from_str(text).unwrap();
+        let users = file.basic_auth_users.unwrap();
+        assert!(bcrypt::verify("test", &users["prometheus"]).unwrap());
+        // the TLS part fails only on the files it names, not on a key
+        let e = err(text);
+        assert!(e.contains("tls_server_config.cert_file: reading /nonexistent/rme.crt"), "{e}");
+    }
+
+    #[test]
     fn versions_cover_rustls_range_only() {
         assert_eq!(versions(None, None).unwrap().len(), 2);
         assert_eq!(
