@@ -630,7 +630,10 @@ mod tests {
         assert!(bcrypt::verify("test", &users["prometheus"]).unwrap());
         // the TLS part fails only on the files it names, not on a key
         let e = err(text);
-        assert!(e.contains("tls_server_config.cert_file: reading /nonexistent/rme.crt"), "{e}");
+        assert!(
+            e.contains("tls_server_config.cert_file: reading /nonexistent/rme.crt"),
+            "{e}"
+        );
     }
 
     #[test]
