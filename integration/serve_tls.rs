@@ -382,6 +382,36 @@ fn broken_web_config_is_refused_by_check_config_and_by_sighup() {
     assert!(status(&o).is_none(), "{}", stdout(&o));
 }
 
+#[test]
+fn any_client_certificate_modes_ask_without_checking_the_chain() {
+    let (dir, log) = setup(2);
+    let d = dir.path();
+    let hashed = hash(PASSWORD);
+    let pw = format!("alice:{PASSWORD}");
+    let other = [
+        "--cert",
+        "other-client.pem",
+        "--key",
+        "other-client.key",
+        "-u",
+        &pw,
+    ];
+    // RequireAnyClientCert: a certificate from any CA, but one is needed
+    let web = web_config(d, "RequireAnyClientCert", &[("alice", &hashed)]);
+    let (_rme, port) = start_rme(d, &log, &web);
+    wait_until("rme to serve", || {
+        status(&curl(d, port, &other)) == Some(200)
+    });
+    assert!(status(&curl(d, port, &["-u", &pw])).is_none());
+    // RequestClientCert: none is fine too (client_ca_file is not used for checking)
+    web_config(d, "RequestClientCert", &[("alice", &hashed)]);
+    let (_rme, port) = start_rme(d, &log, &web);
+    wait_until("rme to serve", || {
+        status(&curl(d, port, &["-u", &pw])) == Some(200)
+    });
+    assert_eq!(status(&curl(d, port, &other)), Some(200));
+}
+
 /// Prometheus on a free port with its own config and data dir; killed on drop.
 fn start_prometheus(dir: &Path, scrape_yaml: &str) -> (Guard, u16) {
     let port = free_port();

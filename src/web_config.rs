@@ -637,6 +637,28 @@ mod tests {
     }
 
     #[test]
+    fn cipher_suites_and_curves_take_go_names_and_refuse_others() {
+        let mut p = ring::default_provider();
+        select_cipher_suites(&mut p, &["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()]).unwrap();
+        let tls12: Vec<_> = p
+            .cipher_suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .collect();
+        assert_eq!(tls12.len(), 1);
+        assert!(p.cipher_suites.len() > 1, "TLS 1.3 suites stay");
+        let mut p = ring::default_provider();
+        let e = select_cipher_suites(&mut p, &["TLS_RSA_WITH_AES_128_CBC_SHA".into()]).unwrap_err();
+        assert!(
+            format!("{e}").contains("TLS_RSA_WITH_AES_128_CBC_SHA is not supported"),
+            "{e}"
+        );
+        select_curves(&mut p, &["X25519".into(), "CurveP256".into()]).unwrap();
+        assert_eq!(p.kx_groups.len(), 2);
+        assert!(select_curves(&mut p, &["CurveP521".into()]).is_err());
+    }
+
+    #[test]
     fn versions_cover_rustls_range_only() {
         assert_eq!(versions(None, None).unwrap().len(), 2);
         assert_eq!(
