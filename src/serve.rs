@@ -7,23 +7,28 @@
 //! a local user cannot take the endpoint or the process down: at most
 //! `max_connections` are open at once; when full, a new connection takes the
 //! place of the oldest one that has sent no request yet (else it is closed at
-//! once); a request header must arrive within [`HEADER_TIMEOUT`] and a TLS
-//! handshake within [`HANDSHAKE_TIMEOUT`]; a failing `accept()` (EMFILE) frees
+//! once); a request header must arrive within [`HEADER_TIMEOUT`], a TLS
+//! handshake within [`HANDSHAKE_TIMEOUT`], and a client must take some of its
+//! answer every [`WRITE_TIMEOUT`]; a failing `accept()` (EMFILE) frees
 //! such a waiting connection's descriptor, is retried after a pause growing
 //! while nothing can be freed, and is logged at most once per [`LOG_EVERY`].
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServeConfig;
@@ -35,6 +40,9 @@ use crate::web_config::WebConfig;
 /// A connection that has not sent a whole request header by then is closed
 /// (also between requests on a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that takes no part of its answer for this long is dropped (a
+/// reader that never reads would otherwise keep its slot).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A TLS handshake not done by then is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pauses after a failed `accept()`: doubling from the first to the second.
@@ -280,13 +288,14 @@ fn announce(listener: &TcpListener, web: Option<&WebConfig>) {
 
 /// One connection, holding its slot until it ends or is evicted.
 async fn connection(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     conn: Arc<Conn>,
     shared: SharedRef,
     web: Option<Arc<WebConfig>>,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = WriteDeadline::new(stream, WRITE_TIMEOUT);
     let serve = async {
         match web.as_ref().and_then(|w| w.tls.clone()) {
             Some(tls) => {
@@ -397,6 +406,74 @@ fn answer(req: &Request<Incoming>, shared: &SharedRef) -> Response<Full<Bytes>> 
     }
 }
 
+/// A stream whose writes fail with `TimedOut` when the peer takes nothing for `limit`.
+struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write or flush is blocked.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+
+    /// Passes a ready result through (stopping the clock); on Pending, starts or checks it.
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.timer = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client took nothing of its answer",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, r)
+    }
+}
+
 /// A warning repeated at most once per period, saying how many were held back.
 struct RateLimited {
     every: Duration,
@@ -432,6 +509,27 @@ impl RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut s = WriteDeadline::new(ours, Duration::from_millis(50));
+        // a reader that keeps taking: any amount goes through
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 1 << 16];
+            let mut n = 0;
+            while n < 10_000 {
+                n += theirs.read(&mut buf).await.unwrap();
+            }
+            theirs
+        });
+        s.write_all(&[b'x'; 10_000]).await.unwrap();
+        let _theirs = reader.await.unwrap();
+        // nobody reads now: the 64-byte pipe fills and the write fails once the limit passes
+        let e = s.write_all(&[b'x'; 10_000]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
 
     #[test]
     fn repeated_warnings_are_held_back_and_counted() {
