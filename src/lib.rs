@@ -6,7 +6,8 @@
 //! - `config.rs`: the file as written; `sources/` and `sinks/`: one module per program and per protocol.
 //! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
 //! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
-//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
+//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`,
+//!   with `web_config.rs`: TLS and basic auth from an exporter-toolkit web config.
 
 pub mod config;
 pub mod helper;
@@ -21,3 +22,4 @@ pub mod state;
 pub mod store;
 pub mod tail;
 pub mod text;
+pub mod web_config;
