@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::sinks;
-use crate::sources;
+use crate::invalid::Invalid;
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
 use crate::store::{LabelRule, Limits};
 
 /// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
@@ -121,73 +122,6 @@ impl StoreConfig {
     }
 }
 
-/// The closed set of sources; `type` picks one.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceConfig {
-    Reaction(sources::reaction::ReactionConfig),
-    Fail2ban(sources::fail2ban::Fail2banConfig),
-    Audit(sources::audit::AuditConfig),
-}
-
-impl SourceConfig {
-    /// The name that keys this source in the state file; defaults to its type.
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Reaction(c) => c.name.as_deref().unwrap_or("reaction"),
-            SourceConfig::Fail2ban(c) => c.name.as_deref().unwrap_or("fail2ban"),
-            SourceConfig::Audit(c) => c.name.as_deref().unwrap_or("audit"),
-        }
-    }
-}
-
-/// The closed set of sinks; `type` picks one.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
-    Stdout(sinks::stdout::StdoutConfig),
-    RemoteWrite(sinks::remote_write::RemoteWriteConfig),
-    Otlp(sinks::otlp::OtlpConfig),
-    Statsd(sinks::statsd::StatsdConfig),
-}
-
-impl SinkConfig {
-    /// The name that keys this sink's spool and state; defaults to its type.
-    pub fn name(&self) -> &str {
-        match self {
-            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
-            SinkConfig::RemoteWrite(c) => c.name.as_deref().unwrap_or("remote_write"),
-            SinkConfig::Otlp(c) => c.name.as_deref().unwrap_or("otlp"),
-            SinkConfig::Statsd(c) => c.name.as_deref().unwrap_or("statsd"),
-        }
-    }
-}
-
-/// A config value that parses but cannot work.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct Invalid {
-    pub key: String,
-    pub reason: String,
-}
-
-impl Invalid {
-    /// `key: must be at least MIN` when `value` is below `min`.
-    pub fn at_least(key: impl Into<String>, value: u64, min: u64) -> Result<(), Invalid> {
-        if value < min {
-            return Err(Invalid::new(key, format!("must be at least {min}")));
-        }
-        Ok(())
-    }
-
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
-        Invalid {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
 impl Config {
     /// Reads and checks a config file (`-` = standard input); errors name the file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
@@ -224,18 +158,10 @@ impl Config {
         };
         fix(&mut self.state_dir);
         for s in &mut self.sources {
-            match s {
-                SourceConfig::Reaction(c) => c.resolve_paths(&fix),
-                SourceConfig::Fail2ban(c) => c.resolve_paths(&fix),
-                SourceConfig::Audit(c) => c.resolve_paths(&fix),
-            }
+            s.resolve_paths(&fix);
         }
         for s in &mut self.sinks {
-            match s {
-                SinkConfig::RemoteWrite(c) => c.resolve_paths(&fix),
-                SinkConfig::Otlp(c) => c.resolve_paths(&fix),
-                SinkConfig::Stdout(_) | SinkConfig::Statsd(_) => {}
-            }
+            s.resolve_paths(&fix);
         }
     }
 
@@ -251,12 +177,7 @@ impl Config {
                     format!("two sources are named '{}'; give one a `name`", s.name()),
                 ));
             }
-            let key = format!("sources[{i}]");
-            match s {
-                SourceConfig::Reaction(c) => c.validate(&key)?,
-                SourceConfig::Fail2ban(c) => c.validate(&key)?,
-                SourceConfig::Audit(c) => c.validate(&key)?,
-            }
+            s.validate(&format!("sources[{i}]"))?;
         }
         let mut seen = HashSet::new();
         for (i, s) in self.sinks.iter().enumerate() {
@@ -266,13 +187,7 @@ impl Config {
                     format!("two sinks are named '{}'; give one a `name`", s.name()),
                 ));
             }
-            let key = format!("sinks[{i}]");
-            match s {
-                SinkConfig::Stdout(_) => {}
-                SinkConfig::RemoteWrite(c) => c.validate(&key)?,
-                SinkConfig::Otlp(c) => c.validate(&key)?,
-                SinkConfig::Statsd(c) => c.validate(&key)?,
-            }
+            s.validate(&format!("sinks[{i}]"))?;
         }
         if let Some(serve) = &self.serve
             && serve.listen.parse::<std::net::SocketAddr>().is_err()

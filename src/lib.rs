@@ -10,10 +10,13 @@
 
 pub mod config;
 pub mod helper;
+pub mod helper_proto;
+pub mod invalid;
 pub mod journal;
 pub mod progress;
 pub mod push;
 pub mod serve;
+pub mod shared;
 pub mod sinks;
 pub mod sources;
 pub mod spool;

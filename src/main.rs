@@ -62,7 +62,7 @@ enum Command {
     /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
     Helper {
         /// Socket to listen on (created mode 0660; a stale socket is replaced).
-        #[arg(long, default_value = rme::helper::DEFAULT_SOCKET)]
+        #[arg(long, default_value = rme::helper_proto::DEFAULT_SOCKET)]
         listen: PathBuf,
         /// Group that owns the socket, i.e. may ask (e.g. `rme`); default the helper's own group.
         #[arg(long)]
@@ -155,7 +155,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             group,
             fail2ban_socket,
         } => {
-            let timeout = sources::fail2ban_socket::PROBE_TIMEOUT;
+            let timeout = sources::fail2ban::socket::PROBE_TIMEOUT;
             rme::helper::run(&rme::helper::HelperOptions {
                 listen,
                 group,

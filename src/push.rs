@@ -10,33 +10,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::journal;
+use crate::journal::{self, JournalInput};
+use crate::shared::{Shared, SharedRef, lock};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Input, LineParser, Probe, feed};
 use crate::spool::Spool;
 use crate::state::{SourceState, State};
 use crate::store::{Kind, Series, Store, now_ms};
 use crate::tail::Tailer;
-
-/// The store and where each source stands, behind one lock so a snapshot and
-/// the positions saved with it always agree.
-pub struct Shared {
-    pub store: Store,
-    pub positions: BTreeMap<String, SourceState>,
-}
-
-pub type SharedRef = Arc<Mutex<Shared>>;
-
-/// Locks the shared store; a panic elsewhere must not stop the flushes.
-pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How hard one flush tries a sink before leaving the rest in the spool.
 #[derive(Clone, Debug)]
@@ -66,7 +53,7 @@ pub struct Reader {
 
 enum Follow {
     File(Tailer),
-    Journal(sources::JournalInput),
+    Journal(JournalInput),
 }
 
 impl Reader {

@@ -11,7 +11,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::push::{SharedRef, lock};
+use crate::shared::{SharedRef, lock};
 use crate::store::now_ms;
 use crate::text::{self, Format};
 

@@ -12,7 +12,9 @@ pub mod stdout;
 
 use std::time::Duration;
 
-use crate::config::SinkConfig;
+use serde::Deserialize;
+
+use crate::invalid::Invalid;
 use crate::store::Snapshot;
 
 /// Why one send did not succeed, and whether trying again can help.
@@ -70,6 +72,47 @@ pub trait Sink {
     /// partial success), since the last call; counted, not retried.
     fn take_rejected_points(&mut self) -> u64 {
         0
+    }
+}
+
+/// The closed set of sinks; `type` picks one.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    Stdout(stdout::StdoutConfig),
+    RemoteWrite(remote_write::RemoteWriteConfig),
+    Otlp(otlp::OtlpConfig),
+    Statsd(statsd::StatsdConfig),
+}
+
+impl SinkConfig {
+    /// The name that keys this sink's spool and state; defaults to its type.
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
+            SinkConfig::RemoteWrite(c) => c.name.as_deref().unwrap_or("remote_write"),
+            SinkConfig::Otlp(c) => c.name.as_deref().unwrap_or("otlp"),
+            SinkConfig::Statsd(c) => c.name.as_deref().unwrap_or("statsd"),
+        }
+    }
+
+    /// Makes the sink's relative paths relative to the config file's directory.
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut std::path::PathBuf)) {
+        match self {
+            SinkConfig::RemoteWrite(c) => c.resolve_paths(fix),
+            SinkConfig::Otlp(c) => c.resolve_paths(fix),
+            SinkConfig::Stdout(_) | SinkConfig::Statsd(_) => {}
+        }
+    }
+
+    /// Checks what serde cannot; `key` is where the sink sits, e.g. `sinks[0]`.
+    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        match self {
+            SinkConfig::Stdout(_) => Ok(()),
+            SinkConfig::RemoteWrite(c) => c.validate(key),
+            SinkConfig::Otlp(c) => c.validate(key),
+            SinkConfig::Statsd(c) => c.validate(key),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 use super::{SendError, Sink};
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 use crate::store::Snapshot;
 
 mod classify;

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::{SendError, Sink};
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 use crate::store::{Series, Snapshot, Value};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -694,7 +694,7 @@ mod tests {
         let config = crate::config::Config::parse(text, None).expect("examples/statsd.toml");
         assert!(matches!(
             config.sinks.as_slice(),
-            [crate::config::SinkConfig::Statsd(_)]
+            [crate::sinks::SinkConfig::Statsd(_)]
         ));
     }
 

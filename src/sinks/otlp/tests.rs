@@ -283,7 +283,7 @@ async fn a_receiver_that_is_down_means_retry_on_both_transports() {
 fn example_config_is_valid() {
     let c =
         crate::config::Config::parse(include_str!("../../../examples/otlp.toml"), None).unwrap();
-    assert!(matches!(c.sinks[0], crate::config::SinkConfig::Otlp(_)));
+    assert!(matches!(c.sinks[0], crate::sinks::SinkConfig::Otlp(_)));
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn partial_success_is_counted_once() {
 fn tls_paths_are_taken_from_the_config_directory() {
     let text = "[[sinks]]\ntype = \"otlp\"\nendpoint = \"https://h\"\nca_file = \"ca.pem\"\ncert_file = \"/abs/c.pem\"\nkey_file = \"c.key\"\n";
     let c = crate::config::Config::parse(text, Some(std::path::Path::new("/etc/rme"))).unwrap();
-    let crate::config::SinkConfig::Otlp(o) = &c.sinks[0] else {
+    let crate::sinks::SinkConfig::Otlp(o) = &c.sinks[0] else {
         panic!()
     };
     assert_eq!(
@@ -453,7 +453,7 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     spool
         .append(&sink.encode(&snapshot()).unwrap()[0], 1, 1)
         .unwrap();
-    let shared = std::sync::Mutex::new(crate::push::Shared {
+    let shared = std::sync::Mutex::new(crate::shared::Shared {
         store: Store::new(Limits::default()),
         positions: Default::default(),
     });

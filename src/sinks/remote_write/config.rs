@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// Headers the spec reserves; `headers` may not set them.
 const RESERVED_HEADERS: [&str; 6] = [

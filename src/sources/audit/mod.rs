@@ -22,7 +22,7 @@ pub use log::AuditLog;
 pub use netlink::{AuditStatus, QueryError, query};
 
 use super::{Input, LineParser, Parts, Probe};
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 use crate::store::{Kind, Series, Store};
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,8 +125,12 @@ impl AuditStatusProbe {
             return query_kernel(QUERY_TIMEOUT)
                 .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
         };
-        let asked = crate::helper::ask(socket, crate::helper::Request::AuditStatus, QUERY_TIMEOUT)
-            .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
+        let asked = crate::helper_proto::ask(
+            socket,
+            crate::helper_proto::Request::AuditStatus,
+            QUERY_TIMEOUT,
+        )
+        .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
         asked.map_err(|e| {
             let hint = "`rme helper` needs CAP_AUDIT_CONTROL (run it as root) and rme's user in its `--group`";
             ("helper", format!("{e:#}. {hint}"))

@@ -16,12 +16,14 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::{Input, JournalInput, LineParser, Parts, Unparsed};
-use crate::config::Invalid;
+use super::{Input, LineParser, Parts, Unparsed};
+use crate::invalid::Invalid;
+use crate::journal::JournalInput;
 use crate::store::{Kind, Series, Store};
 
-mod config;
-pub use config::{FilterPatterns, load_patterns};
+mod patterns;
+pub mod show;
+pub use patterns::{FilterPatterns, load_patterns};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,8 +130,7 @@ pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
     let parser = ReactionLog::new(patterns, config.pattern_labels.clone());
     let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();
     if config.show {
-        let show =
-            super::reaction_show::ReactionShow::new(config.command.clone(), config.socket.clone());
+        let show = show::ReactionShow::new(config.command.clone(), config.socket.clone());
         probes.push(Box::new(show));
     }
     Ok((

@@ -13,8 +13,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod socket;
+
 use super::{Input, LineParser, Parts, Unparsed};
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 use crate::store::{Kind, Series, Store};
 
 #[derive(Debug, Deserialize)]
@@ -69,7 +71,7 @@ pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
             Box::new(Fail2banLog::default()) as Box<dyn LineParser>,
         )
     });
-    use super::fail2ban_socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
+    use socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
     let via = match (&config.socket, &config.helper) {
         (_, Some(h)) => Some(Via::Helper(h.clone())),
         (Some(s), None) => Some(Via::Socket(s.clone())),
