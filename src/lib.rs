@@ -15,6 +15,7 @@ pub mod invalid;
 pub mod journal;
 pub mod progress;
 pub mod push;
+pub mod read;
 pub mod serve;
 pub mod shared;
 pub mod sinks;

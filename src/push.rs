@@ -16,14 +16,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::journal::{self, JournalInput};
+use crate::read::{self, Reader};
 use crate::shared::{Shared, SharedRef, lock};
 use crate::sinks::{AnySink, SendError, Sink};
-use crate::sources::{self, Input, LineParser, Probe, feed};
+use crate::sources::{self, Probe};
 use crate::spool::Spool;
-use crate::state::{SourceState, State};
+use crate::state::State;
 use crate::store::{Kind, Series, Store, now_ms};
-use crate::tail::Tailer;
 
 /// How hard one flush tries a sink before leaving the rest in the spool.
 #[derive(Clone, Debug)]
@@ -41,124 +40,6 @@ impl RetryPolicy {
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
             .min(self.max_backoff);
         base.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
-
-/// One source's log input with its parser.
-pub struct Reader {
-    pub name: String,
-    follow: Follow,
-    parser: Box<dyn LineParser>,
-}
-
-enum Follow {
-    File(Tailer),
-    Journal(JournalInput),
-}
-
-impl Reader {
-    fn new(
-        name: String,
-        input: Input,
-        parser: Box<dyn LineParser>,
-        saved: Option<&SourceState>,
-    ) -> Reader {
-        let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
-            Input::Journal(j) => Follow::Journal(j),
-        };
-        Reader {
-            name,
-            follow,
-            parser,
-        }
-    }
-
-    fn is_journal(&self) -> bool {
-        matches!(self.follow, Follow::Journal(_))
-    }
-
-    /// Reads everything new into the store. For a journal input this runs
-    /// `journalctl` to the end (once mode); following it is [`follow_journal`]'s job.
-    pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
-        match &mut self.follow {
-            Follow::File(tailer) => {
-                let mut g = lock(shared);
-                let Shared { store, positions } = &mut *g;
-                store.set_now(now_ms());
-                let parser = &mut *self.parser;
-                let offset = tailer.pos().map_or(0, |p| p.offset);
-                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
-                let stats = tailer
-                    .read_new(&mut |line| {
-                        feed(parser, line, store);
-                        if let Some(p) = progress.as_mut() {
-                            p.advance(line.len() as u64 + 1);
-                        }
-                    })
-                    .with_context(|| {
-                        format!("source {}: reading {}", self.name, tailer.path().display())
-                    })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
-                Ok(stats.lines)
-            }
-            Follow::Journal(input) => {
-                let input = input.clone();
-                let cursor = lock(shared)
-                    .positions
-                    .get(&self.name)
-                    .and_then(|s| s.cursor.clone());
-                let mut n = 0;
-                let name = self.name.clone();
-                let parser = &mut *self.parser;
-                journal::read(&input, cursor.as_deref(), false, &mut |e| {
-                    let mut g = lock(shared);
-                    let Shared { store, positions } = &mut *g;
-                    store.set_now(now_ms());
-                    feed(parser, &e.message, store);
-                    positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-                    n += 1;
-                })?;
-                Ok(n)
-            }
-        }
-    }
-}
-
-/// Reads every reader to its end; errors are logged per source and retried next time.
-pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
-    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
-    for r in readers.iter_mut() {
-        if let Err(e) = r.read_new(shared) {
-            tracing::warn!(source = %r.name, "{e:#}");
-        }
-    }
-}
-
-/// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
-pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
-    let Follow::Journal(input) = &reader.follow else {
-        return;
-    };
-    let input = input.clone();
-    loop {
-        let cursor = lock(&shared)
-            .positions
-            .get(&reader.name)
-            .and_then(|s| s.cursor.clone());
-        let name = reader.name.clone();
-        let parser = &mut *reader.parser;
-        let result = journal::read(&input, cursor.as_deref(), true, &mut |e| {
-            let mut g = lock(&shared);
-            let Shared { store, positions } = &mut *g;
-            store.set_now(now_ms());
-            feed(parser, &e.message, store);
-            positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-        });
-        if let Err(e) = result {
-            tracing::warn!(source = %reader.name, "journal: {e:#}; retrying in 10 s");
-        }
-        std::thread::sleep(Duration::from_secs(10));
     }
 }
 
@@ -252,7 +133,7 @@ impl Agent {
 
     /// Reads every file input (and, in once mode, every journal) to its end.
     pub fn read_sources(&self) {
-        read_all(&self.readers, &self.shared);
+        read::read_all(&self.readers, &self.shared);
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -502,10 +383,10 @@ pub async fn run_daemon(
     }
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
-        std::thread::spawn(move || follow_journal(r, shared));
+        std::thread::spawn(move || read::follow_journal(r, shared));
     }
     agent.read_sources();
-    let _watcher = watch_files(&agent)?;
+    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let stop_serving = tokio_util_cancel();
     if let Some(serve) = &config.serve {
         let listener = tokio::net::TcpListener::bind(&serve.listen)
@@ -573,46 +454,6 @@ fn reexec() -> std::io::Error {
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
     tokio::sync::broadcast::channel(1).0
-}
-
-/// Watches the directories of the file inputs; any change there reads the
-/// files again (no polling while idle). The watcher lives as long as the result.
-fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
-    let dirs: std::collections::BTreeSet<PathBuf> = agent
-        .readers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|r| match &r.follow {
-            Follow::File(t) => Some(match t.path().parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            }),
-            Follow::Journal(_) => None,
-        })
-        .collect();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), "cannot watch: {e}; its files are read at each flush only");
-        }
-    }
-    let readers = agent.readers.clone();
-    let shared = agent.shared.clone();
-    std::thread::spawn(move || {
-        while rx.recv().is_ok() {
-            while rx.try_recv().is_ok() {}
-            read_all(&readers, &shared);
-        }
-    });
-    Ok(watcher)
 }
 
 #[cfg(test)]

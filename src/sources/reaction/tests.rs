@@ -1,7 +1,9 @@
 //! reaction parser tests: line tables, golden files, random bytes.
 use super::*;
+
 use crate::sources::LINES_UNPARSED;
 use crate::sources::golden::{check, feed_all, render, samples, testdata};
+use crate::store::{Series, Store};
 
 fn value(store: &Store, name: &str, labels: &[(&str, &str)]) -> u64 {
     match store.get(&Series::new(name, labels)) {

@@ -1,0 +1,294 @@
+//! reaction's log lines.
+//!
+//! Reads v1 (Go: `2024/04/28 12:00:01 INFO  ssh.failedlogin: match [1.2.3.4]`)
+//! and v2 (Rust: `INFO ssh.failedlogin: match ["1.2.3.4"]`) lines. The tricky
+//! point is that match and run lines carry no shared id: a `run` line gets
+//! pattern labels only from a recent match of its filter whose values all
+//! appear in the command (see [`ReactionLog`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::FilterPatterns;
+use crate::sources::{LineParser, Unparsed};
+use crate::store::{Kind, Series, Store};
+
+pub const MATCHES: &str = "reaction_match_total";
+pub const ACTIONS: &str = "reaction_action_total";
+pub const ACTION_ERRORS: &str = "reaction_action_errors_total";
+pub const COMMANDS: &str = "reaction_commands_total";
+pub const COMMAND_ERRORS: &str = "reaction_command_errors_total";
+pub const STREAM_EVENTS: &str = "reaction_stream_events_total";
+
+/// Labels rme sets itself; a pattern may not take their name.
+pub(super) const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
+
+/// Recent matches kept per filter to label the `run` lines that follow them.
+const RECENT_MATCHES: usize = 64;
+
+/// Optional v1 date, then the level word (v1 pads it, v2 does not), then the message.
+static LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?(DEBUG|INFO|WARN|ERROR|FATAL) +(.*)$")
+        .expect("static regex")
+});
+
+/// (pattern name, value) pairs of one match, the ones opted in as labels.
+type PatternValues = Vec<(String, String)>;
+
+/// Parses reaction log lines (v1 Go and v2 Rust formats).
+///
+/// Counts every `match` and `run` line. v1 logs `INFO … run [cmd]` before running
+/// an action and, if it fails, `ERROR … run [cmd], code …` after: the first is
+/// counted in `reaction_action_total`, the second in `reaction_action_errors_total`
+/// (likewise for start/stop commands).
+///
+/// Pattern labels (opt-in): a match's values are zipped with its filter's pattern
+/// names, sorted alphabetically (reaction-metrics-exporter's convention). A run
+/// line names no value, and runs are concurrent or delayed (`after: 48h`), so "the
+/// previous match" would often be wrong: instead the newest of the filter's last
+/// 64 matches whose values all appear, as whole words, in the command gives the
+/// labels; with none, the run is counted without pattern labels.
+#[derive(Debug, Default)]
+pub struct ReactionLog {
+    patterns: FilterPatterns,
+    pattern_labels: Vec<String>,
+    recent: HashMap<(String, String), VecDeque<PatternValues>>,
+}
+
+impl ReactionLog {
+    pub fn new(patterns: FilterPatterns, pattern_labels: Vec<String>) -> ReactionLog {
+        ReactionLog {
+            patterns,
+            pattern_labels,
+            recent: HashMap::new(),
+        }
+    }
+
+    fn on_match(&mut self, stream: &str, filter: &str, params: &str, store: &mut Store) {
+        let labelled = self.match_labels(stream, filter, params);
+        let mut labels = vec![("stream", stream), ("filter", filter)];
+        labels.extend(labelled.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        store.inc(Series::new(MATCHES, &labels), 1);
+        if !labelled.is_empty() {
+            let recent = self
+                .recent
+                .entry((stream.to_string(), filter.to_string()))
+                .or_default();
+            if recent.len() == RECENT_MATCHES {
+                recent.pop_front();
+            }
+            recent.push_back(labelled);
+        }
+    }
+
+    /// The opted-in (pattern, value) pairs of a match, or none if they cannot be named.
+    fn match_labels(&self, stream: &str, filter: &str, params: &str) -> Vec<(String, String)> {
+        if self.pattern_labels.is_empty() {
+            return Vec::new();
+        }
+        let Some(names) = self.patterns.get(stream, filter) else {
+            return Vec::new();
+        };
+        let values = match_values(params);
+        if values.len() != names.len() {
+            return Vec::new();
+        }
+        names
+            .iter()
+            .zip(values)
+            .filter(|(n, _)| self.pattern_labels.contains(n))
+            .map(|(n, v)| (n.clone(), v))
+            .collect()
+    }
+
+    fn on_run(&self, names: [&str; 3], command: &str, failed: bool, store: &mut Store) {
+        let [stream, filter, action] = names;
+        let key = (stream.to_string(), filter.to_string());
+        let labelled = self.recent.get(&key).and_then(|recent| {
+            recent
+                .iter()
+                .rev()
+                .find(|pairs| pairs.iter().all(|(_, v)| contains_word(command, v)))
+        });
+        let mut labels = vec![("stream", stream), ("filter", filter), ("action", action)];
+        labels.extend(
+            labelled
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let name = if failed { ACTION_ERRORS } else { ACTIONS };
+        store.inc(Series::new(name, &labels), 1);
+    }
+
+    fn message(&mut self, level: &str, msg: &str, store: &mut Store) {
+        let failed = level == "ERROR";
+        for moment in ["start", "stop"] {
+            if msg
+                .strip_prefix(moment)
+                .is_some_and(|m| m.starts_with(" command: run "))
+            {
+                let name = if failed { COMMAND_ERRORS } else { COMMANDS };
+                store.inc(Series::new(name, &[("moment", moment)]), 1);
+                return;
+            }
+        }
+        if let Some((head, verb, rest)) = split_event(msg) {
+            let parts: Vec<&str> = head.split('.').collect();
+            match (verb, parts.as_slice()) {
+                ("match", [stream, filter]) if !stream.is_empty() && !filter.is_empty() => {
+                    self.on_match(stream, filter, rest, store)
+                }
+                ("run", [s, f, a]) if [s, f, a].iter().all(|p| !p.is_empty()) => {
+                    self.on_run([s, f, a], rest, failed, store)
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Some((stream, event)) = stream_event(msg) {
+            store.inc(
+                Series::new(STREAM_EVENTS, &[("stream", stream), ("event", event)]),
+                1,
+            );
+        }
+    }
+}
+
+/// `<head>: match <rest>` or `<head>: run <rest>`, whichever marker comes first.
+fn split_event(msg: &str) -> Option<(&str, &'static str, &str)> {
+    let m = msg.find(": match ").map(|i| (i, "match"));
+    let r = msg.find(": run ").map(|i| (i, "run"));
+    let (i, verb) = match (m, r) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    let head = &msg[..i];
+    (!head.contains(' ')).then(|| (head, verb, &msg[i + verb.len() + 3..]))
+}
+
+/// The first word of `s` (up to a space or colon), if any.
+fn first_word(s: &str) -> Option<&str> {
+    s.split([' ', ':']).next().filter(|w| !w.is_empty())
+}
+
+/// Stream lifecycle lines, v1 and v2 (reaction-metrics-exporter's event names).
+fn stream_event(msg: &str) -> Option<(&str, &'static str)> {
+    if let Some(rest) = msg.strip_prefix("could not execute stream ") {
+        return Some((first_word(rest)?, "exec"));
+    }
+    if let Some(rest) = msg.strip_prefix("impossible to read output from stream ") {
+        return Some((first_word(rest)?, "read"));
+    }
+    if let Some(rest) = msg.strip_prefix("child process of stream ") {
+        return Some((first_word(rest)?, "timeout"));
+    }
+    if let Some(rest) = msg.strip_prefix("stream ") {
+        let (stream, tail) = rest.split_once(' ')?;
+        return tail.starts_with("exited").then_some((stream, "exit"));
+    }
+    if let Some(stream) = msg.strip_suffix(" stream finished") {
+        return (!stream.contains(' ')).then_some((stream, "exit"));
+    }
+    let (stream, rest) = msg.split_once(": start ")?;
+    (!stream.contains([' ', '.']) && !rest.is_empty()).then_some((stream, "start"))
+}
+
+/// Values of a match: v1 `[value]` (one value, `.` when the filter has no
+/// pattern), v2 `["a", "b"]` (a Rust debug list: `\"` and `\\` escaped).
+pub(super) fn match_values(params: &str) -> Vec<String> {
+    let params = params.trim_end();
+    let Some(inner) = params.strip_prefix('[').and_then(|p| p.strip_suffix(']')) else {
+        return Vec::new();
+    };
+    if !inner.starts_with('"') {
+        return if inner == "." {
+            Vec::new()
+        } else {
+            vec![inner.to_string()]
+        };
+    }
+    let mut values = Vec::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                None => return Vec::new(),
+                Some('"') => break,
+                Some('\\') => value.push(chars.next().unwrap_or('\\')),
+                Some(c) => value.push(c),
+            }
+        }
+        values.push(value);
+    }
+    values
+}
+
+/// `needle` occurs in `hay` with no word character or `.`/`:` glued to either side
+/// (so 1.2.3.4 is not found in 11.2.3.45).
+pub(super) fn contains_word(hay: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let glued =
+        |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | ':' | '_'));
+    hay.match_indices(needle).any(|(i, _)| {
+        !glued(hay[..i].chars().next_back()) && !glued(hay[i + needle.len()..].chars().next())
+    })
+}
+
+impl LineParser for ReactionLog {
+    fn source(&self) -> &'static str {
+        "reaction"
+    }
+
+    fn describe(&self, store: &mut Store) {
+        use Kind::Counter;
+        store.describe(
+            MATCHES,
+            Counter,
+            "Lines a reaction filter matched, by stream and filter.",
+        );
+        store.describe(
+            ACTIONS,
+            Counter,
+            "Actions reaction ran, by stream, filter and action.",
+        );
+        store.describe(
+            ACTION_ERRORS,
+            Counter,
+            "Action runs that failed, by stream, filter and action.",
+        );
+        store.describe(
+            COMMANDS,
+            Counter,
+            "Start and stop commands reaction ran, by moment.",
+        );
+        store.describe(
+            COMMAND_ERRORS,
+            Counter,
+            "Start and stop commands that failed, by moment.",
+        );
+        store.describe(
+            STREAM_EVENTS,
+            Counter,
+            "Stream starts, exits and errors, by stream and event.",
+        );
+    }
+
+    fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
+        let caps = LINE.captures(line).ok_or(Unparsed { parser: "reaction" })?;
+        let (level, msg) = (
+            caps.get(1).map_or("", |m| m.as_str()),
+            caps.get(2).map_or("", |m| m.as_str()),
+        );
+        self.message(level, msg, store);
+        Ok(())
+    }
+}
