@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
-use crate::sinks::SinkConfig;
-use crate::sources::SourceConfig;
+use crate::sinks::{AnySink, Sink as _, SinkConfig};
+use crate::sources::{self, SourceConfig};
 use crate::store::{LabelRule, Limits};
 
 /// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
@@ -22,7 +22,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../examples/demo.toml");
 /// Every key, commented, with its default: what `rme defaults` prints.
 pub const REFERENCE_CONFIG: &str = include_str!("../examples/rme.toml");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Seconds between flushes in `rme push`; ignored by `--once`. Default 30.
@@ -63,7 +63,7 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/rme")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address of `GET /metrics`. Default 127.0.0.1:9899 (loopback only).
@@ -83,7 +83,7 @@ fn default_listen() -> String {
     "127.0.0.1:9899".to_string()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// New series past this many per metric are folded into one
@@ -122,7 +122,43 @@ impl StoreConfig {
     }
 }
 
+/// A config checked by building everything it names (URLs parsed, TLS and
+/// secret files read, reaction's patterns loaded): what `rme push` runs, and
+/// what `rme check-config` checks, so the two refuse exactly the same configs.
+pub struct Plan {
+    /// The settings as written, defaults filled in and paths resolved.
+    pub config: Config,
+    pub sources: Vec<sources::Built>,
+    pub sinks: Vec<AnySink>,
+}
+
 impl Config {
+    /// Builds every source and sink; an error names the entry (`sinks[0]`) and its key.
+    pub fn plan(self) -> anyhow::Result<Plan> {
+        let sources = (self.sources.iter().enumerate())
+            .map(|(i, s)| sources::build(s).with_context(|| format!("sources[{i}]")))
+            .collect::<anyhow::Result<_>>()?;
+        let sinks: Vec<AnySink> = (self.sinks.iter().enumerate())
+            .map(|(i, s)| AnySink::build(s).with_context(|| format!("sinks[{i}]")))
+            .collect::<anyhow::Result<_>>()?;
+        debug_assert!(
+            sinks
+                .iter()
+                .zip(&self.sinks)
+                .all(|(b, c)| b.name() == c.name())
+        );
+        Ok(Plan {
+            config: self,
+            sources,
+            sinks,
+        })
+    }
+
+    /// The effective config as TOML a user could paste back (secrets as `***`).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("writing the config as TOML")
+    }
+
     /// Reads and checks a config file (`-` = standard input); errors name the file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = if path == Path::new("-") {

@@ -41,8 +41,14 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file (`-` for stdin) and print the effective config.
-    CheckConfig { config: PathBuf },
+    /// Check a config file (`-` for stdin) as `rme push` would, by building every
+    /// source and sink, and print the effective config as TOML (secrets as `***`).
+    CheckConfig {
+        config: PathBuf,
+        /// Print it as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a full, commented default config.
     Defaults,
     /// Dry run: print the metrics a log file would give, as OpenMetrics text.
@@ -108,10 +114,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             config: config_path,
             once,
         } => {
-            let config = load(config_path.as_deref())?;
+            let plan = load_plan(config_path.as_deref())?;
             let rt = tokio::runtime::Runtime::new()?;
             if once {
-                let report = rt.block_on(push::run_once(&config))?;
+                let report = rt.block_on(push::run_once(plan))?;
                 for (sink, reason) in &report.failed {
                     eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
                 }
@@ -121,8 +127,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     ExitCode::FAILURE
                 });
             }
-            let reload = || load(config_path.as_deref()).map(|_| ());
-            rt.block_on(push::run_daemon(&config, true, &reload))?;
+            let reload = || load_plan(config_path.as_deref()).map(|_| ());
+            rt.block_on(push::run_daemon(plan, true, &reload))?;
         }
         Command::Serve {
             config: config_path,
@@ -131,12 +137,17 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             config
                 .serve
                 .get_or_insert_with(config::ServeConfig::default);
-            let reload = || load(config_path.as_deref()).map(|_| ());
-            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false, &reload))?;
+            let reload = || load_plan(config_path.as_deref()).map(|_| ());
+            let plan = config.plan()?;
+            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(plan, false, &reload))?;
         }
-        Command::CheckConfig { config } => {
-            let config = Config::load(&config)?;
-            println!("{config:#?}");
+        Command::CheckConfig { config, json } => {
+            let plan = load_plan(Some(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan.config)?);
+            } else {
+                print!("{}", plan.config.to_toml()?);
+            }
         }
         Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
         Command::Parse {
@@ -173,6 +184,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// [`load`], then [`Config::plan`]; a build error names the file as a parse error does.
+fn load_plan(path: Option<&Path>) -> anyhow::Result<rme::config::Plan> {
+    let source = match path {
+        Some(p) => p.display().to_string(),
+        None if Path::new(SYSTEM_CONFIG).exists() => SYSTEM_CONFIG.to_string(),
+        None => "(embedded demo)".to_string(),
+    };
+    load(path)?
+        .plan()
+        .with_context(|| format!("config {source}"))
 }
 
 /// The given config, else the system one, else the embedded demo.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::Plan;
 use crate::read::{self, Reader};
 use crate::shared::{Shared, SharedRef, lock};
 use crate::sinks::{AnySink, SendError, Sink};
@@ -78,17 +78,20 @@ const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
 impl Agent {
-    /// Loads the state, restores counters, builds sources and sinks.
-    pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
-        let state = State::load(&config.state_dir)?;
+    /// Restores counters and positions from `state` and opens each sink's spool.
+    pub fn new(plan: Plan, state: State, retry: RetryPolicy) -> anyhow::Result<Agent> {
+        let Plan {
+            config,
+            sources: built,
+            sinks,
+        } = plan;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
-        for sc in &config.sources {
-            let built = sources::build(sc).with_context(|| format!("source {}", sc.name()))?;
+        for built in built {
             if let Some((input, parser)) = built.input {
                 parser.describe(&mut store);
                 readers.push(Reader::new(
@@ -105,13 +108,12 @@ impl Agent {
         }
         let mut outlets = Vec::new();
         let mut sink_states = state.sinks;
-        for sc in &config.sinks {
-            let mut sink = AnySink::build(sc).with_context(|| format!("sink {}", sc.name()))?;
-            if let Some(s) = sink_states.remove(sc.name()) {
+        for mut sink in sinks {
+            if let Some(s) = sink_states.remove(sink.name()) {
                 sink.restore_state(s);
             }
             let spool = Spool::open(
-                &config.state_dir.join("spool").join(sc.name()),
+                &config.state_dir.join("spool").join(sink.name()),
                 config.spool_max_bytes,
             )?;
             outlets.push(Outlet { sink, spool });
@@ -345,9 +347,11 @@ pub async fn deliver<S: Sink>(
 
 /// `rme push --once`: read what is new, probe, flush once. Returns the sinks
 /// that could not deliver (their data stays spooled for the next run).
-pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
+pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
@@ -365,17 +369,21 @@ pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
 /// valid re-executes rme (same pid, same arguments), which then continues from
 /// the state file just saved; an invalid config is logged and the old one kept.
 pub async fn run_daemon(
-    config: &Config,
+    plan: Plan,
     with_sinks: bool,
     check_reload: &dyn Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let serve = plan.config.serve.as_ref().map(|s| s.listen.clone());
+    let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(config.interval_secs.clamp(1, 60)),
+            max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
     if !with_sinks {
@@ -388,11 +396,11 @@ pub async fn run_daemon(
     agent.read_sources();
     let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let stop_serving = tokio_util_cancel();
-    if let Some(serve) = &config.serve {
-        let listener = tokio::net::TcpListener::bind(&serve.listen)
+    if let Some(listen) = &serve {
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("serve.listen: binding {}", serve.listen))?;
-        tracing::info!(addr = %serve.listen, "serving /metrics");
+            .with_context(|| format!("serve.listen: binding {listen}"))?;
+        tracing::info!(addr = %listen, "serving /metrics");
         let shared = agent.shared.clone();
         let mut rx = stop_serving.subscribe();
         tokio::spawn(crate::serve::serve(listener, shared, async move {
@@ -402,10 +410,9 @@ pub async fn run_daemon(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let interval = Duration::from_secs(config.interval_secs);
+    let interval = Duration::from_secs(interval_secs);
     loop {
-        let jitter =
-            Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+        let jitter = Duration::from_millis(fastrand::u64(0..=jitter_secs.saturating_mul(1000)));
         let (last, reload) = tokio::select! {
             _ = tokio::time::sleep(interval + jitter) => (false, false),
             _ = term.recv() => (true, false),

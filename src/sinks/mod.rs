@@ -76,7 +76,7 @@ pub trait Sink {
 }
 
 /// The closed set of sinks; `type` picks one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
     Stdout(stdout::StdoutConfig),

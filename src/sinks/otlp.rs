@@ -33,7 +33,7 @@ pub use encode::{batches, metrics, request};
 use transport::Transport;
 
 /// Wire protocol, as the OpenTelemetry SDKs spell it (`OTEL_EXPORTER_OTLP_PROTOCOL`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "http/protobuf")]
@@ -43,7 +43,7 @@ pub enum Protocol {
 }
 
 /// Request body compression.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -51,7 +51,7 @@ pub enum Compression {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Sink name (spool directory, self-metric label). Default `otlp`.
@@ -71,7 +71,7 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Extra request headers (gRPC metadata), e.g. `{ authorization = "Bearer …" }`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::masked_values")]
     pub headers: BTreeMap<String, String>,
     /// Resource attributes added to `service.name = "rme"`, `service.version`
     /// and `host.name`; a key set here replaces the built-in one.

@@ -47,6 +47,24 @@ enum Secret {
     File(PathBuf),
 }
 
+impl Auth {
+    /// Reads the secret files once, so a missing or unreadable one stops the
+    /// plan (`rme check-config`) rather than every request. They are read again
+    /// for each request, so a rotated token is picked up.
+    fn check_files(&self) -> anyhow::Result<()> {
+        let (key, path) = match self {
+            Auth::Bearer(p) => ("bearer_token_file", p),
+            Auth::Basic {
+                password: Secret::File(p),
+                ..
+            } => ("basic_auth.password_file", p),
+            _ => return Ok(()),
+        };
+        std::fs::read(path).with_context(|| format!("{key} {}", path.display()))?;
+        Ok(())
+    }
+}
+
 fn read_secret(path: &std::path::Path) -> Result<String, SendError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
@@ -58,8 +76,8 @@ fn read_secret(path: &std::path::Path) -> Result<String, SendError> {
 
 pub struct RemoteWrite {
     name: String,
-    /// Checked by `new`; kept as text to keep the sink small.
-    url: String,
+    /// Parsed once, by `new`.
+    url: reqwest::Url,
     client: reqwest::Client,
     auth: Box<Auth>,
     batch_size: usize,
@@ -70,9 +88,8 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
-        let url = reqwest::Url::parse(&config.url)
-            .with_context(|| format!("url {}", config.url))?
-            .to_string();
+        let url =
+            reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
                 username: a.username.clone(),
@@ -84,6 +101,7 @@ impl RemoteWrite {
             (None, Some(f)) => Auth::Bearer(f.clone()),
             (None, None) => Auth::None,
         };
+        auth.check_files()?;
         Ok(RemoteWrite {
             name,
             url,
@@ -297,7 +315,7 @@ impl Sink for RemoteWrite {
     async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
         let req = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")

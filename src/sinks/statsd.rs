@@ -21,7 +21,7 @@ use super::{SendError, Sink};
 use crate::invalid::Invalid;
 use crate::store::{Series, Snapshot, Value};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsdConfig {
     /// Sink name (spool directory, self-metric label). Default `statsd`.
@@ -51,7 +51,7 @@ pub struct StatsdConfig {
     pub max_packet_bytes: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     #[default]
@@ -59,7 +59,7 @@ pub enum Protocol {
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagStyle {
     #[default]

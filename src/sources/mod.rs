@@ -95,7 +95,7 @@ pub struct Built {
 }
 
 /// The closed set of sources; `type` picks one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
     Reaction(reaction::ReactionConfig),

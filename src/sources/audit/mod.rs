@@ -22,7 +22,7 @@ pub use netlink::*;
 use super::{Input, LineParser, Parts, Probe};
 use crate::invalid::Invalid;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Source name (state file key, `source` label of self-metrics). Default `audit`.

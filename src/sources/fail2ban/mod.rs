@@ -13,7 +13,7 @@ pub use log::*;
 use super::{Input, LineParser, Parts};
 use crate::invalid::Invalid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fail2banConfig {
     /// Source name (state file key, `source` label of self-metrics). Default `fail2ban`.

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::{Input, LineParser, Parts};
@@ -19,7 +20,7 @@ pub use log::*;
 pub mod show;
 pub use patterns::{FilterPatterns, load_patterns};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReactionConfig {
     /// Source name (state file key, `source` label of self-metrics). Default `reaction`.
@@ -115,7 +116,8 @@ pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
     };
     let patterns = match (&config.config, config.pattern_labels.is_empty()) {
         (_, true) => FilterPatterns::default(),
-        (Some(path), false) => load_patterns(path, Some(config.command.as_path()))?,
+        (Some(path), false) => load_patterns(path, Some(config.command.as_path()))
+            .context("config (reaction's own config, read for `pattern_labels`)")?,
         (None, false) => anyhow::bail!(
             "reaction pattern_labels {:?} need reaction's config (`config`, or --reaction-config)",
             config.pattern_labels
