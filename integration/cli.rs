@@ -175,21 +175,7 @@ fn random_bytes_are_counted_and_skipped() {
 fn defaults_round_trip_through_check_config() {
     let defaults = run_rme(&["defaults"]);
     assert!(defaults.status.success());
-    let mut child = rme()
-        .args(["check-config", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&defaults.stdout)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = check_config_stdin(&stdout(&defaults));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("interval_secs = 30"),
