@@ -18,6 +18,8 @@ use anyhow::Context as _;
 use crate::config::Plan;
 use crate::read::{self, Reader};
 use crate::shared::{Shared, SharedRef, lock};
+#[cfg(test)]
+use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Probe};
 use crate::spool::Spool;
@@ -182,7 +184,7 @@ impl Agent {
         for o in &mut self.outlets {
             let batches = o
                 .sink
-                .batches(&snap)
+                .encode(&snap)
                 .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for b in batches {
                 o.spool.append(&b.body, b.samples, at)?;
@@ -195,8 +197,9 @@ impl Agent {
         state.save(&self.state_dir)?;
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
-            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
-            {
+            let (tally, result) = deliver(&mut o.sink, &mut o.spool, &self.retry).await;
+            record_delivery(&mut lock(&self.shared).store, o.sink.name(), &tally);
+            if let Err(reason) = result {
                 report.failed.push((o.sink.name().to_string(), reason));
             }
         }
@@ -275,17 +278,38 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     );
 }
 
-/// Counts one request, and the samples it carried once they are settled (sent or rejected).
-fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Option<u64>) {
-    let mut g = lock(shared);
-    g.store.inc(
-        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
-        1,
-    );
-    if let Some(n) = samples {
-        g.store.inc(
-            Series::new(SAMPLES, &[("sink", sink), ("result", result)]),
-            n,
+/// What one delivery did, recorded into the store once by [`record_delivery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests the receiver took, and the samples they carried.
+    pub sent: u64,
+    pub sent_samples: u64,
+    /// Attempts that failed in a way worth trying again.
+    pub retried: u64,
+    /// Requests the receiver refused for good (dropped), and their samples.
+    pub rejected: u64,
+    pub rejected_samples: u64,
+    /// Points refused inside requests the receiver took (OTLP partial success).
+    pub rejected_points: u64,
+}
+
+/// Adds one delivery's tally to the sink's self-metrics.
+pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
+    for (result, requests, samples) in [
+        ("sent", t.sent, Some(t.sent_samples)),
+        ("retried", t.retried, None),
+        ("rejected", t.rejected, Some(t.rejected_samples)),
+    ] {
+        let l = [("sink", sink), ("result", result)];
+        store.inc(Series::new(REQUESTS, &l), requests);
+        if let Some(n) = samples {
+            store.inc(Series::new(SAMPLES, &l), n);
+        }
+    }
+    if t.rejected_points > 0 {
+        store.inc(
+            Series::new(POINTS_REJECTED, &[("sink", sink)]),
+            t.rejected_points,
         );
     }
 }
@@ -294,12 +318,23 @@ fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Opti
 /// the policy's attempts or the receiver asks to wait longer than `max_backoff`
 /// (then the rest waits for the next flush, in order). A body is removed only
 /// after the receiver's 2xx (or a refusal), so a crash in between sends it
-/// again: at least once, and never skipped.
+/// again: at least once, and never skipped. Returns what it did, and why it
+/// stopped early if it did.
 pub async fn deliver<S: Sink>(
     sink: &mut S,
     spool: &mut Spool,
     retry: &RetryPolicy,
-    shared: &Mutex<Shared>,
+) -> (Tally, Result<(), String>) {
+    let mut tally = Tally::default();
+    let result = drain(sink, spool, retry, &mut tally).await;
+    (tally, result)
+}
+
+async fn drain<S: Sink>(
+    sink: &mut S,
+    spool: &mut Spool,
+    retry: &RetryPolicy,
+    tally: &mut Tally,
 ) -> Result<(), String> {
     let name = sink.name().to_string();
     loop {
@@ -311,25 +346,22 @@ pub async fn deliver<S: Sink>(
         let mut attempt = 0;
         loop {
             match sink.send(&record.body).await {
-                Ok(()) => {
-                    count_request(shared, &name, "sent", Some(record.samples));
-                    let refused = sink.take_rejected_points();
-                    if refused > 0 {
-                        lock(shared)
-                            .store
-                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
-                    }
+                Ok(accepted) => {
+                    tally.sent += 1;
+                    tally.sent_samples += record.samples;
+                    tally.rejected_points += accepted.rejected_points;
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
                 }
                 Err(SendError::Reject { reason }) => {
                     tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
-                    count_request(shared, &name, "rejected", Some(record.samples));
+                    tally.rejected += 1;
+                    tally.rejected_samples += record.samples;
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
                 }
                 Err(SendError::Retry { reason, after }) => {
-                    count_request(shared, &name, "retried", None);
+                    tally.retried += 1;
                     attempt += 1;
                     let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
                     if attempt >= retry.attempts || asked_too_long {
@@ -470,7 +502,7 @@ mod tests {
 
     /// A sink that answers from a script and records what it was sent.
     struct Scripted {
-        answers: Vec<Result<(), SendError>>,
+        answers: Vec<Result<Accepted, SendError>>,
         sent: Vec<Vec<u8>>,
     }
 
@@ -478,32 +510,30 @@ mod tests {
         fn name(&self) -> &str {
             "scripted"
         }
-        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
             Ok(Vec::new())
         }
-        async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
             self.sent.push(body.to_vec());
             self.answers.remove(0)
         }
     }
 
-    fn retry(after: Option<u64>) -> Result<(), SendError> {
+    fn retry(after: Option<u64>) -> Result<Accepted, SendError> {
         Err(SendError::Retry {
             reason: "HTTP 503".into(),
             after: after.map(Duration::from_millis),
         })
     }
 
-    fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Result<(), String>) {
+    fn run(
+        answers: Vec<Result<Accepted, SendError>>,
+    ) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }
-        let shared = Mutex::new(Shared {
-            store: Store::new(Limits::default()),
-            positions: BTreeMap::new(),
-        });
         let policy = RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(1),
@@ -517,8 +547,9 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let result = rt.block_on(deliver(&mut sink, &mut spool, &policy, &shared));
-        let store = shared.into_inner().unwrap().store;
+        let (tally, result) = rt.block_on(deliver(&mut sink, &mut spool, &policy));
+        let mut store = Store::new(Limits::default());
+        record_delivery(&mut store, "scripted", &tally);
         (sink, spool, store, result)
     }
 
@@ -529,7 +560,7 @@ mod tests {
     #[test]
     fn oldest_first_reject_dropped_and_counted_retry_bounded() {
         let (sink, spool, store, result) = run(vec![
-            Ok(()),
+            Ok(Accepted::default()),
             Err(SendError::Reject {
                 reason: "HTTP 400".into(),
             }),

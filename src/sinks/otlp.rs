@@ -20,7 +20,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
-use super::{SendError, Sink};
+use super::{Accepted, Batch, SendError, Sink};
 use crate::invalid::Invalid;
 use crate::store::Snapshot;
 
@@ -221,7 +221,6 @@ pub struct Otlp {
     resource: Resource,
     max_points: usize,
     transport: Transport,
-    rejected_points: u64,
 }
 
 impl Otlp {
@@ -231,12 +230,12 @@ impl Otlp {
             resource: encode::resource(&config.resource_attributes),
             max_points: config.max_points_per_request,
             transport: Transport::new(config)?,
-            rejected_points: 0,
         })
     }
 
-    fn note_partial(&mut self, partial: Option<ExportMetricsPartialSuccess>) {
-        let Some(p) = partial else { return };
+    /// Logs a partial success and returns the points it refused.
+    fn note_partial(&self, partial: Option<ExportMetricsPartialSuccess>) -> u64 {
+        let Some(p) = partial else { return 0 };
         if p.rejected_data_points > 0 || !p.error_message.is_empty() {
             tracing::warn!(
                 sink = %self.name,
@@ -245,7 +244,7 @@ impl Otlp {
                 "receiver accepted the request but refused some data points"
             );
         }
-        self.rejected_points += u64::try_from(p.rejected_data_points).unwrap_or(0);
+        u64::try_from(p.rejected_data_points).unwrap_or(0)
     }
 }
 
@@ -254,21 +253,25 @@ impl Sink for Otlp {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         Ok(batches(metrics(snap), self.max_points)
             .into_iter()
-            .map(|group| request(&self.resource, group).encode_to_vec())
+            .map(|mut group| {
+                let samples = group
+                    .iter_mut()
+                    .map(|m| encode::points_mut(m).map_or(0, |p| p.len() as u64))
+                    .sum();
+                let body = request(&self.resource, group).encode_to_vec();
+                Batch { body, samples }
+            })
             .collect())
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         let partial = self.transport.send(body).await?;
-        self.note_partial(partial);
-        Ok(())
-    }
-
-    fn take_rejected_points(&mut self) -> u64 {
-        std::mem::take(&mut self.rejected_points)
+        Ok(Accepted {
+            rejected_points: self.note_partial(partial),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use prost::Message as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Batch, SendError, Sink};
+use super::{Accepted, Batch, SendError, Sink};
 use crate::store::{Kind, Point, Snapshot};
 
 /// The remote-write 1.0 messages, generated from proto/ by build.rs.
@@ -290,11 +290,7 @@ impl Sink for RemoteWrite {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(self.batches(snap)?.into_iter().map(|b| b.body).collect())
-    }
-
-    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         let to_batch = |(req, samples): &(prompb::WriteRequest, u64)| -> anyhow::Result<Batch> {
             Ok(Batch {
                 body: compress(req)?,
@@ -312,7 +308,7 @@ impl Sink for RemoteWrite {
         Ok(batches)
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         let req = self
             .client
             .post(self.url.clone())
@@ -339,7 +335,8 @@ impl Sink for RemoteWrite {
         } else {
             resp.text().await.unwrap_or_default()
         };
-        classify(status, retry_after.as_deref(), &text, SystemTime::now())
+        classify(status, retry_after.as_deref(), &text, SystemTime::now())?;
+        Ok(Accepted::default())
     }
 }
 
