@@ -110,37 +110,15 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Push {
-            config: config_path,
-            once,
-        } => {
-            let plan = load_plan(config_path.as_deref())?;
-            let rt = tokio::runtime::Runtime::new()?;
-            if once {
-                let report = rt.block_on(push::run_once(plan))?;
-                for (sink, reason) in &report.failed {
-                    eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
-                }
-                return Ok(if report.failed.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
-            }
-            let reload = || load_plan(config_path.as_deref()).map(|_| ());
-            rt.block_on(push::run_daemon(plan, true, &reload))?;
+        Command::Push { config, once } => {
+            let mode = if once {
+                push::Mode::Once
+            } else {
+                push::Mode::Daemon
+            };
+            return run_push(config.as_deref(), mode);
         }
-        Command::Serve {
-            config: config_path,
-        } => {
-            let mut config = load(config_path.as_deref())?;
-            config
-                .serve
-                .get_or_insert_with(config::ServeConfig::default);
-            let reload = || load_plan(config_path.as_deref()).map(|_| ());
-            let plan = config.plan()?;
-            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(plan, false, &reload))?;
-        }
+        Command::Serve { config } => return run_push(config.as_deref(), push::Mode::Serve),
         Command::CheckConfig { config, json } => {
             let plan = load_plan(Some(&config))?;
             if json {
@@ -184,6 +162,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rme push` and `rme serve`: plan, run, and say which sinks still hold data.
+fn run_push(path: Option<&Path>, mode: push::Mode) -> anyhow::Result<ExitCode> {
+    let plan = load_plan(path)?;
+    let reload = || load_plan(path).map(|_| ());
+    let report = push::run(plan, mode, &reload)?;
+    for (sink, reason) in &report.failed {
+        eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// [`load`], then [`Config::plan`]; a build error names the file as a parse error does.

@@ -377,6 +377,40 @@ async fn drain<S: Sink>(
     }
 }
 
+/// What `rme` was asked to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `rme push --once`: read, probe, flush once.
+    Once,
+    /// `rme push`: follow and flush every interval until stopped.
+    Daemon,
+    /// `rme serve`: follow and serve /metrics (on the default address unless
+    /// `serve.listen` says otherwise), no sinks.
+    Serve,
+}
+
+/// Runs a plan in `mode` on a new runtime; `reload` checks the config on SIGHUP.
+pub fn run(
+    mut plan: Plan,
+    mode: Mode,
+    reload: &dyn Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<FlushReport> {
+    let rt = tokio::runtime::Runtime::new()?;
+    if mode == Mode::Serve {
+        plan.config
+            .serve
+            .get_or_insert_with(crate::config::ServeConfig::default);
+        plan.sinks.clear();
+    }
+    match mode {
+        Mode::Once => rt.block_on(run_once(plan)),
+        Mode::Daemon | Mode::Serve => {
+            rt.block_on(run_daemon(plan, reload))?;
+            Ok(FlushReport::default())
+        }
+    }
+}
+
 /// `rme push --once`: read what is new, probe, flush once. Returns the sinks
 /// that could not deliver (their data stays spooled for the next run).
 pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
@@ -395,14 +429,13 @@ pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
     agent.flush().await
 }
 
-/// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
+/// `rme push` and `rme serve` (a plan without sinks): follow the sources, flush
 /// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more
 /// and exit. SIGHUP flushes, checks the config with `check_reload`, and if it is
 /// valid re-executes rme (same pid, same arguments), which then continues from
 /// the state file just saved; an invalid config is logged and the old one kept.
 pub async fn run_daemon(
     plan: Plan,
-    with_sinks: bool,
     check_reload: &dyn Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -418,9 +451,6 @@ pub async fn run_daemon(
             max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
-    if !with_sinks {
-        agent.outlets.clear();
-    }
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
