@@ -129,7 +129,7 @@ pub enum LabelAction {
 impl LabelRule {
     /// The compiled form of a rule that needs one (databases opened, key read);
     /// `key` names the rule in errors, e.g. `store.labels[2]`.
-    pub fn compile(&self, key: &str) -> Result<Option<Action>, crate::config::Invalid> {
+    pub fn compile(&self, key: &str) -> Result<Option<Action>, crate::invalid::Invalid> {
         Ok(match &self.action {
             LabelAction::Drop {} | LabelAction::Prefix { .. } => None,
             LabelAction::Top(c) => {
@@ -192,7 +192,7 @@ impl Default for Limits {
 impl Limits {
     /// Compiles the rules (opens GeoIP databases, reads hash keys); errors name
     /// `store.labels[i]` and the key.
-    pub fn compile(&mut self) -> Result<(), crate::config::Invalid> {
+    pub fn compile(&mut self) -> Result<(), crate::invalid::Invalid> {
         self.compiled = (self.rules.iter().enumerate())
             .map(|(i, r)| r.compile(&format!("store.labels[{i}]")))
             .collect::<Result<_, _>>()?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// The label value when an address is not in the database (or is no address).
 pub const UNKNOWN: &str = "unknown";

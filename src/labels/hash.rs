@@ -8,11 +8,11 @@
 
 use std::path::PathBuf;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// Bytes a key needs at least (e.g. `head -c 32 /dev/urandom > key`).
 pub const MIN_KEY_BYTES: usize = 16;

@@ -1,12 +1,13 @@
 //! The three actions as `[[store.labels]]` rules: the TOML shape, and what the
 //! store does with them.
 
-use crate::config::Config;
+use crate::config::{Config, Plan};
 use crate::store::{LabelAction, Limits, SavedCounter, Series, Store};
 
-fn parse(rules: &str) -> anyhow::Result<Config> {
+/// Parsed and planned: the plan step compiles the rules (opens databases, reads keys).
+fn parse(rules: &str) -> anyhow::Result<Plan> {
     let text = format!("[[sinks]]\ntype = \"stdout\"\n{rules}");
-    Config::parse(&text, None)
+    Config::parse(&text, None)?.plan()
 }
 
 /// A tor-format table in a temp dir: 192.0.2.0/24 → XX, 198.51.100.0/24 → YY.
@@ -27,8 +28,8 @@ fn toml_shape_of_the_three_actions() {
          [[store.labels]]\nlabel = \"ip\"\naction = \"hash\"\nkey_file = \"{0}/key\"\n",
         dir.path().display()
     );
-    let config = parse(&text).expect("valid");
-    let rules = &config.store.labels;
+    let plan = parse(&text).expect("valid");
+    let rules = &plan.config.store.labels;
     assert!(matches!(&rules[0].action, LabelAction::Geoip(g) if g.keep && g.asn_db.is_none()));
     assert!(matches!(&rules[1].action, LabelAction::Top(t) if t.k == 5 && t.window_secs == 3600));
     assert!(matches!(&rules[2].action, LabelAction::Hash(h) if h.length == 12));
@@ -38,7 +39,9 @@ fn toml_shape_of_the_three_actions() {
         ("metrc = \"m\"\naction = \"drop\"", "metrc"),
         ("action = \"geoip\"\ncountry = \"x\"", "country"),
     ] {
-        let e = parse(&format!("[[store.labels]]\nlabel = \"ip\"\n{bad}\n")).unwrap_err();
+        let e = parse(&format!("[[store.labels]]\nlabel = \"ip\"\n{bad}\n"))
+            .err()
+            .expect("refused");
         assert!(
             format!("{e:#}").contains(&format!("unknown field `{unknown}`")),
             "{e:#}"
@@ -49,7 +52,7 @@ fn toml_shape_of_the_three_actions() {
         "[[store.labels]]\nlabel = \"ip\"\naction = \"geoip\"\ncountry_db = \"{}/nope.mmdb\"\n",
         dir.path().display()
     );
-    let e = format!("{:#}", parse(&missing).unwrap_err());
+    let e = format!("{:#}", parse(&missing).err().expect("refused"));
     assert!(
         e.contains("store.labels[0].country_db") && e.contains("nope.mmdb"),
         "{e}"
@@ -57,13 +60,12 @@ fn toml_shape_of_the_three_actions() {
 
     let nokey =
         "[[store.labels]]\nlabel = \"ip\"\naction = \"hash\"\nkey_file = \"/nonexistent/k\"\n";
-    let e = format!("{:#}", parse(nokey).unwrap_err());
+    let e = format!("{:#}", parse(nokey).err().expect("refused"));
     assert!(e.contains("store.labels[0].key_file"), "{e}");
 }
 
 fn store(text: &str) -> Store {
-    let config = parse(text).expect("valid");
-    Store::new(config.store.limits().expect("compiles"))
+    Store::new(parse(text).expect("valid").limits)
 }
 
 /// geoip then top: a country per address, the top values per (filter,

@@ -71,10 +71,10 @@ impl Default for TopConfig {
 
 impl TopConfig {
     /// Checks the keys; `key` names the rule, e.g. `store.labels[0]`.
-    pub fn validate(&self, key: &str) -> Result<(), crate::config::Invalid> {
-        crate::config::Invalid::at_least(format!("{key}.k"), self.k as u64, 1)?;
+    pub fn validate(&self, key: &str) -> Result<(), crate::invalid::Invalid> {
+        crate::invalid::Invalid::at_least(format!("{key}.k"), self.k as u64, 1)?;
         if self.k > 10_000 {
-            return Err(crate::config::Invalid::new(
+            return Err(crate::invalid::Invalid::new(
                 format!("{key}.k"),
                 "must be at most 10000 (each value is a series)",
             ));

@@ -3,7 +3,9 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::sources::LINES_UNPARSED;
+use crate::sources::Unparsed;
 use crate::sources::golden::{check, feed_all, render, samples, testdata};
+use crate::store::{Series, Store};
 
 fn parse_one(line: &str) -> (Result<(), Unparsed>, Store) {
     let mut store = Store::new(crate::store::Limits::default());
@@ -398,10 +400,7 @@ fn ip_label_is_opt_in() {
 2026-11-22 23:15:06,200 fail2ban.actions        [23131]: NOTICE  [sshd] Unban 192.0.2.10
 2026-11-22 23:16:00,000 fail2ban.actions        [23131]: NOTICE  [sshd] Restore Ban 198.51.100.7
 ";
-    let mut on = Fail2banLog {
-        ip_label: true,
-        ..Fail2banLog::default()
-    };
+    let mut on = Fail2banLog::new(true);
     let store = feed_all(&mut on, log, false);
     let v = |name, labels: &[(&str, &str)]| value(&store, name, labels);
     let sshd = |ip| [("jail", "sshd"), ("ip", ip)];
