@@ -12,7 +12,7 @@ pub mod reaction_show;
 
 #[cfg(test)]
 #[path = "testdata/golden.rs"]
-mod golden;
+pub(crate) mod golden;
 
 use serde::Deserialize;
 
