@@ -21,7 +21,7 @@ use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Input, LineParser, Probe, feed};
 use crate::spool::Spool;
 use crate::state::{SourceState, State};
-use crate::store::{Kind, Series, Store, now_ms};
+use crate::store::{Metric, Series, Store, now_ms};
 use crate::tail::Tailer;
 
 /// The store and where each source stands, behind one lock so a snapshot and
@@ -201,13 +201,43 @@ pub struct Agent {
 }
 
 /// Self-metrics of delivery.
-const REQUESTS: &str = "rme_sink_requests_total";
-const SAMPLES: &str = "rme_sink_samples_total";
-const SPOOL_RECORDS: &str = "rme_spool_records";
-const SPOOL_BYTES: &str = "rme_spool_bytes";
-const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
-const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
-const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
+const REQUESTS: Metric = Metric::counter(
+    "rme_sink_requests_total",
+    "Requests to receivers, by sink and result (sent, retried, rejected).",
+);
+const SAMPLES: Metric = Metric::counter(
+    "rme_sink_samples_total",
+    "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
+);
+const SPOOL_RECORDS: Metric = Metric::gauge(
+    "rme_spool_records",
+    "Request bodies waiting in the spool, by sink.",
+);
+const SPOOL_BYTES: Metric =
+    Metric::gauge("rme_spool_bytes", "Bytes waiting in the spool, by sink.");
+const SPOOL_AGE: Metric = Metric::gauge(
+    "rme_spool_oldest_age_seconds",
+    "Age of the oldest body in the spool, by sink (0 when empty).",
+);
+const SPOOL_DROPPED: Metric = Metric::counter(
+    "rme_spool_dropped_total",
+    "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+);
+const POINTS_REJECTED: Metric = Metric::counter(
+    "rme_sink_points_rejected_total",
+    "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[
+    REQUESTS,
+    SAMPLES,
+    SPOOL_RECORDS,
+    SPOOL_BYTES,
+    SPOOL_AGE,
+    SPOOL_DROPPED,
+    POINTS_REJECTED,
+];
 
 impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
@@ -286,7 +316,7 @@ impl Agent {
             if let Err(e) = p.probe(&mut g.store) {
                 tracing::warn!(source = p.source(), "probe failed: {e:#}");
                 g.store.inc(
-                    Series::new(sources::PROBE_ERRORS, &[("source", p.source())]),
+                    Series::new(sources::PROBE_ERRORS.name, &[("source", p.source())]),
                     1,
                 );
             }
@@ -347,60 +377,26 @@ impl Agent {
 }
 
 fn describe_delivery_metrics(store: &mut Store) {
-    store.describe(
-        REQUESTS,
-        Kind::Counter,
-        "Requests to receivers, by sink and result (sent, retried, rejected).",
-    );
-    store.describe(
-        SAMPLES,
-        Kind::Counter,
-        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
-    );
-    store.describe(
-        SPOOL_RECORDS,
-        Kind::Gauge,
-        "Request bodies waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_BYTES,
-        Kind::Gauge,
-        "Bytes waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_AGE,
-        Kind::Gauge,
-        "Age of the oldest body in the spool, by sink (0 when empty).",
-    );
-    store.describe(
-        SPOOL_DROPPED,
-        Kind::Counter,
-        "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
-    );
-    store.describe(
-        POINTS_REJECTED,
-        Kind::Counter,
-        "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
-    );
+    store.describe_all(METRICS);
 }
 
 fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
+    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
+    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
     let age = spool
         .oldest_created_ms()
         .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE, &l), age);
+    store.set(Series::new(SPOOL_AGE.name, &l), age);
     let dropped = std::mem::take(&mut spool.dropped);
     for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
         store.inc(
-            Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]),
+            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
             n,
         );
     }
     store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
         dropped.samples,
     );
 }
@@ -409,12 +405,12 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
 fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Option<u64>) {
     let mut g = lock(shared);
     g.store.inc(
-        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
+        Series::new(REQUESTS.name, &[("sink", sink), ("result", result)]),
         1,
     );
     if let Some(n) = samples {
         g.store.inc(
-            Series::new(SAMPLES, &[("sink", sink), ("result", result)]),
+            Series::new(SAMPLES.name, &[("sink", sink), ("result", result)]),
             n,
         );
     }
@@ -445,9 +441,10 @@ pub async fn deliver<S: Sink>(
                     count_request(shared, &name, "sent", Some(record.samples));
                     let refused = sink.take_rejected_points();
                     if refused > 0 {
-                        lock(shared)
-                            .store
-                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
+                        lock(shared).store.inc(
+                            Series::new(POINTS_REJECTED.name, &[("sink", &name)]),
+                            refused,
+                        );
                     }
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
@@ -688,7 +685,7 @@ mod tests {
     }
 
     fn samples(store: &Store, result: &str) -> u64 {
-        store.sum(SAMPLES, &[("result", result)])
+        store.sum(SAMPLES.name, &[("result", result)])
     }
 
     #[test]
@@ -717,7 +714,7 @@ mod tests {
             (samples(&store, "sent"), samples(&store, "rejected")),
             (3, 4)
         );
-        assert_eq!(store.sum(REQUESTS, &[("result", "retried")]), 3);
+        assert_eq!(store.sum(REQUESTS.name, &[("result", "retried")]), 3);
         assert_eq!(
             spool.len(),
             1,

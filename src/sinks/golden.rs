@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{Sink, otlp, remote_write, statsd};
-use crate::store::{Kind, LabelAction, LabelRule, Limits, Series, Snapshot, Store};
+use crate::store::{LabelAction, LabelRule, Limits, Series, Snapshot, Store};
 
 /// The same content every time: odd label values, a gauge that is not an
 /// integer, a counter reset, a series cap reached, an ip prefix rule and a
@@ -23,9 +23,18 @@ fn snapshots() -> [Snapshot; 2] {
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
         }],
     });
-    store.describe("fail2ban_bans_total", Kind::Counter, "New bans by jail.");
-    store.describe("fail2ban_up", Kind::Gauge, "1 when \\ fail2ban\nanswers.");
-    store.describe("reaction_matches_total", Kind::Counter, "Matches.");
+    store.describe(&crate::store::Metric::counter(
+        "fail2ban_bans_total",
+        "New bans by jail.",
+    ));
+    store.describe(&crate::store::Metric::gauge(
+        "fail2ban_up",
+        "1 when \\ fail2ban\nanswers.",
+    ));
+    store.describe(&crate::store::Metric::counter(
+        "reaction_matches_total",
+        "Matches.",
+    ));
     store.set_now(1_000);
     store.inc(Series::new("fail2ban_bans_total", &[("jail", "sshd")]), 3);
     store.inc(

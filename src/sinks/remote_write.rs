@@ -104,7 +104,7 @@ impl RemoteWrite {
                 let timeseries: Vec<_> = chunk.iter().map(|p| self.series(p, snap.at_ms)).collect();
                 let mut metadata: Vec<prompb::MetricMetadata> = Vec::new();
                 for p in chunk {
-                    let name = &p.series.name;
+                    let name = p.series.name();
                     if metadata
                         .last()
                         .is_some_and(|m| &m.metric_family_name == name)
@@ -117,7 +117,7 @@ impl RemoteWrite {
                                 Kind::Counter => MetricType::Counter,
                                 Kind::Gauge => MetricType::Gauge,
                             } as i32,
-                            metric_family_name: name.clone(),
+                            metric_family_name: name.to_string(),
                             help: meta.help.to_string(),
                             unit: String::new(),
                         });
@@ -141,11 +141,10 @@ impl RemoteWrite {
             name: name.to_string(),
             value: value.to_string(),
         };
-        let mut labels = vec![label("__name__", &p.series.name)];
+        let mut labels = vec![label("__name__", p.series.name())];
         labels.extend(
             p.series
-                .labels
-                .iter()
+                .labels()
                 .filter(|(_, v)| !v.is_empty())
                 .map(|(k, v)| label(k, v)),
         );

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{Input, LineParser, Parts, Unparsed};
 use crate::config::Invalid;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,13 +82,45 @@ pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
     Ok((input, probes))
 }
 
-pub const FAILURES: &str = "fail2ban_failures_total";
-pub const BANS: &str = "fail2ban_bans_total";
-pub const BAN_RESTORES: &str = "fail2ban_ban_restores_total";
-pub const UNBANS: &str = "fail2ban_unbans_total";
-pub const BAN_INCREASES: &str = "fail2ban_ban_increases_total";
-pub const ALREADY_BANNED: &str = "fail2ban_already_banned_total";
-pub const ERRORS: &str = "fail2ban_errors_total";
+pub const FAILURES: Metric = Metric::counter(
+    "fail2ban_failures_total",
+    "Failures found by a jail's filter (`Found`).",
+);
+pub const BANS: Metric = Metric::counter(
+    "fail2ban_bans_total",
+    "New bans by jail (`Ban`, not restored ones).",
+);
+pub const BAN_RESTORES: Metric = Metric::counter(
+    "fail2ban_ban_restores_total",
+    "Bans restored from the database at start (`Restore Ban`).",
+);
+pub const UNBANS: Metric = Metric::counter(
+    "fail2ban_unbans_total",
+    "Unbans by jail; cause=flush when the jail stops or is flushed, else expiry.",
+);
+pub const BAN_INCREASES: Metric = Metric::counter(
+    "fail2ban_ban_increases_total",
+    "Ban times increased for repeat offenders (`Increase Ban`).",
+);
+pub const ALREADY_BANNED: Metric = Metric::counter(
+    "fail2ban_already_banned_total",
+    "Bans asked for ids already banned.",
+);
+pub const ERRORS: Metric = Metric::counter(
+    "fail2ban_errors_total",
+    "ERROR and CRITICAL records by fail2ban logger.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[
+    FAILURES,
+    BANS,
+    BAN_RESTORES,
+    UNBANS,
+    BAN_INCREASES,
+    ALREADY_BANNED,
+    ERRORS,
+];
 
 /// Lines a multi-line record may add before we stop believing it.
 const MAX_CONTINUATION: u32 = 500;
@@ -271,7 +303,7 @@ impl Fail2banLog {
         self.open_record = multi_line.then_some(0);
         if multi_line {
             let logger = format!("fail2ban.{logger}");
-            store.inc(Series::new(ERRORS, &[("logger", &logger)]), 1);
+            store.inc(Series::new(ERRORS.name, &[("logger", &logger)]), 1);
         }
         if let Some((jail, rest)) = split_jail(msg) {
             self.jail_message(logger, jail, rest, store);
@@ -292,12 +324,12 @@ impl Fail2banLog {
         let count =
             |store: &mut Store, name: &str| store.inc(Series::new(name, &[("jail", jail)]), 1);
         match jail_event(rest) {
-            JailEvent::Found if logger != "observer" => count(store, FAILURES),
+            JailEvent::Found if logger != "observer" => count(store, FAILURES.name),
             JailEvent::Found | JailEvent::ObserverFound | JailEvent::Other => {}
-            JailEvent::Ban => count(store, BANS),
-            JailEvent::RestoreBan => count(store, BAN_RESTORES),
-            JailEvent::IncreaseBan => count(store, BAN_INCREASES),
-            JailEvent::AlreadyBanned => count(store, ALREADY_BANNED),
+            JailEvent::Ban => count(store, BANS.name),
+            JailEvent::RestoreBan => count(store, BAN_RESTORES.name),
+            JailEvent::IncreaseBan => count(store, BAN_INCREASES.name),
+            JailEvent::AlreadyBanned => count(store, ALREADY_BANNED.name),
             JailEvent::Flush => {
                 self.flushing.insert(jail.to_string());
                 return;
@@ -305,7 +337,10 @@ impl Fail2banLog {
             JailEvent::Unban => {
                 let flush = self.stopping || self.flushing.contains(jail);
                 let cause = if flush { "flush" } else { "expiry" };
-                store.inc(Series::new(UNBANS, &[("jail", jail), ("cause", cause)]), 1);
+                store.inc(
+                    Series::new(UNBANS.name, &[("jail", jail), ("cause", cause)]),
+                    1,
+                );
                 return;
             }
         }
@@ -332,42 +367,7 @@ impl LineParser for Fail2banLog {
     }
 
     fn describe(&self, store: &mut Store) {
-        use Kind::Counter;
-        store.describe(
-            FAILURES,
-            Counter,
-            "Failures found by a jail's filter (`Found`).",
-        );
-        store.describe(
-            BANS,
-            Counter,
-            "New bans by jail (`Ban`, not restored ones).",
-        );
-        store.describe(
-            BAN_RESTORES,
-            Counter,
-            "Bans restored from the database at start (`Restore Ban`).",
-        );
-        store.describe(
-            UNBANS,
-            Counter,
-            "Unbans by jail; cause=flush when the jail stops or is flushed, else expiry.",
-        );
-        store.describe(
-            BAN_INCREASES,
-            Counter,
-            "Ban times increased for repeat offenders (`Increase Ban`).",
-        );
-        store.describe(
-            ALREADY_BANNED,
-            Counter,
-            "Bans asked for ids already banned.",
-        );
-        store.describe(
-            ERRORS,
-            Counter,
-            "ERROR and CRITICAL records by fail2ban logger.",
-        );
+        store.describe_all(METRICS);
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {

@@ -16,7 +16,7 @@ pub(crate) mod golden;
 
 use serde::Deserialize;
 
-use crate::store::Store;
+use crate::store::{Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
 pub trait LineParser: Send {
@@ -60,36 +60,35 @@ fn default_journalctl() -> String {
 }
 
 /// Self-metric names shared by all sources.
-pub const LINES_READ: &str = "rme_lines_read_total";
-pub const LINES_UNPARSED: &str = "rme_lines_unparsed_total";
-pub const PROBE_ERRORS: &str = "rme_probe_errors_total";
+pub const LINES_READ: Metric =
+    Metric::counter("rme_lines_read_total", "Log lines read, by source.");
+pub const LINES_UNPARSED: Metric = Metric::counter(
+    "rme_lines_unparsed_total",
+    "Log lines that matched no known format, by source; they are skipped.",
+);
+pub const PROBE_ERRORS: Metric = Metric::counter(
+    "rme_probe_errors_total",
+    "Failed live-state probes, by source.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[LINES_READ, LINES_UNPARSED, PROBE_ERRORS];
 
 /// Registers the self-metrics every source reports.
 pub fn describe_self_metrics(store: &mut Store) {
-    use crate::store::Kind::Counter;
-    store.describe(LINES_READ, Counter, "Log lines read, by source.");
-    store.describe(
-        LINES_UNPARSED,
-        Counter,
-        "Log lines that matched no known format, by source; they are skipped.",
-    );
-    store.describe(
-        PROBE_ERRORS,
-        Counter,
-        "Failed live-state probes, by source.",
-    );
+    store.describe_all(METRICS);
 }
 
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     let source = parser.source();
     store.inc(
-        crate::store::Series::new(LINES_READ, &[("source", source)]),
+        crate::store::Series::new(LINES_READ.name, &[("source", source)]),
         1,
     );
     if parser.parse(line, store).is_err() {
         store.inc(
-            crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
+            crate::store::Series::new(LINES_UNPARSED.name, &[("source", source)]),
             1,
         );
     }

@@ -23,7 +23,7 @@ pub use netlink::{AuditStatus, QueryError, query};
 
 use super::{Input, LineParser, Parts, Probe};
 use crate::config::Invalid;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,17 +90,63 @@ pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
 /// Longest wait for the kernel's answer, per flush.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-const UP: &str = "audit_status_up";
-const ERRORS: &str = "audit_status_errors_total";
-const ENABLED: &str = "audit_enabled";
-const FAILURE_MODE: &str = "audit_failure_mode";
-const DAEMON_PID: &str = "audit_daemon_pid";
-const RATE_LIMIT: &str = "audit_rate_limit";
-const BACKLOG_LIMIT: &str = "audit_backlog_limit";
-const BACKLOG: &str = "audit_backlog";
-const LOST: &str = "audit_lost_total";
-const WAIT_TIME: &str = "audit_backlog_wait_time_jiffies";
-const WAIT_TIME_ACTUAL: &str = "audit_backlog_wait_time_actual_jiffies_total";
+const UP: Metric = Metric::gauge(
+    "audit_status_up",
+    "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
+);
+const ERRORS: Metric = Metric::counter(
+    "audit_status_errors_total",
+    "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
+);
+const ENABLED: Metric = Metric::gauge(
+    "audit_enabled",
+    "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
+);
+const FAILURE_MODE: Metric = Metric::gauge(
+    "audit_failure_mode",
+    "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
+);
+const DAEMON_PID: Metric = Metric::gauge(
+    "audit_daemon_pid",
+    "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
+);
+const RATE_LIMIT: Metric = Metric::gauge(
+    "audit_rate_limit",
+    "Kernel audit rate limit in messages per second; 0 = none.",
+);
+const BACKLOG_LIMIT: Metric =
+    Metric::gauge("audit_backlog_limit", "Kernel audit backlog queue size.");
+const BACKLOG: Metric = Metric::gauge(
+    "audit_backlog",
+    "Records waiting in the kernel audit backlog queue.",
+);
+const LOST: Metric = Metric::counter(
+    "audit_lost_total",
+    "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
+);
+const WAIT_TIME: Metric = Metric::gauge(
+    "audit_backlog_wait_time_jiffies",
+    "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
+);
+const WAIT_TIME_ACTUAL: Metric = Metric::counter(
+    "audit_backlog_wait_time_actual_jiffies_total",
+    "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[
+    UP,
+    ERRORS,
+    ENABLED,
+    FAILURE_MODE,
+    DAEMON_PID,
+    RATE_LIMIT,
+    BACKLOG_LIMIT,
+    BACKLOG,
+    LOST,
+    WAIT_TIME,
+    WAIT_TIME_ACTUAL,
+];
 
 /// Reads the kernel's audit status once per flush.
 #[derive(Debug, Default)]
@@ -146,58 +192,7 @@ impl Probe for AuditStatusProbe {
     }
 
     fn describe(&self, store: &mut Store) {
-        use Kind::{Counter, Gauge};
-        store.describe(
-            UP,
-            Gauge,
-            "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
-        );
-        store.describe(
-            ERRORS,
-            Counter,
-            "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
-        );
-        store.describe(
-            ENABLED,
-            Gauge,
-            "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
-        );
-        store.describe(
-            FAILURE_MODE,
-            Gauge,
-            "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
-        );
-        store.describe(
-            DAEMON_PID,
-            Gauge,
-            "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
-        );
-        store.describe(
-            RATE_LIMIT,
-            Gauge,
-            "Kernel audit rate limit in messages per second; 0 = none.",
-        );
-        store.describe(BACKLOG_LIMIT, Gauge, "Kernel audit backlog queue size.");
-        store.describe(
-            BACKLOG,
-            Gauge,
-            "Records waiting in the kernel audit backlog queue.",
-        );
-        store.describe(
-            LOST,
-            Counter,
-            "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
-        );
-        store.describe(
-            WAIT_TIME,
-            Gauge,
-            "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
-        );
-        store.describe(
-            WAIT_TIME_ACTUAL,
-            Counter,
-            "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
-        );
+        store.describe_all(METRICS);
     }
 
     fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
@@ -206,7 +201,7 @@ impl Probe for AuditStatusProbe {
                 if self.last_error.take().is_some() {
                     tracing::info!("audit status: readable again");
                 }
-                store.set(Series::new(UP, &[]), 1.0);
+                store.set(Series::new(UP.name, &[]), 1.0);
                 record_status(&status, store);
             }
             Err((label, message)) => {
@@ -214,9 +209,12 @@ impl Probe for AuditStatusProbe {
                     tracing::warn!(error = label, "audit status: {message}");
                 }
                 self.last_error = Some(label);
-                store.set(Series::new(UP, &[]), 0.0);
-                store.inc(Series::new(ERRORS, &[("error", label)]), 1);
-                store.inc(Series::new(super::PROBE_ERRORS, &[("source", "audit")]), 1);
+                store.set(Series::new(UP.name, &[]), 0.0);
+                store.inc(Series::new(ERRORS.name, &[("error", label)]), 1);
+                store.inc(
+                    Series::new(super::PROBE_ERRORS.name, &[("source", "audit")]),
+                    1,
+                );
             }
         }
         // Failures are counted above; returning them would log the warning again at every flush.
@@ -247,22 +245,22 @@ pub fn advice(e: &QueryError) -> &'static str {
 /// Sets the status metrics (also for a status relayed by a privileged helper).
 pub fn record_status(s: &AuditStatus, store: &mut Store) {
     let gauges = [
-        (ENABLED, s.enabled),
-        (FAILURE_MODE, s.failure),
-        (DAEMON_PID, s.pid),
-        (RATE_LIMIT, s.rate_limit),
-        (BACKLOG_LIMIT, s.backlog_limit),
-        (BACKLOG, s.backlog),
+        (ENABLED.name, s.enabled),
+        (FAILURE_MODE.name, s.failure),
+        (DAEMON_PID.name, s.pid),
+        (RATE_LIMIT.name, s.rate_limit),
+        (BACKLOG_LIMIT.name, s.backlog_limit),
+        (BACKLOG.name, s.backlog),
     ];
     for (name, v) in gauges {
         store.set(Series::new(name, &[]), f64::from(v));
     }
-    store.set_counter(Series::new(LOST, &[]), u64::from(s.lost));
+    store.set_counter(Series::new(LOST.name, &[]), u64::from(s.lost));
     if let Some(v) = s.backlog_wait_time {
-        store.set(Series::new(WAIT_TIME, &[]), f64::from(v));
+        store.set(Series::new(WAIT_TIME.name, &[]), f64::from(v));
     }
     if let Some(v) = s.backlog_wait_time_actual {
-        store.set_counter(Series::new(WAIT_TIME_ACTUAL, &[]), u64::from(v));
+        store.set_counter(Series::new(WAIT_TIME_ACTUAL.name, &[]), u64::from(v));
     }
 }
 
@@ -307,20 +305,23 @@ mod tests {
         };
         record_status(&status, &mut store);
         assert_eq!(
-            store.get(&Series::new(ENABLED, &[])),
+            store.get(&Series::new(ENABLED.name, &[])),
             Some(Value::Gauge(2.0))
         );
         assert_eq!(
-            store.get(&Series::new(BACKLOG_LIMIT, &[])),
+            store.get(&Series::new(BACKLOG_LIMIT.name, &[])),
             Some(Value::Gauge(8192.0))
         );
-        assert_eq!(store.get(&Series::new(LOST, &[])), Some(Value::Counter(9)));
         assert_eq!(
-            store.get(&Series::new(WAIT_TIME, &[])),
+            store.get(&Series::new(LOST.name, &[])),
+            Some(Value::Counter(9))
+        );
+        assert_eq!(
+            store.get(&Series::new(WAIT_TIME.name, &[])),
             Some(Value::Gauge(15000.0))
         );
         // a 40-byte reply has no backlog_wait_time_actual: no series rather than a false 0
-        assert_eq!(store.get(&Series::new(WAIT_TIME_ACTUAL, &[])), None);
+        assert_eq!(store.get(&Series::new(WAIT_TIME_ACTUAL.name, &[])), None);
     }
 
     /// Against this machine's kernel: the test runs as root with all capabilities in CI;
