@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use rme::sinks::Sink as _;
 use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig, compress};
-use rme::store::{Kind, Limits, Series, Snapshot, Store};
+use rme::store::{Limits, Series, Snapshot, Store};
 
 fn snapshot(series: usize) -> Snapshot {
     let mut store = Store::new(Limits {

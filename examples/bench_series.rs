@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use rme::store::{Kind, Limits, Series, Store};
+use rme::store::{Limits, Series, Store};
 
 fn main() {
     let n: u32 = std::env::args()

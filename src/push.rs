@@ -20,8 +20,8 @@ use crate::journal;
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Input, LineParser, Probe, feed};
 use crate::spool::Spool;
-use crate::state::{SourceState, State};
-use crate::store::{Metric, Series, Store, now_ms};
+use crate::state::{SourceState, StateFile};
+use crate::store::{Metric, Series, Snapshot, Store, now_ms};
 use crate::tail::Tailer;
 
 /// The store and where each source stands, behind one lock so a snapshot and
@@ -190,7 +190,7 @@ pub struct FlushReport {
 
 /// Everything `rme push` runs.
 pub struct Agent {
-    pub state_dir: PathBuf,
+    state: StateFile,
     pub shared: SharedRef,
     /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
     pub readers: Arc<Mutex<Vec<Reader>>>,
@@ -242,11 +242,11 @@ const METRICS: &[Metric] = &[
 impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
     pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
-        let state = State::load(&config.state_dir)?;
+        let (state_file, mut state) = StateFile::open(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
-        store.restore_counters(state.counters);
+        state.restore_into(&mut store);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
         for sc in &config.sources {
@@ -283,7 +283,7 @@ impl Agent {
             positions: state.sources,
         }));
         Ok(Agent {
-            state_dir: config.state_dir.clone(),
+            state: state_file,
             shared,
             readers: Arc::new(Mutex::new(readers)),
             probes,
@@ -326,33 +326,22 @@ impl Agent {
     /// Snapshots, spools every sink's bodies, saves the state, delivers, saves it again.
     pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
         let at = now_ms();
-        let (snap, mut state) = {
+        let (snap, mut pending) = {
             let mut g = lock(&self.shared);
             for o in &mut self.outlets {
                 record_spool(&mut g.store, o.sink.name(), &mut o.spool, at);
             }
             let snap = g.store.snapshot(at);
-            let state = State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                ..State::default()
-            };
-            (snap, state)
+            let Shared { store, positions } = &mut *g;
+            (snap, self.state.prepare(store, positions))
         };
-        for o in &mut self.outlets {
-            let batches = o
-                .sink
-                .batches(&snap)
-                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
-            for b in batches {
-                o.spool.append(&b.body, b.samples, at)?;
-            }
-            if let Some(s) = o.sink.save_state() {
-                self.sink_states.insert(o.sink.name().to_string(), s);
-            }
-        }
-        state.sinks = self.sink_states.clone();
-        state.save(&self.state_dir)?;
+        let spooled = self.spool(&snap, at);
+        let saved = match spooled {
+            Ok(()) => self.state.commit(&mut pending, &self.sink_states),
+            Err(e) => Err(e),
+        };
+        StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
+        saved?;
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
             if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
@@ -362,17 +351,29 @@ impl Agent {
         }
         // Delivery moved the self-metric counters; keep them for the next run
         // (positions taken under the same lock, so lines are never counted twice).
-        let state = {
-            let g = lock(&self.shared);
-            State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                sinks: self.sink_states.clone(),
-                ..State::default()
-            }
-        };
-        state.save(&self.state_dir)?;
+        {
+            let mut g = lock(&self.shared);
+            let Shared { store, positions } = &mut *g;
+            self.state.save(store, positions, &self.sink_states)?;
+        }
         Ok(report)
+    }
+
+    /// Encodes the snapshot for every sink and appends the bodies to its spool.
+    fn spool(&mut self, snap: &Snapshot, at: i64) -> anyhow::Result<()> {
+        for o in &mut self.outlets {
+            let batches = o
+                .sink
+                .batches(snap)
+                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
+            for b in batches {
+                o.spool.append(&b.body, b.samples, at)?;
+            }
+            if let Some(s) = o.sink.save_state() {
+                self.sink_states.insert(o.sink.name().to_string(), s);
+            }
+        }
+        Ok(())
     }
 }
 

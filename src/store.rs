@@ -398,10 +398,17 @@ pub struct SavedCounter {
     pub start_ms: i64,
 }
 
+/// A slot as it was when taken: a freed and reused slot no longer matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRef {
+    slot: u32,
+    generation: u32,
+}
+
 /// A counter that changed since the state file last looked (see [`Store::take_changes`]).
 #[derive(Debug)]
 pub struct Changed {
-    pub slot: u32,
+    pub slot: SlotRef,
     /// The id the state file gave it, or [`NOT_SAVED`].
     pub saved_id: u32,
     pub series: Arc<Series>,
@@ -829,7 +836,10 @@ impl Store {
             s.changed = false;
             if let Some(series) = &s.series {
                 out.push(Changed {
-                    slot: i,
+                    slot: SlotRef {
+                        slot: i,
+                        generation: s.generation,
+                    },
                     saved_id: s.saved_id,
                     series: series.clone(),
                     value: s.counter,
@@ -854,21 +864,26 @@ impl Store {
     }
 
     /// Records the id the state file gave a counter.
-    pub fn set_saved_id(&mut self, slot: u32, id: u32) {
-        if let Some(s) = self.slots.get_mut(slot as usize) {
+    pub fn set_saved_id(&mut self, slot: SlotRef, id: u32) {
+        if let Some(s) = self.slot_mut(slot) {
             s.saved_id = id;
         }
+    }
+
+    fn slot_mut(&mut self, r: SlotRef) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(r.slot as usize)
+            .filter(|s| s.generation == r.generation && s.series.is_some())
     }
 
     /// Puts changes back after a failed write, so the next one carries them.
     pub fn unwrite(&mut self, changed: &[Changed], forgotten: Vec<u32>) {
         for c in changed {
-            if let Some(s) = self.slots.get_mut(c.slot as usize)
-                && s.series.is_some()
+            if let Some(s) = self.slot_mut(c.slot)
                 && !s.changed
             {
                 s.changed = true;
-                self.changed.push(c.slot);
+                self.changed.push(c.slot.slot);
             }
         }
         self.forgotten.extend(forgotten);

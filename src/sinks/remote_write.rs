@@ -107,7 +107,7 @@ impl RemoteWrite {
                     let name = p.series.name();
                     if metadata
                         .last()
-                        .is_some_and(|m| &m.metric_family_name == name)
+                        .is_some_and(|m| m.metric_family_name == name)
                     {
                         continue;
                     }
