@@ -8,14 +8,17 @@
 //! observer repeats filter `Found` lines (`Found …, bad`), a restart restores
 //! bans (`Restore Ban`) and a stopping jail unbans everything it holds.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Input, LineParser, Parts, Unparsed};
+use super::{Input, LineCounts, LineParser, Parts, Unparsed};
 use crate::config::Invalid;
-use crate::store::{Metric, Series, Store};
+use crate::store::{Handle, Metric, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +125,16 @@ pub const METRICS: &[Metric] = &[
     ERRORS,
 ];
 
+/// The literals every record or tagged line holds, searched with memchr's
+/// SIMD substring finder before any field is looked at.
+static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new("fail2ban."));
+static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(" fail2ban"));
+
+/// Jails (or error loggers) whose handles are kept; past this the memo starts over.
+const MAX_MEMO: usize = 4096;
+
 /// Lines a multi-line record may add before we stop believing it.
 const MAX_CONTINUATION: u32 = 500;
 
@@ -139,7 +152,7 @@ const LEVELS: &[&str] = &[
 /// a capturing regex search made it several times slower.
 fn record(line: &str) -> Option<Record<'_>> {
     let mut from = 0;
-    while let Some(i) = line[from..].find("fail2ban.") {
+    while let Some(i) = FAIL2BAN_DOT.find(&line.as_bytes()[from..]) {
         let at = from + i;
         let glued = line[..at]
             .chars()
@@ -158,7 +171,7 @@ fn record(line: &str) -> Option<Record<'_>> {
 /// level, so such lines never count as errors.
 fn tagged_message(line: &str) -> Option<&str> {
     let mut from = 0;
-    while let Some(i) = line[from..].find(" fail2ban") {
+    while let Some(i) = SPACE_FAIL2BAN.find(&line.as_bytes()[from..]) {
         let at = from + i + " fail2ban".len();
         let rest = line[at..].strip_prefix("-server").unwrap_or(&line[at..]);
         let rest = match rest.strip_prefix('[') {
@@ -231,6 +244,23 @@ pub struct Fail2banLog {
     /// The server logged `Stopping all jails` / `Shutdown in progress` (a stop
     /// without flushable actions logs no `Flush` line).
     stopping: bool,
+    /// Each jail's handles, resolved at its first event of each kind.
+    jails: HashMap<String, JailHandles>,
+    /// `fail2ban_errors_total` per logger: the `logger` label and its handle.
+    errors: HashMap<String, (String, Handle)>,
+    counts: LineCounts,
+}
+
+/// The series one jail's events go to.
+#[derive(Debug, Default)]
+struct JailHandles {
+    failures: Handle,
+    bans: Handle,
+    restores: Handle,
+    increases: Handle,
+    already: Handle,
+    unban_flush: Handle,
+    unban_expiry: Handle,
 }
 
 /// What a jail message (`[jail] …`) says.
@@ -302,8 +332,17 @@ impl Fail2banLog {
         let multi_line = matches!(level, "ERROR" | "CRITICAL");
         self.open_record = multi_line.then_some(0);
         if multi_line {
-            let logger = format!("fail2ban.{logger}");
-            store.inc(Series::new(ERRORS.name, &[("logger", &logger)]), 1);
+            if self.errors.len() >= MAX_MEMO && !self.errors.contains_key(logger) {
+                self.errors.clear();
+            }
+            let (label, h) = match self.errors.get_mut(logger) {
+                Some(e) => e,
+                None => self
+                    .errors
+                    .entry(logger.to_string())
+                    .or_insert_with(|| (format!("fail2ban.{logger}"), Handle::default())),
+            };
+            store.inc_at(h, ERRORS.name, &[("logger", label)], 1);
         }
         if let Some((jail, rest)) = split_jail(msg) {
             self.jail_message(logger, jail, rest, store);
@@ -321,30 +360,51 @@ impl Fail2banLog {
     }
 
     fn jail_message(&mut self, logger: &str, jail: &str, rest: &str, store: &mut Store) {
-        let count =
-            |store: &mut Store, name: &str| store.inc(Series::new(name, &[("jail", jail)]), 1);
-        match jail_event(rest) {
-            JailEvent::Found if logger != "observer" => count(store, FAILURES.name),
-            JailEvent::Found | JailEvent::ObserverFound | JailEvent::Other => {}
-            JailEvent::Ban => count(store, BANS.name),
-            JailEvent::RestoreBan => count(store, BAN_RESTORES.name),
-            JailEvent::IncreaseBan => count(store, BAN_INCREASES.name),
-            JailEvent::AlreadyBanned => count(store, ALREADY_BANNED.name),
+        let event = jail_event(rest);
+        match event {
+            JailEvent::Found if logger == "observer" => {}
+            JailEvent::ObserverFound | JailEvent::Other => {}
             JailEvent::Flush => {
                 self.flushing.insert(jail.to_string());
                 return;
             }
             JailEvent::Unban => {
                 let flush = self.stopping || self.flushing.contains(jail);
-                let cause = if flush { "flush" } else { "expiry" };
-                store.inc(
-                    Series::new(UNBANS.name, &[("jail", jail), ("cause", cause)]),
-                    1,
-                );
+                let h = self.handles(jail);
+                let (h, cause) = if flush {
+                    (&mut h.unban_flush, "flush")
+                } else {
+                    (&mut h.unban_expiry, "expiry")
+                };
+                store.inc_at(h, UNBANS.name, &[("jail", jail), ("cause", cause)], 1);
                 return;
             }
+            _ => {
+                let h = self.handles(jail);
+                let (h, name) = match event {
+                    JailEvent::Found => (&mut h.failures, FAILURES.name),
+                    JailEvent::Ban => (&mut h.bans, BANS.name),
+                    JailEvent::RestoreBan => (&mut h.restores, BAN_RESTORES.name),
+                    JailEvent::IncreaseBan => (&mut h.increases, BAN_INCREASES.name),
+                    _ => (&mut h.already, ALREADY_BANNED.name),
+                };
+                store.inc_at(h, name, &[("jail", jail)], 1);
+            }
         }
-        self.flushing.remove(jail);
+        if !self.flushing.is_empty() {
+            self.flushing.remove(jail);
+        }
+    }
+
+    /// The handles of a jail's series (allocates only for a jail not seen yet).
+    fn handles(&mut self, jail: &str) -> &mut JailHandles {
+        if self.jails.len() >= MAX_MEMO && !self.jails.contains_key(jail) {
+            self.jails.clear();
+        }
+        if !self.jails.contains_key(jail) {
+            self.jails.insert(jail.to_string(), JailHandles::default());
+        }
+        self.jails.get_mut(jail).expect("inserted above")
     }
 
     fn continuation(&mut self, line: &str) -> Result<(), Unparsed> {
@@ -364,6 +424,10 @@ impl Fail2banLog {
 impl LineParser for Fail2banLog {
     fn source(&self) -> &'static str {
         "fail2ban"
+    }
+
+    fn line_counts(&mut self) -> &mut LineCounts {
+        &mut self.counts
     }
 
     fn describe(&self, store: &mut Store) {

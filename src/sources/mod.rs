@@ -16,7 +16,7 @@ pub(crate) mod golden;
 
 use serde::Deserialize;
 
-use crate::store::{Metric, Store};
+use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
 pub trait LineParser: Send {
@@ -26,6 +26,8 @@ pub trait LineParser: Send {
     fn describe(&self, store: &mut Store);
     /// Updates the store from one line (without its newline).
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+    /// Where [`feed`] keeps the handles of this parser's line counters.
+    fn line_counts(&mut self) -> &mut LineCounts;
     /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
     fn finish(&mut self, _store: &mut Store) {}
 }
@@ -79,18 +81,21 @@ pub fn describe_self_metrics(store: &mut Store) {
     store.describe_all(METRICS);
 }
 
+/// The handles of a parser's `rme_lines_read_total` and `rme_lines_unparsed_total`.
+#[derive(Debug, Default)]
+pub struct LineCounts {
+    read: Handle,
+    unparsed: Handle,
+}
+
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
-    let source = parser.source();
-    store.inc(
-        crate::store::Series::new(LINES_READ.name, &[("source", source)]),
-        1,
-    );
-    if parser.parse(line, store).is_err() {
-        store.inc(
-            crate::store::Series::new(LINES_UNPARSED.name, &[("source", source)]),
-            1,
-        );
+    let source = [("source", parser.source())];
+    let failed = parser.parse(line, store).is_err();
+    let counts = parser.line_counts();
+    store.inc_at(&mut counts.read, LINES_READ.name, &source, 1);
+    if failed {
+        store.inc_at(&mut counts.unparsed, LINES_UNPARSED.name, &source, 1);
     }
 }
 

@@ -206,6 +206,7 @@ pub struct ReactionLog {
     patterns: FilterPatterns,
     pattern_labels: Vec<String>,
     recent: HashMap<(String, String), VecDeque<PatternValues>>,
+    counts: super::LineCounts,
 }
 
 impl ReactionLog {
@@ -214,6 +215,7 @@ impl ReactionLog {
             patterns,
             pattern_labels,
             recent: HashMap::new(),
+            counts: super::LineCounts::default(),
         }
     }
 
@@ -405,6 +407,10 @@ fn contains_word(hay: &str, needle: &str) -> bool {
 impl LineParser for ReactionLog {
     fn source(&self) -> &'static str {
         "reaction"
+    }
+
+    fn line_counts(&mut self) -> &mut crate::sources::LineCounts {
+        &mut self.counts
     }
 
     fn describe(&self, store: &mut Store) {

@@ -49,11 +49,16 @@ const MAX_NODES: usize = 64;
 pub struct AuditLog {
     events: Events,
     sequences: HashMap<String, Sequence>,
+    counts: crate::sources::LineCounts,
 }
 
 impl LineParser for AuditLog {
     fn source(&self) -> &'static str {
         "audit"
+    }
+
+    fn line_counts(&mut self) -> &mut crate::sources::LineCounts {
+        &mut self.counts
     }
 
     fn describe(&self, store: &mut Store) {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::sources::LINES_UNPARSED;
 use crate::sources::golden::{check, feed_all, render, samples, testdata};
+use crate::store::Series;
 
 fn parse_one(line: &str) -> (Result<(), Unparsed>, Store) {
     let mut store = Store::new(crate::store::Limits::default());
