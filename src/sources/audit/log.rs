@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Header, Outcome, Token, all_tokens, field};
 use crate::sources::{LineParser, Unparsed};
-use crate::store::{Metric, Series, Store};
+use crate::store::{Handle, Metric, Series, Store};
 
 const RECORDS: Metric =
     Metric::counter("audit_records_total", "audit.log records, by record type.");
@@ -50,6 +50,41 @@ pub struct AuditLog {
     events: Events,
     sequences: HashMap<String, Sequence>,
     counts: crate::sources::LineCounts,
+    /// `audit_records_total` handles by record type.
+    records: Memo,
+    /// `audit_events_total` handles by type, key and result (joined by NUL).
+    events_by_labels: Memo,
+}
+
+/// Handles by a key that is built without allocating; starts over past `MAX_MEMO`
+/// keys, so odd input cannot grow it without bound.
+#[derive(Debug, Default)]
+struct Memo {
+    handles: HashMap<Box<str>, Handle>,
+    key: String,
+}
+
+const MAX_MEMO: usize = 4096;
+
+impl Memo {
+    /// The handle for `parts`, made (unresolved) the first time they are seen.
+    fn get(&mut self, parts: &[&str]) -> &mut Handle {
+        self.key.clear();
+        for p in parts {
+            self.key.push_str(p);
+            self.key.push('\0');
+        }
+        if !self.handles.contains_key(self.key.as_str()) {
+            if self.handles.len() >= MAX_MEMO {
+                self.handles.clear();
+            }
+            self.handles
+                .insert(self.key.as_str().into(), Handle::default());
+        }
+        self.handles
+            .get_mut(self.key.as_str())
+            .expect("inserted above")
+    }
 }
 
 impl LineParser for AuditLog {
@@ -68,6 +103,8 @@ impl LineParser for AuditLog {
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
         let (header, body) = record::parse_header(line).ok_or(Unparsed { parser: "audit" })?;
         let tokens = all_tokens(body);
+        let h = self.records.get(&[header.kind]);
+        store.inc_at(h, RECORDS.name, &[("type", header.kind)], 1);
         count_record(&header, &tokens, store);
         if !header.kind.starts_with("DAEMON_") {
             // auditd numbers its own DAEMON_* records apart from the kernel's serials.
@@ -84,7 +121,6 @@ impl LineParser for AuditLog {
 
 /// Per-record metrics.
 fn count_record(h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
-    store.inc(Series::new(RECORDS.name, &[("type", h.kind)]), 1);
     let res = || field(tokens, "res").map_or(Outcome::Unknown, |(v, _)| Outcome::from_value(v));
     match h.kind {
         "USER_AUTH" => store.inc(Series::new(USER_AUTH.name, &[("result", res().label())]), 1),
@@ -122,14 +158,14 @@ impl AuditLog {
                 syscall,
             },
         ) {
-            count_event(&event, store);
+            count_event(&event, &mut self.events_by_labels, store);
         }
     }
 
     /// Counts every event still waiting, as at the end of a file.
     pub fn close_all(&mut self, store: &mut Store) {
         for event in self.events.drain() {
-            count_event(&event, store);
+            count_event(&event, &mut self.events_by_labels, store);
         }
     }
 
@@ -151,13 +187,14 @@ impl AuditLog {
     }
 }
 
-fn count_event(e: &Counted, store: &mut Store) {
+fn count_event(e: &Counted, memo: &mut Memo, store: &mut Store) {
     let labels = [
         ("type", e.kind.as_str()),
         ("key", e.key.as_str()),
         ("result", e.outcome.label()),
     ];
-    store.inc(Series::new(EVENTS.name, &labels), 1);
+    let h = memo.get(&[labels[0].1, labels[1].1, labels[2].1]);
+    store.inc_at(h, EVENTS.name, &labels, 1);
 }
 
 /// One node's serial numbers: the highest seen and the recent ones skipped,
