@@ -5,10 +5,14 @@
 
 mod common;
 
+mod alerts;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod fleet;
+mod newer_receivers;
 mod otlp;
 mod packaging;
 mod remote_write;
+mod serve_tls;
 mod statsd;

@@ -100,7 +100,7 @@ fn remote_write_bodies_are_unchanged() {
     let mut sink = remote_write::RemoteWrite::new("rw".into(), &config).unwrap();
     check(
         "remote_write.golden",
-        &bodies(&mut |s| sink.batches(s).unwrap()),
+        &bodies(&mut |s| sink.encode(s).unwrap()),
     );
 }
 
@@ -112,7 +112,7 @@ fn otlp_bodies_are_unchanged() {
     )
     .unwrap();
     let mut sink = otlp::Otlp::new("otlp".into(), &config).unwrap();
-    check("otlp.golden", &bodies(&mut |s| sink.batches(s).unwrap()));
+    check("otlp.golden", &bodies(&mut |s| sink.encode(s).unwrap()));
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn statsd_bodies_are_unchanged() {
         let mut sink = statsd::Statsd::new("statsd".into(), &config).unwrap();
         check(
             &format!("statsd-{style}.golden"),
-            &bodies(&mut |s| sink.batches(s).unwrap()),
+            &bodies(&mut |s| sink.encode(s).unwrap()),
         );
     }
 }

@@ -4,10 +4,15 @@
 //! The tricky point: the kernel acknowledges the request (`NLMSG_ERROR`, error 0)
 //! *before* its own thread sends the status, so we read until both arrived,
 //! matching our sequence number. Only `AUDIT_GET` is ever sent: `AUDIT_SET`
-//! with the LOST mask would reset the kernel's counter for everyone.
+//! with the LOST.name mask would reset the kernel's counter for everyone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::sources::Probe;
+use crate::store::{Metric, Series, Store};
 
 const NETLINK_AUDIT: libc::c_int = 9;
 const AUDIT_GET: u16 = 1000;
@@ -316,6 +321,187 @@ fn last_error_of(e: std::io::Error, call: &'static str) -> QueryError {
     QueryError::Os {
         call,
         errno: e.raw_os_error().unwrap_or(0),
+    }
+}
+
+/// Longest wait for the kernel's answer, per flush.
+pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+const UP: Metric = Metric::gauge(
+    "audit_status_up",
+    "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
+);
+const ERRORS: Metric = Metric::counter(
+    "audit_status_errors_total",
+    "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
+);
+pub(super) const ENABLED: Metric = Metric::gauge(
+    "audit_enabled",
+    "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
+);
+const FAILURE_MODE: Metric = Metric::gauge(
+    "audit_failure_mode",
+    "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
+);
+const DAEMON_PID: Metric = Metric::gauge(
+    "audit_daemon_pid",
+    "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
+);
+const RATE_LIMIT: Metric = Metric::gauge(
+    "audit_rate_limit",
+    "Kernel audit rate limit in messages per second; 0 = none.",
+);
+pub(super) const BACKLOG_LIMIT: Metric =
+    Metric::gauge("audit_backlog_limit", "Kernel audit backlog queue size.");
+const BACKLOG: Metric = Metric::gauge(
+    "audit_backlog",
+    "Records waiting in the kernel audit backlog queue.",
+);
+pub(super) const LOST: Metric = Metric::counter(
+    "audit_lost_total",
+    "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
+);
+pub(super) const WAIT_TIME: Metric = Metric::gauge(
+    "audit_backlog_wait_time_jiffies",
+    "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
+);
+pub(super) const WAIT_TIME_ACTUAL: Metric = Metric::counter(
+    "audit_backlog_wait_time_actual_jiffies_total",
+    "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
+);
+
+/// Every metric the status probe emits, for `describe`.
+const METRICS: &[Metric] = &[
+    UP,
+    ERRORS,
+    ENABLED,
+    FAILURE_MODE,
+    DAEMON_PID,
+    RATE_LIMIT,
+    BACKLOG_LIMIT,
+    BACKLOG,
+    LOST,
+    WAIT_TIME,
+    WAIT_TIME_ACTUAL,
+];
+
+/// Reads the kernel's audit status once per flush.
+#[derive(Debug, Default)]
+pub struct AuditStatusProbe {
+    /// Ask this `rme helper` socket instead of the kernel.
+    helper: Option<PathBuf>,
+    /// The error of the previous probe, so a lasting one is logged once.
+    last_error: Option<&'static str>,
+}
+
+impl AuditStatusProbe {
+    pub fn new(helper: Option<PathBuf>) -> AuditStatusProbe {
+        AuditStatusProbe {
+            helper,
+            last_error: None,
+        }
+    }
+
+    /// The status, or the error label and a message saying what to do.
+    fn read(&self) -> Result<AuditStatus, (&'static str, String)> {
+        let Some(socket) = &self.helper else {
+            return query_kernel(QUERY_TIMEOUT)
+                .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
+        };
+        let asked = crate::helper_proto::ask(
+            socket,
+            crate::helper_proto::Request::AuditStatus,
+            QUERY_TIMEOUT,
+        )
+        .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
+        asked.map_err(|e| {
+            let hint = "`rme helper` needs CAP_AUDIT_CONTROL (run it as root) and rme's user in its `--group`";
+            ("helper", format!("{e:#}. {hint}"))
+        })
+    }
+}
+
+/// Asks the kernel directly, with a fresh sequence number.
+pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
+    static SEQ: AtomicU32 = AtomicU32::new(1);
+    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
+}
+
+impl Probe for AuditStatusProbe {
+    fn source(&self) -> &'static str {
+        "audit"
+    }
+
+    fn describe(&self, store: &mut Store) {
+        store.describe_all(METRICS);
+    }
+
+    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        match self.read() {
+            Ok(status) => {
+                if self.last_error.take().is_some() {
+                    tracing::info!("audit status: readable again");
+                }
+                store.set(Series::new(UP.name, &[]), 1.0);
+                record_status(&status, store);
+            }
+            Err((label, message)) => {
+                if self.last_error != Some(label) {
+                    tracing::warn!(error = label, "audit status: {message}");
+                }
+                self.last_error = Some(label);
+                store.set(Series::new(UP.name, &[]), 0.0);
+                store.inc(Series::new(ERRORS.name, &[("error", label)]), 1);
+                store.inc(
+                    Series::new(crate::sources::PROBE_ERRORS.name, &[("source", "audit")]),
+                    1,
+                );
+            }
+        }
+        // Failures are counted above; returning them would log the warning again at every flush.
+        Ok(())
+    }
+}
+
+/// What the user can do about a failed query.
+pub fn advice(e: &QueryError) -> &'static str {
+    match e.label() {
+        "eperm" => {
+            "Reading the kernel audit status needs CAP_AUDIT_CONTROL (in the initial user and PID namespaces). \
+             Grant it to rme.service with `AmbientCapabilities=CAP_AUDIT_CONTROL` and \
+             `CapabilityBoundingSet=CAP_AUDIT_CONTROL`, or run `rme helper` as root and set `helper = \"/run/rme/helper.sock\"` in the audit source, \
+             or set `netlink = false` in the audit source"
+        }
+        "econnrefused" => {
+            "The kernel only answers AUDIT_GET in the initial user namespace: run rme on the host, \
+             not in a container, or set `netlink = false` in the audit source"
+        }
+        "eprotonosupport" => {
+            "This kernel has no audit support (CONFIG_AUDIT); set `netlink = false` in the audit source"
+        }
+        _ => "It is retried at the next flush",
+    }
+}
+
+/// Sets the status metrics (also for a status relayed by a privileged helper).
+pub fn record_status(s: &AuditStatus, store: &mut Store) {
+    let gauges = [
+        (ENABLED.name, s.enabled),
+        (FAILURE_MODE.name, s.failure),
+        (DAEMON_PID.name, s.pid),
+        (RATE_LIMIT.name, s.rate_limit),
+        (BACKLOG_LIMIT.name, s.backlog_limit),
+        (BACKLOG.name, s.backlog),
+    ];
+    for (name, v) in gauges {
+        store.set(Series::new(name, &[]), f64::from(v));
+    }
+    store.set_counter(Series::new(LOST.name, &[]), u64::from(s.lost));
+    if let Some(v) = s.backlog_wait_time {
+        store.set(Series::new(WAIT_TIME.name, &[]), f64::from(v));
+    }
+    if let Some(v) = s.backlog_wait_time_actual {
+        store.set_counter(Series::new(WAIT_TIME_ACTUAL.name, &[]), u64::from(v));
     }
 }
 
