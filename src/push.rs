@@ -17,7 +17,7 @@ use anyhow::Context as _;
 
 use crate::config::Plan;
 use crate::read::{self, Reader};
-use crate::shared::{Shared, SharedRef, lock};
+use crate::shared::{Shared, SharedRef, lock, lock_at};
 #[cfg(test)]
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
@@ -188,8 +188,7 @@ impl Agent {
     /// Runs every probe once; a failure is logged and counted, never fatal.
     pub fn probe(&mut self) {
         for p in &mut self.probes {
-            let mut g = lock(&self.shared);
-            g.store.set_now(now_ms());
+            let mut g = lock_at(&self.shared, now_ms());
             if let Err(e) = p.probe(&mut g.store) {
                 tracing::warn!(source = p.source(), "probe failed: {e:#}");
                 g.store.inc(
