@@ -1064,4 +1064,56 @@ mod tests {
             .unwrap();
         assert_eq!((p.value, p.start_ms), (Value::Counter(8), 42));
     }
+
+    #[test]
+    fn a_handle_made_stale_by_expiry_resolves_again_and_never_writes_into_another_series() {
+        let mut s = Store::new(Limits {
+            idle_expiry_ms: 1_000,
+            ..Limits::default()
+        });
+        let mut old = Handle::default();
+        s.set_now(0);
+        s.inc_at(&mut old, "a_total", &[("ip", "192.0.2.1")], 5);
+        s.set_now(5_000);
+        s.snapshot(5_000); // frees a_total{ip="192.0.2.1"}
+        // A new series takes the freed slot.
+        s.inc(Series::new("b_total", &[]), 1);
+        s.inc_at(&mut old, "a_total", &[("ip", "192.0.2.1")], 2);
+        assert_eq!(s.get(&Series::new("b_total", &[])), Some(Value::Counter(1)));
+        let snap = s.snapshot(5_500);
+        let a = snap
+            .points
+            .iter()
+            .find(|p| p.series.name() == "a_total")
+            .unwrap();
+        assert_eq!(
+            (a.value, a.start_ms),
+            (Value::Counter(2), 5_000),
+            "counts again from 0"
+        );
+    }
+
+    #[test]
+    fn a_folded_handle_counts_every_update_and_is_made_again_when_expiry_makes_room() {
+        let mut s = Store::new(Limits {
+            max_series_per_metric: 1,
+            idle_expiry_ms: 1_000,
+            rules: Vec::new(),
+        });
+        s.set_now(0);
+        s.inc(Series::new("m_total", &[("ip", "a")]), 1);
+        let mut h = Handle::default();
+        s.set_now(10);
+        for _ in 0..3 {
+            s.inc_at(&mut h, "m_total", &[("ip", "b")], 1);
+        }
+        assert_eq!(s.sum("m_total", &[(OVERFLOW_LABEL, "true")]), 3);
+        assert_eq!(s.sum(FOLDED_METRIC, &[("metric", "m_total")]), 3);
+        // Everything idles out; the next update through the old handle gets a real series.
+        s.set_now(5_000);
+        s.snapshot(5_000);
+        s.inc_at(&mut h, "m_total", &[("ip", "b")], 1);
+        assert_eq!(s.sum("m_total", &[("ip", "b")]), 1);
+        assert_eq!(s.sum("m_total", &[(OVERFLOW_LABEL, "true")]), 0);
+    }
 }
