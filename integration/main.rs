@@ -11,4 +11,5 @@ mod fail2ban_live;
 mod otlp;
 mod packaging;
 mod remote_write;
+mod rotation;
 mod statsd;

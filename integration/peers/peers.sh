@@ -48,7 +48,7 @@ ROTEL_VERSION="0.0.1a15"
 STATSD_VERSION="0.9.0"
 OTEL_SDK_VERSION="1.45.2"
 APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
-          netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
+          netcat-openbsd curl libpython3.11 python3 python3-venv unzip logrotate)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 
 usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
