@@ -77,7 +77,10 @@ impl Reader {
         saved: Option<&SourceState>,
     ) -> Reader {
         let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::File(path) => Follow::File(
+                Tailer::new(path, saved.and_then(|s| s.file))
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+            ),
             Input::Journal(j) => Follow::Journal(j),
         };
         Reader {
@@ -112,7 +115,9 @@ impl Reader {
                     .with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                let at = positions.entry(self.name.clone()).or_default();
+                at.file = tailer.pos();
+                at.rotated = tailer.rotated_pos();
                 Ok(stats.lines)
             }
             Follow::Journal(input) => {
@@ -266,6 +271,19 @@ impl Agent {
     /// Reads every file input (and, in once mode, every journal) to its end.
     pub fn read_sources(&self) {
         read_all(&self.readers, &self.shared);
+    }
+
+    /// Refuses inputs this run cannot read: anything but a regular file, and a
+    /// FIFO in `--once` (a stream has no end to read to).
+    pub fn check_inputs(&self, once: bool) -> anyhow::Result<()> {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        for r in readers.iter() {
+            if let Follow::File(t) = &r.follow {
+                crate::tail::check_input(t.path(), once)
+                    .with_context(|| format!("source {}", r.name))?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -486,6 +504,7 @@ pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
             max_backoff: Duration::from_secs(5),
         },
     )?;
+    agent.check_inputs(true)?;
     agent.read_sources();
     agent.probe();
     agent.flush().await
@@ -513,6 +532,7 @@ pub async fn run_daemon(
     if !with_sinks {
         agent.outlets.clear();
     }
+    agent.check_inputs(false)?;
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
         std::thread::spawn(move || follow_journal(r, shared));

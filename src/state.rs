@@ -25,6 +25,9 @@ pub struct SourceState {
     /// File identity and offset, for file inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FilePos>,
+    /// Rotated files still read because their writer may not have reopened yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated: Vec<FilePos>,
     /// journald cursor of the last entry read, for journal inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -131,6 +134,7 @@ mod tests {
                     head: 4,
                 }),
                 cursor: None,
+                rotated: Vec::new(),
             },
         );
         s.counters.push(SavedCounter {
