@@ -161,7 +161,11 @@ fn push_once_as(dir: &Path, source_line: &str, nobody: bool) -> (String, String)
     use std::os::unix::fs::PermissionsExt as _;
     let state = dir.join(crate::common::unique("state"));
     std::fs::create_dir_all(&state).expect("state dir");
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod state");
+    // rme refuses a state dir others can write: give it to the user rme runs as.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod state");
+    if nobody {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).expect("chown state");
+    }
     let config = write(
         dir,
         &crate::common::unique("rme-live.toml"),

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::journal;
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Input, LineParser, Probe, feed};
-use crate::spool::Spool;
+use crate::spool::{Spool, WriteErrors};
 use crate::state::{SourceState, State};
 use crate::store::{Kind, Series, Store, now_ms};
 use crate::tail::Tailer;
@@ -203,6 +203,10 @@ pub struct Agent {
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
+    /// Spool and state writes that failed, logged once per kind.
+    write_errors: WriteErrors,
+    /// Held while this Agent lives: one rme per state_dir.
+    _lock: crate::lock::StateLock,
 }
 
 /// Self-metrics of delivery.
@@ -213,10 +217,13 @@ const SPOOL_BYTES: &str = "rme_spool_bytes";
 const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
 const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
+const SPOOL_WRITE_ERRORS: &str = "rme_spool_write_errors_total";
+const STATE_WRITE_ERRORS: &str = "rme_state_write_errors_total";
 
 impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
     pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
         let state = State::load(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
@@ -265,6 +272,8 @@ impl Agent {
             outlets,
             retry,
             sink_states,
+            write_errors: WriteErrors::default(),
+            _lock: lock,
         })
     }
 
@@ -327,20 +336,60 @@ impl Agent {
             };
             (snap, state)
         };
-        for o in &mut self.outlets {
+        // A flush's bodies are kept together with the state that made them, or
+        // not at all: when the disk is full the sink forgets it encoded them
+        // (statsd sends those deltas with the next flush that can be written).
+        let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
+        let mut spooled = Vec::new();
+        for (i, o) in self.outlets.iter_mut().enumerate() {
+            let name = o.sink.name().to_string();
             let batches = o
                 .sink
                 .batches(&snap)
-                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
-            for b in batches {
-                o.spool.append(&b.body, b.samples, at)?;
-            }
-            if let Some(s) = o.sink.save_state() {
-                self.sink_states.insert(o.sink.name().to_string(), s);
+                .with_context(|| format!("sink {name}: encoding"))?;
+            let bodies = batches.iter().map(|b| (&b.body[..], b.samples));
+            match o.spool.append_all(bodies, at) {
+                Ok(seqs) => {
+                    self.write_errors.ok(&name);
+                    spooled.push((i, seqs));
+                    if let Some(s) = o.sink.save_state() {
+                        self.sink_states.insert(name, s);
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s);
+                    }
+                    let kind = self.write_errors.failed(&name, &e);
+                    lock(&self.shared).store.inc(
+                        Series::new(SPOOL_WRITE_ERRORS, &[("sink", &name), ("kind", kind)]),
+                        1,
+                    );
+                }
             }
         }
         state.sinks = self.sink_states.clone();
-        state.save(&self.state_dir)?;
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                // Without the state that made them, this flush's bodies must not
+                // go out (a restart would make them again): take them back.
+                for (i, seqs) in spooled {
+                    let o = &mut self.outlets[i];
+                    for seq in seqs {
+                        let _ = o.spool.remove(seq);
+                    }
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s.clone());
+                        self.sink_states.insert(o.sink.name().to_string(), s);
+                    }
+                }
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
             if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
@@ -359,7 +408,15 @@ impl Agent {
                 ..State::default()
             }
         };
-        state.save(&self.state_dir)?;
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
         Ok(report)
     }
 }
@@ -394,6 +451,16 @@ fn describe_delivery_metrics(store: &mut Store) {
         SPOOL_DROPPED,
         Kind::Counter,
         "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+    );
+    store.describe(
+        SPOOL_WRITE_ERRORS,
+        Kind::Counter,
+        "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+    );
+    store.describe(
+        STATE_WRITE_ERRORS,
+        Kind::Counter,
+        "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
     );
     store.describe(
         POINTS_REJECTED,
@@ -681,7 +748,7 @@ mod tests {
 
     fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }
