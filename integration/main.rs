@@ -12,4 +12,5 @@ mod otlp;
 mod packaging;
 mod remote_write;
 mod rotation;
+mod state_dir;
 mod statsd;

@@ -106,15 +106,15 @@ fn curl_get(url: &str, params: &[(&str, &str)]) -> String {
 
 /// One series' raw samples as VictoriaMetrics stored them.
 #[derive(Debug)]
-struct Exported {
+pub(crate) struct Exported {
     labels: BTreeMap<String, String>,
-    points: Vec<(i64, f64)>,
+    pub(crate) points: Vec<(i64, f64)>,
 }
 
 /// Every raw sample of `selector`, via force_flush + /api/v1/export (exact, no
 /// staleness). VM may print one series on several lines (one per stored
 /// block), so lines with the same labels are merged.
-fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
+pub(crate) fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
     curl_get(&format!("{vm_url}/internal/force_flush"), &[]);
     let end = (std::time::SystemTime::now() + Duration::from_secs(60))
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,8 +4,9 @@
 //! them (statsd summed 1.5x what was counted).
 
 use std::fs::File;
-use std::io::{Read as _, Seek as _, Write as _};
+use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -44,9 +45,14 @@ impl StateLock {
             }
             return Err(key(format!("locking {}: {err}", path.display())));
         }
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
+        // Best effort (a full disk must not stop rme): overwrite in place, then cut.
+        let pid = format!("{}\n", std::process::id());
+        let written = file
+            .write_all_at(pid.as_bytes(), 0)
+            .and_then(|()| file.set_len(pid.len() as u64));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), "could not write rme's pid into the lock file: {e}");
+        }
         remove_stale_temps(state_dir);
         Ok(StateLock { _file: file })
     }
