@@ -153,6 +153,7 @@ impl Tailer {
             if let Some(old) = self.file.take()
                 && !old.stream
             {
+                tracing::debug!(path = %self.path.display(), ino = old.pos.ino, new_ino = current.ino(), "rotated: the old file is read until quiet");
                 self.rotated.push(old);
                 self.limit_rotated(on_line, &mut stats);
             }
@@ -185,7 +186,9 @@ impl Tailer {
         }
         let mut kept = Vec::new();
         for mut old in std::mem::take(&mut self.rotated) {
+            let before = stats.lines;
             drain(&mut old, &self.path, on_line, stats)?;
+            tracing::debug!(path = %self.path.display(), ino = old.pos.ino, offset = old.pos.offset, lines = stats.lines - before, "read a rotated file");
             let quiet = old
                 .file
                 .metadata()
@@ -694,5 +697,29 @@ mod tests {
         assert!(check_input(&p, false).is_ok());
         let err = check_input(Path::new("/dev/zero"), false).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    #[test]
+    fn rename_then_empty_new_file_then_late_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        let old = dir.path().join("f.log.1");
+        append(&p, "a\n");
+        let mut t = Tailer::new(p.clone(), None);
+        assert_eq!(read(&mut t).0, vec!["a"]);
+        std::fs::rename(&p, &old).unwrap();
+        std::fs::File::create(&p).unwrap();
+        let (lines, stats) = read(&mut t);
+        assert!(lines.is_empty());
+        assert!(stats.rotated);
+        append(&old, "late\n");
+        assert_eq!(read(&mut t).0, vec!["late"]);
+        std::fs::rename(&old, dir.path().join("f.log.2")).unwrap();
+        std::fs::rename(&p, &old).unwrap();
+        std::fs::File::create(&p).unwrap();
+        let (lines, stats) = read(&mut t);
+        assert!(lines.is_empty());
+        assert!(stats.rotated);
+        append(&old, "late2\n");
+        assert_eq!(read(&mut t).0, vec!["late2"]);
     }
 }
