@@ -22,9 +22,9 @@ use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Probe};
-use crate::spool::Spool;
-use crate::state::{Loaded, StateFile};
-use crate::store::{Metric, Series, Snapshot, Store, now_ms};
+use crate::spool::{Spool, WriteErrors};
+use crate::state::StateFile;
+use crate::store::{Metric, Series, Store, now_ms};
 
 /// How hard one flush tries a sink before leaving the rest in the spool.
 #[derive(Clone, Debug)]
@@ -68,6 +68,10 @@ pub struct Agent {
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
+    /// Spool and state writes that failed, logged once per kind.
+    write_errors: WriteErrors,
+    /// Held while this Agent lives: one rme per state_dir.
+    _lock: crate::lock::StateLock,
 }
 
 /// Self-metrics of delivery.
@@ -93,6 +97,14 @@ const SPOOL_DROPPED: Metric = Metric::counter(
     "rme_spool_dropped_total",
     "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
 );
+const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_spool_write_errors_total",
+    "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+);
+const STATE_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_state_write_errors_total",
+    "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
+);
 const POINTS_REJECTED: Metric = Metric::counter(
     "rme_sink_points_rejected_total",
     "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
@@ -106,22 +118,22 @@ const METRICS: &[Metric] = &[
     SPOOL_BYTES,
     SPOOL_AGE,
     SPOOL_DROPPED,
+    SPOOL_WRITE_ERRORS,
+    STATE_WRITE_ERRORS,
     POINTS_REJECTED,
 ];
 
 impl Agent {
-    /// Restores counters and positions from `state` and opens each sink's spool.
-    pub fn new(
-        plan: Plan,
-        state: (StateFile, Loaded),
-        retry: RetryPolicy,
-    ) -> anyhow::Result<Agent> {
-        let (state_file, mut state) = state;
+    /// Takes the state_dir lock (one rme per state_dir), loads the state,
+    /// restores counters and positions, and opens each sink's spool.
+    pub fn new(plan: Plan, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let Plan {
             config,
             sources: built,
             sinks,
         } = plan;
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+        let (state_file, mut state) = StateFile::open(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
@@ -167,12 +179,21 @@ impl Agent {
             outlets,
             retry,
             sink_states,
+            write_errors: WriteErrors::default(),
+            _lock: lock,
         })
     }
 
     /// Reads every file input (and, in once mode, every journal) to its end.
     pub fn read_sources(&self) {
         read::read_all(&self.readers, &self.shared);
+    }
+
+    /// Refuses inputs this run cannot read: anything but a regular file, and a
+    /// FIFO in `--once` (a stream has no end to read to).
+    pub fn check_inputs(&self, once: bool) -> anyhow::Result<()> {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.iter().try_for_each(|r| r.check(once))
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -211,13 +232,64 @@ impl Agent {
             let Shared { store, positions } = &mut *g;
             (snap, self.state.prepare(store, positions))
         };
-        let spooled = self.spool(&snap, at);
-        let saved = match spooled {
-            Ok(()) => self.state.commit(&mut pending, &self.sink_states),
-            Err(e) => Err(e),
-        };
+        // A flush's bodies are kept together with the state that made them, or
+        // not at all: when the disk is full the sink forgets it encoded them
+        // (statsd sends those deltas with the next flush that can be written).
+        let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
+        let mut spooled = Vec::new();
+        for (i, o) in self.outlets.iter_mut().enumerate() {
+            let name = o.sink.name().to_string();
+            let batches = match o.sink.encode(&snap) {
+                Ok(b) => b,
+                Err(e) => {
+                    StateFile::settle(&mut lock(&self.shared).store, pending, false);
+                    return Err(e.context(format!("sink {name}: encoding")));
+                }
+            };
+            let bodies = batches.iter().map(|b| (&b.body[..], b.samples));
+            match o.spool.append_all(bodies, at) {
+                Ok(seqs) => {
+                    self.write_errors.ok(&name);
+                    spooled.push((i, seqs));
+                    if let Some(s) = o.sink.save_state() {
+                        self.sink_states.insert(name, s);
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s);
+                    }
+                    let kind = self.write_errors.failed(&name, &e);
+                    lock(&self.shared).store.inc(
+                        Series::new(SPOOL_WRITE_ERRORS.name, &[("sink", &name), ("kind", kind)]),
+                        1,
+                    );
+                }
+            }
+        }
+        let saved = self.state.commit(&mut pending, &self.sink_states);
         StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
-        saved?;
+        match saved {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                // Without the state that made them, this flush's bodies must not
+                // go out (a restart would make them again): take them back.
+                for (i, seqs) in spooled {
+                    let o = &mut self.outlets[i];
+                    for seq in seqs {
+                        let _ = o.spool.remove(seq);
+                    }
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s.clone());
+                        self.sink_states.insert(o.sink.name().to_string(), s);
+                    }
+                }
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
+            }
+        }
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
             let (tally, result) = deliver(&mut o.sink, &mut o.spool, &self.retry).await;
@@ -228,29 +300,21 @@ impl Agent {
         }
         // Delivery moved the self-metric counters; keep them for the next run
         // (positions taken under the same lock, so lines are never counted twice).
-        {
+        let saved = {
             let mut g = lock(&self.shared);
             let Shared { store, positions } = &mut *g;
-            self.state.save(store, positions, &self.sink_states)?;
+            self.state.save(store, positions, &self.sink_states)
+        };
+        match saved {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
+            }
         }
         Ok(report)
-    }
-
-    /// Encodes the snapshot for every sink and appends the bodies to its spool.
-    fn spool(&mut self, snap: &Snapshot, at: i64) -> anyhow::Result<()> {
-        for o in &mut self.outlets {
-            let batches = o
-                .sink
-                .encode(snap)
-                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
-            for b in batches {
-                o.spool.append(&b.body, b.samples, at)?;
-            }
-            if let Some(s) = o.sink.save_state() {
-                self.sink_states.insert(o.sink.name().to_string(), s);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -422,16 +486,15 @@ pub fn run(
 /// `rme push --once`: read what is new, probe, flush once. Returns the sinks
 /// that could not deliver (their data stays spooled for the next run).
 pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
-    let state = StateFile::open(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
         },
     )?;
+    agent.check_inputs(true)?;
     agent.read_sources();
     agent.probe();
     agent.flush().await
@@ -453,16 +516,15 @@ pub async fn run_daemon(
         .as_ref()
         .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
     let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
-    let state = StateFile::open(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
+    agent.check_inputs(false)?;
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
@@ -572,7 +634,7 @@ mod tests {
         answers: Vec<Result<Accepted, SendError>>,
     ) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }

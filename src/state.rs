@@ -53,6 +53,9 @@ pub struct SourceState {
     /// File identity and offset, for file inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FilePos>,
+    /// Rotated files still read because their writer may not have reopened yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated: Vec<FilePos>,
     /// journald cursor of the last entry read, for journal inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -217,9 +220,7 @@ impl StateFile {
                     apply(records, &mut counters);
                 }
             }
-            let f = OpenOptions::new()
-                .append(true)
-                .open(&journal)
+            let f = open_append(&journal)
                 .with_context(|| format!("opening state file {}", journal.display()))?;
             if f.metadata()?.len() > good {
                 tracing::warn!(file = %journal.display(), "state journal ends in a torn frame (a crash while saving); continuing from the save before it");
@@ -409,12 +410,22 @@ fn new_journal(path: &Path) -> std::io::Result<File> {
     let mut header = JOURNAL_MAGIC.to_vec();
     header.extend_from_slice(&VERSION.to_le_bytes());
     write_atomic(path, &header)?;
-    OpenOptions::new().append(true).open(path)
+    open_append(path)
 }
 
 /// The state file's one atomic write: a crash leaves the old file or the new one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    atomic_write(path, bytes)
+    crate::safe_fs::write_atomic(path, bytes)
+}
+
+/// The journal opened for appending; a symlink in its place is an error, as
+/// everywhere in the state directory.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Reads rme 0.1's `state.json`, if there is one.
@@ -441,7 +452,7 @@ fn read_json(path: &Path) -> anyhow::Result<Option<State>> {
 /// corrupt frame ends the file there.
 fn read_file(path: &Path, magic: &[u8; 8]) -> anyhow::Result<Option<(Vec<Frame>, u64)>> {
     let mut bytes = Vec::new();
-    match File::open(path) {
+    match crate::safe_fs::open_nofollow(path) {
         Ok(mut f) => f
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading state file {}", path.display()))?,
@@ -625,29 +636,6 @@ fn put_meta(out: &mut Vec<u8>, meta: &Meta) -> anyhow::Result<()> {
 pub fn dump(dir: &Path) -> anyhow::Result<String> {
     let (_, loaded) = StateFile::open(dir)?;
     Ok(serde_json::to_string_pretty(&loaded.into_state())?)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-/// Makes a rename in `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

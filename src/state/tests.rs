@@ -21,6 +21,7 @@ fn positions(offset: u64) -> BTreeMap<String, SourceState> {
         SourceState {
             file: Some(pos),
             cursor: None,
+            rotated: Vec::new(),
         },
     )])
 }
