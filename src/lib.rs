@@ -13,7 +13,8 @@
 //!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
 //! - `state.rs`, `text.rs`; then the ground: `store.rs` (and `labels/`, the top-K, GeoIP
 //!   and hash actions its rules compile), `tail.rs`, `helper_proto.rs`,
-//!   `invalid.rs`, `progress.rs`.
+//!   `invalid.rs`, `progress.rs`, `safe_fs.rs` (writes in the state dir), `lock.rs`
+//!   (one rme per state dir).
 
 pub mod config;
 pub mod helper;
@@ -21,9 +22,11 @@ pub mod helper_proto;
 pub mod invalid;
 pub mod journal;
 pub mod labels;
+pub mod lock;
 pub mod progress;
 pub mod push;
 pub mod read;
+pub mod safe_fs;
 pub mod serve;
 pub mod shared;
 pub mod sinks;

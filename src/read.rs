@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::journal::{self, JournalInput};
-use crate::shared::{Shared, SharedRef, lock};
+use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sources::{Input, LineParser, feed};
 use crate::state::SourceState;
 use crate::store::now_ms;
@@ -35,13 +35,26 @@ impl Reader {
         saved: Option<&SourceState>,
     ) -> Reader {
         let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::File(path) => Follow::File(
+                Tailer::new(path, saved.and_then(|s| s.file))
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+            ),
             Input::Journal(j) => Follow::Journal(j),
         };
         Reader {
             name,
             follow,
             parser,
+        }
+    }
+
+    /// Refuses an input this run cannot read: anything but a regular file, and
+    /// a FIFO in `--once` (a stream has no end to read to).
+    pub fn check(&self, once: bool) -> anyhow::Result<()> {
+        match &self.follow {
+            Follow::File(t) => crate::tail::check_input(t.path(), once)
+                .with_context(|| format!("source {}", self.name)),
+            Follow::Journal(_) => Ok(()),
         }
     }
 
@@ -54,9 +67,8 @@ impl Reader {
     pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
         match &mut self.follow {
             Follow::File(tailer) => {
-                let mut g = lock(shared);
+                let mut g = lock_at(shared, now_ms());
                 let Shared { store, positions } = &mut *g;
-                store.set_now(now_ms());
                 let parser = &mut *self.parser;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
                 let mut progress = crate::progress::Progress::start(tailer.path(), offset);
@@ -70,7 +82,9 @@ impl Reader {
                     .with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                let at = positions.entry(self.name.clone()).or_default();
+                at.file = tailer.pos();
+                at.rotated = tailer.rotated_pos();
                 Ok(stats.lines)
             }
             Follow::Journal(input) => {
@@ -95,9 +109,8 @@ fn journal_batch(
         .and_then(|s| s.cursor.clone());
     let mut n = 0;
     journal::read(input, cursor.as_deref(), follow, &mut |e| {
-        let mut g = lock(shared);
+        let mut g = lock_at(shared, now_ms());
         let Shared { store, positions } = &mut *g;
-        store.set_now(now_ms());
         feed(parser, &e.message, store);
         positions.entry(name.to_string()).or_default().cursor = Some(e.cursor);
         n += 1;
@@ -139,7 +152,8 @@ pub fn watch_files(
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        // rme's own reads (of rotated files, of first lines) must not trigger reads
+        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })

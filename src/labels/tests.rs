@@ -170,3 +170,30 @@ fn limits_without_compile_still_run_top() {
     );
     assert_eq!(s.sum("m_total", &[("ip", "other")]), 3);
 }
+
+/// A parser that keeps a handle still sees each update decided: the handle a
+/// `top` rule chose is resolved again at the next update.
+#[test]
+fn a_kept_handle_follows_the_top_decision() {
+    let mut s = Store::new(Limits {
+        rules: vec![crate::store::LabelRule {
+            label: "ip".into(),
+            metric: None,
+            action: LabelAction::Top(super::topk::TopConfig {
+                k: 1,
+                window_secs: 0,
+            }),
+        }],
+        ..Limits::default()
+    });
+    let mut h = crate::store::Handle::default();
+    for _ in 0..5 {
+        s.inc_at(&mut h, "m_total", &[("ip", "a")], 1);
+    }
+    assert_eq!(s.sum("m_total", &[("ip", "other")]), 2);
+    assert_eq!(
+        s.sum("m_total", &[("ip", "a")]),
+        3,
+        "own series from the third update"
+    );
+}
