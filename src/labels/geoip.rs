@@ -189,15 +189,17 @@ impl Country {
 
     /// An `.mmdb` (recognised by its metadata marker) or a tor table.
     fn open(path: &Path) -> Result<Country, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let tail = &bytes[bytes.len().saturating_sub(MMDB_METADATA_MAX)..];
-        if tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER) {
-            let reader = maxminddb::Reader::from_source(bytes).map_err(|e| e.to_string())?;
+        if is_mmdb(path).map_err(|e| e.to_string())? {
+            let reader = maxminddb::Reader::open_readfile(path).map_err(|e| e.to_string())?;
             return Ok(Country::Mmdb(reader));
         }
-        let text = String::from_utf8(bytes).map_err(|_| "neither an mmdb nor a text table")?;
+        let lines = |p: &Path| {
+            std::fs::File::open(p)
+                .map(std::io::BufReader::new)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        };
         let mut tables = TorTables {
-            v4: Ranges::parse(&text, |s| s.parse::<u32>().ok())?,
+            v4: Ranges::parse(lines(path)?, |s| s.parse::<u32>().ok())?,
             v6: Ranges::default(),
         };
         let v6 = path.with_file_name(format!(
@@ -205,9 +207,7 @@ impl Country {
             path.file_name().and_then(|n| n.to_str()).unwrap_or("geoip")
         ));
         if v6.exists() {
-            let text =
-                std::fs::read_to_string(&v6).map_err(|e| format!("{}: {e}", v6.display()))?;
-            tables.v6 = Ranges::parse(&text, |s| {
+            tables.v6 = Ranges::parse(lines(&v6)?, |s| {
                 s.parse::<std::net::Ipv6Addr>().ok().map(u128::from)
             })
             .map_err(|e| format!("{}: {e}", v6.display()))?;
@@ -271,14 +271,30 @@ struct Ranges<T> {
 impl<T: Copy + Ord> Ranges<T> {
     /// `FROM,TO,CC` lines; `#` comments and blank lines skipped; `??` (tor's
     /// "unknown") rows left out. A malformed line is an error naming its number.
-    fn parse(text: &str, addr: impl Fn(&str) -> Option<T>) -> Result<Ranges<T>, String> {
-        let mut rows: Vec<(T, T, [u8; 2])> = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
+    /// Read line by line into the three arrays: loading costs little more
+    /// memory than the loaded table.
+    fn parse(
+        mut input: impl std::io::BufRead,
+        addr: impl Fn(&str) -> Option<T>,
+    ) -> Result<Ranges<T>, String> {
+        let mut out = Ranges {
+            from: Vec::new(),
+            to: Vec::new(),
+            code: Vec::new(),
+        };
+        let mut buf = String::new();
+        let mut n = 0;
+        loop {
+            buf.clear();
+            if input.read_line(&mut buf).map_err(|e| e.to_string())? == 0 {
+                break;
+            }
+            n += 1;
+            let line = buf.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || format!("line {}: expected FROM,TO,CC, got {line:?}", n + 1);
+            let bad = || format!("line {n}: expected FROM,TO,CC, got {line:?}");
             let mut parts = line.split(',');
             let (Some(from), Some(to), Some(cc), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -293,18 +309,27 @@ impl<T: Copy + Ord> Ranges<T> {
                 return Err(bad());
             }
             if cc != b"??" {
-                rows.push((from, to, [cc[0], cc[1]]));
+                out.from.push(from);
+                out.to.push(to);
+                out.code.push([cc[0], cc[1]]);
             }
         }
-        rows.sort_unstable_by_key(|r| r.0);
-        if rows.windows(2).any(|w| w[1].0 <= w[0].1) {
+        if !out.from.is_sorted() {
+            let mut order: Vec<usize> = (0..out.from.len()).collect();
+            order.sort_unstable_by_key(|&i| out.from[i]);
+            out = Ranges {
+                from: order.iter().map(|&i| out.from[i]).collect(),
+                to: order.iter().map(|&i| out.to[i]).collect(),
+                code: order.iter().map(|&i| out.code[i]).collect(),
+            };
+        }
+        if (1..out.from.len()).any(|i| out.from[i] <= out.to[i - 1]) {
             return Err("overlapping ranges".into());
         }
-        Ok(Ranges {
-            from: rows.iter().map(|r| r.0).collect(),
-            to: rows.iter().map(|r| r.1).collect(),
-            code: rows.iter().map(|r| r.2).collect(),
-        })
+        out.from.shrink_to_fit();
+        out.to.shrink_to_fit();
+        out.code.shrink_to_fit();
+        Ok(out)
     }
 
     fn lookup(&self, at: T) -> Option<&str> {
@@ -314,6 +339,19 @@ impl<T: Copy + Ord> Ranges<T> {
         }
         std::str::from_utf8(&self.code[i]).ok()
     }
+}
+
+/// Whether `path` ends like an mmdb file (its metadata marker in the last 128 KiB).
+fn is_mmdb(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(
+        len.saturating_sub(MMDB_METADATA_MAX as u64),
+    ))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    Ok(tail.windows(MMDB_MARKER.len()).any(|w| w == MMDB_MARKER))
 }
 
 fn open_mmdb(path: &Path) -> Result<maxminddb::Reader<Vec<u8>>, String> {
