@@ -7,12 +7,17 @@
 //! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
 //! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
 //!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
+//! - `logging.rs`: log output, with `redact.rs` (secrets out of messages) and
+//!   `ratelimit.rs` (repeated warnings counted, not written); leaves, imported by all.
 
 pub mod config;
 pub mod helper;
 pub mod journal;
+pub mod logging;
 pub mod progress;
 pub mod push;
+pub mod ratelimit;
+pub mod redact;
 pub mod serve;
 pub mod sinks;
 pub mod sources;

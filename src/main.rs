@@ -86,17 +86,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    rme::logging::init(&cli.log);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rme: {e:#}");
+            eprintln!("rme: {}", rme::redact::text(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -113,7 +107,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if once {
                 let report = rt.block_on(push::run_once(&config))?;
                 for (sink, reason) in &report.failed {
-                    eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
+                    eprintln!(
+                        "rme: sink {sink}: not delivered, kept in the spool: {}",
+                        rme::redact::text(reason)
+                    );
                 }
                 return Ok(if report.failed.is_empty() {
                     ExitCode::SUCCESS

@@ -17,7 +17,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// An error with its causes on one line (reqwest's own Display hides the
-/// cause, e.g. "Connection refused").
+/// cause, e.g. "Connection refused"), any URL in it without its secrets.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
@@ -26,7 +26,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cause = c.source();
     }
-    s
+    crate::redact::text(&s).into_owned()
 }
 
 /// TLS files of a sink's config; `key` prefixes error messages (`tls.` or empty).

@@ -71,7 +71,7 @@ pub struct RemoteWrite {
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
         let url = reqwest::Url::parse(&config.url)
-            .with_context(|| format!("url {}", config.url))?
+            .with_context(|| format!("url {}", crate::redact::url(&config.url)))?
             .to_string();
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
@@ -251,7 +251,10 @@ fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("rme/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers);
     b = match &config.proxy_url {
-        Some(p) => b.proxy(reqwest::Proxy::all(p).with_context(|| format!("proxy_url {p}"))?),
+        Some(p) => b.proxy(
+            reqwest::Proxy::all(p)
+                .with_context(|| format!("proxy_url {}", crate::redact::url(p)))?,
+        ),
         None => b.no_proxy(),
     };
     if let Some(t) = &config.tls {
@@ -307,7 +310,11 @@ impl Sink for RemoteWrite {
             .send()
             .await
             .map_err(|e| SendError::Retry {
-                reason: format!("POST {}: {}", self.url, super::http::error_chain(&e)),
+                reason: format!(
+                    "POST {}: {}",
+                    crate::redact::url(&self.url),
+                    super::http::error_chain(&e)
+                ),
                 after: None,
             })?;
         let status = resp.status().as_u16();
