@@ -464,3 +464,79 @@ fn parse_of_a_fresh_real_log_counts_bans_like_grep() {
     // every line of a real log is understood: no unparsed series at all
     assert!(!text.contains("rme_lines_unparsed_total{"), "{text}");
 }
+
+/// Clients that connect to `socket` and send a byte a second, reconnecting when
+/// the helper hangs up, until the result is dropped; plus one that sends nothing.
+struct Drippers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u32>>,
+}
+
+impl Drippers {
+    fn start(socket: &Path, n: usize) -> Drippers {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|i| {
+                let (socket, stop) = (socket.to_path_buf(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut connections = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
+                            std::thread::sleep(Duration::from_millis(100));
+                            continue;
+                        };
+                        connections += 1;
+                        // dripper 0 only connects and waits
+                        while !stop.load(Ordering::SeqCst) && (i == 0 || s.write_all(b"f").is_ok())
+                        {
+                            std::thread::sleep(Duration::from_millis(1000));
+                            if i == 0 && s.write_all(b"").is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    connections
+                })
+            })
+            .collect();
+        Drippers { stop, threads }
+    }
+
+    fn stop(self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// `rme helper` serves clients concurrently with one deadline per request: idle
+/// clients and clients that drip their request byte by byte (each byte within
+/// the old per-read timeout) do not delay a real request from `rme push`.
+#[test]
+fn dripping_and_idle_clients_do_not_delay_a_real_request_through_the_helper() {
+    let f2b = Fail2ban::start();
+    f2b.feed("sshd", 4, 2);
+    f2b.wait_for("status sshd", |s| {
+        client_numbers(s).get("Total failed") == Some(&4.0)
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let helper_sock = dir.path().join("helper.sock");
+    let mut helper = start_helper(&helper_sock, &f2b.socket, None);
+    let drippers = Drippers::start(&helper_sock, 4);
+    // Let them all get in before the real request.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (text, err) = push_once(
+        dir.path(),
+        &format!("helper = \"{}\"", helper_sock.display()),
+    );
+    let connections = drippers.stop();
+    let _ = helper.kill();
+    let _ = helper.wait();
+    assert!(connections >= 4, "the drippers connected: {connections}");
+    assert!(!err.contains("probe failed"), "{err}");
+    assert_matches_client(&f2b, &text);
+}
