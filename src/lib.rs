@@ -11,6 +11,7 @@
 //!   `ratelimit.rs` (repeated warnings counted, not written); leaves, imported by all.
 
 pub mod config;
+pub mod failpoint;
 pub mod helper;
 pub mod journal;
 pub mod logging;

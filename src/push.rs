@@ -246,6 +246,9 @@ impl Agent {
                 &config.state_dir.join("spool").join(sc.name()),
                 config.spool_max_bytes,
             )?;
+            for note in spool.notes()? {
+                sink.replay_note(&note);
+            }
             outlets.push(Outlet { sink, spool });
         }
         let shared = Arc::new(Mutex::new(Shared {
@@ -315,13 +318,14 @@ impl Agent {
                 .batches(&snap)
                 .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for b in batches {
-                o.spool.append(&b.body, b.samples, at)?;
+                o.spool.append_noted(&b.body, &b.note, b.samples, at)?;
             }
             if let Some(s) = o.sink.save_state() {
                 self.sink_states.insert(o.sink.name().to_string(), s);
             }
         }
         state.sinks = self.sink_states.clone();
+        crate::failpoint::hit("after-spool");
         state.save(&self.state_dir)?;
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
@@ -442,6 +446,7 @@ pub async fn deliver<S: Sink>(
         loop {
             match sink.send(&record.body).await {
                 Ok(()) => {
+                    crate::failpoint::hit("after-send");
                     count_request(shared, &name, "sent", Some(record.samples));
                     let refused = sink.take_rejected_points();
                     if refused > 0 {

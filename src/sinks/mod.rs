@@ -35,6 +35,10 @@ pub enum SendError {
 pub struct Batch {
     pub body: Vec<u8>,
     pub samples: u64,
+    /// Bookkeeping that becomes true when the body is spooled, written into the
+    /// same spool record (statsd: the values its deltas were taken to); empty
+    /// for sinks that need none. See [`Sink::replay_note`].
+    pub note: Vec<u8>,
 }
 
 /// Delivers snapshots to one receiver.
@@ -56,6 +60,7 @@ pub trait Sink {
             .map(|(i, body)| Batch {
                 body,
                 samples: points / n + u64::from((i as u64) < points % n),
+                note: Vec::new(),
             })
             .collect())
     }
@@ -66,6 +71,10 @@ pub trait Sink {
         None
     }
     fn restore_state(&mut self, _state: serde_json::Value) {}
+    /// Applies the note of a body still in the spool, oldest first, after
+    /// [`Sink::restore_state`]: a crash may have come before the state file
+    /// caught up with what was spooled.
+    fn replay_note(&mut self, _note: &[u8]) {}
     /// Data points the receiver refused inside requests it accepted (OTLP
     /// partial success), since the last call; counted, not retried.
     fn take_rejected_points(&mut self) -> u64 {
@@ -147,6 +156,15 @@ impl Sink for AnySink {
             AnySink::RemoteWrite(s) => s.restore_state(state),
             AnySink::Otlp(s) => s.restore_state(state),
             AnySink::Statsd(s) => s.restore_state(state),
+        }
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        match self {
+            AnySink::Stdout(s) => s.replay_note(note),
+            AnySink::RemoteWrite(s) => s.replay_note(note),
+            AnySink::Otlp(s) => s.replay_note(note),
+            AnySink::Statsd(s) => s.replay_note(note),
         }
     }
 

@@ -284,6 +284,7 @@ impl Sink for RemoteWrite {
             Ok(Batch {
                 body: compress(req)?,
                 samples: *samples,
+                note: Vec::new(),
             })
         };
         let requests = self.requests(snap);
