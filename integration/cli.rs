@@ -497,3 +497,149 @@ fn journal_input_continues_after_the_saved_cursor() {
     let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
     assert!(state.contains("s=abc;i=5"), "{state}");
 }
+
+/// `push --once` says what happened in its exit code: 0 all delivered, 1 data
+/// still spooled, 2 a config error, 3 a source could not be read (what could be
+/// read is delivered). 4, bodies refused, is tested against Prometheus' own 400.
+#[test]
+fn once_exit_codes_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+    let run = |name: &str, text: &str| {
+        let config = write(dir.path(), name, text);
+        run_rme(&["push", "--once", "--config", config.to_str().unwrap()])
+    };
+    let source = |name: &str, log: &str| {
+        format!("[[sources]]\ntype = \"fail2ban\"\nname = \"{name}\"\nlog = \"{log}\"\n")
+    };
+    let ok = run(
+        "ok.toml",
+        &format!(
+            "state_dir = \"s0\"\n{}[[sinks]]\ntype = \"stdout\"\n",
+            source("f2b", "fail2ban.log")
+        ),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let spooled = run(
+        "spooled.toml",
+        &format!(
+            "state_dir = \"s1\"\n{}[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:{closed}/api/v1/write\"\n",
+            source("f2b", "fail2ban.log")
+        ),
+    );
+    assert_eq!(spooled.status.code(), Some(1), "{}", stderr(&spooled));
+    assert!(stderr(&spooled).contains("kept in the spool"));
+
+    let bad = run("bad.toml", "interval_secs = \"soon\"\n");
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+
+    let unreadable = run(
+        "unreadable.toml",
+        &format!(
+            "state_dir = \"s3\"\n{}{}[[sinks]]\ntype = \"stdout\"\n",
+            source("good", "fail2ban.log"),
+            source("broken", "a-directory")
+        ),
+    );
+    assert_eq!(unreadable.status.code(), Some(3), "{}", stderr(&unreadable));
+    assert!(
+        stderr(&unreadable).contains("source broken"),
+        "{}",
+        stderr(&unreadable)
+    );
+    assert_eq!(
+        metric_value(
+            &stdout(&unreadable),
+            "rme_lines_read_total{source=\"good\"}"
+        ),
+        Some(1.0),
+        "the readable source is delivered: {}",
+        stdout(&unreadable)
+    );
+}
+
+/// Two fail2ban sources with their own names are counted apart in the
+/// self-metrics; and bodies a full spool drops in a `--once` run are counted
+/// by that run (the count is in the state file the next run starts from).
+#[test]
+fn once_runs_label_sources_by_name_and_count_spool_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, n) in [("a.log", 2), ("b.log", 3)] {
+        for i in 0..n {
+            append(&dir.path().join(file), &f2b_line(i));
+        }
+    }
+    // 40 jails: 40 more series, so more bodies than the spool holds
+    for j in 0..40 {
+        append(
+            &dir.path().join("b.log"),
+            &f2b_line(j).replace("[sshd]", &format!("[jail{j}]")),
+        );
+    }
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // One sample per body, a 4 KiB spool: one run's bodies do not all fit.
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"state\"\nspool_max_bytes = 4096\n\
+             [[sources]]\ntype = \"fail2ban\"\nname = \"f2b-a\"\nlog = \"a.log\"\n\
+             [[sources]]\ntype = \"fail2ban\"\nname = \"f2b-b\"\nlog = \"b.log\"\n\
+             [[sinks]]\ntype = \"stdout\"\n\
+             [[sinks]]\ntype = \"remote_write\"\nname = \"down\"\nbatch_size = 1\n\
+             url = \"http://127.0.0.1:{closed}/api/v1/write\"\n"
+        ),
+    );
+    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"f2b-a\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"f2b-b\"}"),
+        Some(43.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"fail2ban\"}"),
+        None,
+        "{text}"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
+    )
+    .unwrap();
+    let dropped: u64 = state["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["series"]["name"] == "rme_spool_dropped_total")
+        .filter(|c| c["series"]["labels"].to_string().contains("overflow"))
+        .filter_map(|c| c["value"].as_u64())
+        .sum();
+    let left = std::fs::read_dir(dir.path().join("state/spool/down"))
+        .unwrap()
+        .count();
+    assert!(
+        dropped > 0,
+        "bodies were dropped ({left} left) but not counted: {state}"
+    );
+    assert!(
+        stderr(&out).contains("spool full"),
+        "the drop is logged: {}",
+        stderr(&out)
+    );
+}

@@ -31,6 +31,12 @@ pub struct Config {
     /// does not hit the receiver at once. Default 0.
     #[serde(default)]
     pub jitter_secs: u64,
+    /// At SIGTERM (or a SIGHUP restart), after the last flush into the spools,
+    /// how long the sinks may go on sending before rme exits; what is not sent
+    /// stays spooled for the next run. Keep it below systemd's `TimeoutStopSec`
+    /// (30 s in the shipped unit). Default 20.
+    #[serde(default = "default_stop_timeout_secs")]
+    pub stop_timeout_secs: u64,
     /// Where the state file and the spool live. Relative paths are taken from
     /// the config file's directory.
     #[serde(default = "default_state_dir")]
@@ -48,6 +54,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+}
+
+const fn default_stop_timeout_secs() -> u64 {
+    20
 }
 
 const fn default_interval_secs() -> u64 {
@@ -142,7 +152,7 @@ impl SourceConfig {
 }
 
 /// The closed set of sinks; `type` picks one.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SinkConfig {
     Stdout(sinks::stdout::StdoutConfig),

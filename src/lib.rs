@@ -5,12 +5,14 @@
 //! # Layout
 //! - `config.rs`: the file as written; `sources/` and `sinks/`: one module per program and per protocol.
 //! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
-//! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
+//! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle;
+//!   `delivery.rs`: each sink's courier task and retry loop;
 //!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
 //! - `logging.rs`: log output, with `redact.rs` (secrets out of messages) and
 //!   `ratelimit.rs` (repeated warnings counted, not written); leaves, imported by all.
 
 pub mod config;
+pub mod delivery;
 pub mod failpoint;
 pub mod helper;
 pub mod journal;

@@ -106,17 +106,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new()?;
             if once {
                 let report = rt.block_on(push::run_once(&config))?;
-                for (sink, reason) in &report.failed {
-                    eprintln!(
-                        "rme: sink {sink}: not delivered, kept in the spool: {}",
-                        rme::redact::text(reason)
-                    );
-                }
-                return Ok(if report.failed.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return Ok(once_exit_code(&report));
             }
             let reload = || load(config_path.as_deref()).map(|_| ());
             rt.block_on(push::run_daemon(&config, true, &reload))?;
@@ -170,6 +160,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `push --once`'s exit code, the first that applies: 1 something is still
+/// spooled (the next run sends it), 3 a source could not be read, 4 a receiver
+/// refused bodies for good; else 0. (2: config or state error, from `main`.)
+fn once_exit_code(report: &push::FlushReport) -> ExitCode {
+    for (sink, reason) in &report.failed {
+        eprintln!(
+            "rme: sink {sink}: not delivered, kept in the spool: {}",
+            rme::redact::text(reason)
+        );
+    }
+    for (source, reason) in &report.unreadable {
+        eprintln!("rme: source {source}: not read: {reason}");
+    }
+    if report.refused > 0 {
+        eprintln!(
+            "rme: {} request bodies refused by receivers (dropped, counted in rme_sink_samples_total{{result=\"rejected\"}})",
+            report.refused
+        );
+    }
+    ExitCode::from(if !report.failed.is_empty() {
+        1
+    } else if !report.unreadable.is_empty() {
+        3
+    } else if report.refused > 0 {
+        4
+    } else {
+        0
+    })
 }
 
 /// The given config, else the system one, else the embedded demo.

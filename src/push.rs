@@ -1,12 +1,11 @@
 //! The flush cycle, for `rme push` (every interval) and `rme push --once`.
 //!
 //! One cycle: read what is new → probe live state → snapshot → encode per sink
-//! → append to that sink's spool (fsync) → save the state file → deliver the
-//! spool oldest first → save the state again (delivery's own counters).
-//! Because every body is spooled before the state moves on, a crash at any
-//! point loses nothing; because the spool drains oldest first, a receiver
-//! never sees an older sample after a newer one. Retry and backoff live here
-//! only; sinks just send once and classify the answer.
+//! → append to that sink's spool (fsync) → save the state file → wake the
+//! sinks' couriers. Delivery (delivery.rs) runs on its own task per sink, so
+//! the cycle never waits for a receiver. Because every body is spooled before
+//! the state moves on, a crash at any point loses nothing; because a spool
+//! drains oldest first, a receiver never sees an older sample after a newer one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,12 +15,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::config::SinkConfig;
+use crate::delivery::{self, Courier, RetryPolicy, SharedSpool, lock_spool};
 use crate::journal;
-use crate::sinks::{AnySink, SendError, Sink};
-use crate::sources::{self, Input, LineParser, Probe, feed};
+use crate::sinks::{AnySink, Sink};
+use crate::sources::{self, Input, LineParser, Probe, feed_as};
 use crate::spool::Spool;
 use crate::state::{SourceState, State};
-use crate::store::{Kind, Series, Store, now_ms};
+use crate::store::{Series, Store, now_ms};
 use crate::tail::Tailer;
 
 /// The store and where each source stands, behind one lock so a snapshot and
@@ -36,25 +37,6 @@ pub type SharedRef = Arc<Mutex<Shared>>;
 /// Locks the shared store; a panic elsewhere must not stop the flushes.
 pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// How hard one flush tries a sink before leaving the rest in the spool.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .min_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        base.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
 }
 
 /// One source's log input with its parser.
@@ -100,11 +82,12 @@ impl Reader {
                 let Shared { store, positions } = &mut *g;
                 store.set_now(now_ms());
                 let parser = &mut *self.parser;
+                let name = &self.name;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
                 let mut progress = crate::progress::Progress::start(tailer.path(), offset);
                 let stats = tailer
                     .read_new(&mut |line| {
-                        feed(parser, line, store);
+                        feed_as(name, parser, line, store);
                         if let Some(p) = progress.as_mut() {
                             p.advance(line.len() as u64 + 1);
                         }
@@ -128,7 +111,7 @@ impl Reader {
                     let mut g = lock(shared);
                     let Shared { store, positions } = &mut *g;
                     store.set_now(now_ms());
-                    feed(parser, &e.message, store);
+                    feed_as(&name, parser, &e.message, store);
                     positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
                     n += 1;
                 })?;
@@ -138,14 +121,18 @@ impl Reader {
     }
 }
 
-/// Reads every reader to its end; errors are logged per source and retried next time.
-pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+/// Reads every reader to its end; errors are logged per source, returned, and
+/// retried next time.
+pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) -> Vec<(String, String)> {
     let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut failed = Vec::new();
     for r in readers.iter_mut() {
         if let Err(e) = r.read_new(shared) {
             tracing::warn!(source = %r.name, "{e:#}");
+            failed.push((r.name.clone(), format!("{e:#}")));
         }
     }
+    failed
 }
 
 /// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
@@ -165,7 +152,7 @@ pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
             let mut g = lock(&shared);
             let Shared { store, positions } = &mut *g;
             store.set_now(now_ms());
-            feed(parser, &e.message, store);
+            feed_as(&name, parser, &e.message, store);
             positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
         });
         if let Err(e) = result {
@@ -175,17 +162,24 @@ pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
     }
 }
 
-/// A sink with its spool.
+/// A sink as the flush uses it (encoding; its state) with its spool, and the
+/// wake-up of its courier.
 pub struct Outlet {
     pub sink: AnySink,
-    pub spool: Spool,
+    pub spool: SharedSpool,
+    config: SinkConfig,
+    wake: Arc<tokio::sync::Notify>,
 }
 
-/// What one flush achieved.
+/// What a run achieved, for `--once`'s exit code.
 #[derive(Debug, Default)]
 pub struct FlushReport {
     /// Sinks that still hold undelivered data, with the last reason.
     pub failed: Vec<(String, String)>,
+    /// Bodies receivers refused for good (4xx), dropped and counted.
+    pub refused: u64,
+    /// Sources that could not be read, with the error.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// Everything `rme push` runs.
@@ -194,27 +188,19 @@ pub struct Agent {
     pub shared: SharedRef,
     /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
     pub readers: Arc<Mutex<Vec<Reader>>>,
-    pub probes: Vec<Box<dyn Probe>>,
+    /// Each with the configured name of its source (the `source` label).
+    pub probes: Vec<(String, Box<dyn Probe>)>,
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
 }
-
-/// Self-metrics of delivery.
-const REQUESTS: &str = "rme_sink_requests_total";
-const SAMPLES: &str = "rme_sink_samples_total";
-const SPOOL_RECORDS: &str = "rme_spool_records";
-const SPOOL_BYTES: &str = "rme_spool_bytes";
-const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
-const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
-const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
 impl Agent {
     /// Loads the state, restores counters, builds sources and sinks.
     pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let state = State::load(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
-        describe_delivery_metrics(&mut store);
+        delivery::describe_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);
         let mut readers = Vec::new();
@@ -232,7 +218,7 @@ impl Agent {
             }
             for p in built.probes {
                 p.describe(&mut store);
-                probes.push(p);
+                probes.push((built.name.clone(), p));
             }
         }
         let mut outlets = Vec::new();
@@ -249,7 +235,12 @@ impl Agent {
             for note in spool.notes()? {
                 sink.replay_note(&note);
             }
-            outlets.push(Outlet { sink, spool });
+            outlets.push(Outlet {
+                sink,
+                spool: Arc::new(Mutex::new(spool)),
+                config: sc.clone(),
+                wake: Arc::default(),
+            });
         }
         let shared = Arc::new(Mutex::new(Shared {
             store,
@@ -266,9 +257,10 @@ impl Agent {
         })
     }
 
-    /// Reads every file input (and, in once mode, every journal) to its end.
-    pub fn read_sources(&self) {
-        read_all(&self.readers, &self.shared);
+    /// Reads every file input (and, in once mode, every journal) to its end;
+    /// returns the sources that could not be read.
+    pub fn read_sources(&self) -> Vec<(String, String)> {
+        read_all(&self.readers, &self.shared)
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -283,26 +275,27 @@ impl Agent {
 
     /// Runs every probe once; a failure is logged and counted, never fatal.
     pub fn probe(&mut self) {
-        for p in &mut self.probes {
+        for (name, p) in &mut self.probes {
             let mut g = lock(&self.shared);
             g.store.set_now(now_ms());
             if let Err(e) = p.probe(&mut g.store) {
-                tracing::warn!(source = p.source(), "probe failed: {e:#}");
+                tracing::warn!(source = %name, "probe failed: {e:#}");
                 g.store.inc(
-                    Series::new(sources::PROBE_ERRORS, &[("source", p.source())]),
+                    Series::new(sources::PROBE_ERRORS, &[("source", name.as_str())]),
                     1,
                 );
             }
         }
     }
 
-    /// Snapshots, spools every sink's bodies, saves the state, delivers, saves it again.
-    pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
+    /// Snapshots, appends every sink's bodies to its spool, saves the state,
+    /// and wakes the couriers. Never waits for a receiver.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
         let at = now_ms();
         let (snap, mut state) = {
             let mut g = lock(&self.shared);
-            for o in &mut self.outlets {
-                record_spool(&mut g.store, o.sink.name(), &mut o.spool, at);
+            for o in &self.outlets {
+                delivery::record_spool(&mut g.store, o.sink.name(), &mut lock_spool(&o.spool), at);
             }
             let snap = g.store.snapshot(at);
             let state = State {
@@ -318,7 +311,7 @@ impl Agent {
                 .batches(&snap)
                 .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for b in batches {
-                o.spool.append_noted(&b.body, &b.note, b.samples, at)?;
+                lock_spool(&o.spool).append_noted(&b.body, &b.note, b.samples, at)?;
             }
             if let Some(s) = o.sink.save_state() {
                 self.sink_states.insert(o.sink.name().to_string(), s);
@@ -327,17 +320,26 @@ impl Agent {
         state.sinks = self.sink_states.clone();
         crate::failpoint::hit("after-spool");
         state.save(&self.state_dir)?;
-        let mut report = FlushReport::default();
-        for o in &mut self.outlets {
-            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
-            {
-                report.failed.push((o.sink.name().to_string(), reason));
-            }
+        for o in &self.outlets {
+            o.wake.notify_one();
         }
-        // Delivery moved the self-metric counters; keep them for the next run
-        // (positions taken under the same lock, so lines are never counted twice).
+        Ok(())
+    }
+
+    /// Saves positions and counters (delivery moved the self-metric counters),
+    /// with the spools' gauges and drop counts taken first, so a run's drops
+    /// are counted even when no flush follows (`--once`, stop).
+    pub fn save_state(&self) -> anyhow::Result<()> {
         let state = {
-            let g = lock(&self.shared);
+            let mut g = lock(&self.shared);
+            for o in &self.outlets {
+                delivery::record_spool(
+                    &mut g.store,
+                    o.sink.name(),
+                    &mut lock_spool(&o.spool),
+                    now_ms(),
+                );
+            }
             State {
                 sources: g.positions.clone(),
                 counters: g.store.saved_counters(),
@@ -345,143 +347,51 @@ impl Agent {
                 ..State::default()
             }
         };
-        state.save(&self.state_dir)?;
+        state.save(&self.state_dir)
+    }
+
+    /// One courier per sink, each with its own copy of the sink built from its config.
+    pub fn couriers(&self) -> anyhow::Result<Vec<Courier>> {
+        self.outlets
+            .iter()
+            .map(|o| {
+                Ok(Courier {
+                    sink: AnySink::build(&o.config)
+                        .with_context(|| format!("sink {}", o.sink.name()))?,
+                    spool: o.spool.clone(),
+                    wake: o.wake.clone(),
+                    retry: self.retry.clone(),
+                    shared: self.shared.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Delivers every spool at once, each sink on its own task, within the
+    /// retry policy; what could not be sent stays spooled.
+    pub async fn deliver_all(&self) -> anyhow::Result<FlushReport> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut c in self.couriers()? {
+            tasks.spawn(async move {
+                let outcome = delivery::deliver(&mut c.sink, &c.spool, &c.retry, &c.shared).await;
+                (c.sink.name().to_string(), outcome)
+            });
+        }
+        let mut report = FlushReport::default();
+        while let Some(done) = tasks.join_next().await {
+            let (sink, outcome) = done.context("a delivery task failed")?;
+            report.refused += outcome.refused;
+            if let Some(reason) = outcome.kept {
+                report.failed.push((sink, reason));
+            }
+        }
+        report.failed.sort();
         Ok(report)
     }
 }
 
-fn describe_delivery_metrics(store: &mut Store) {
-    store.describe(
-        REQUESTS,
-        Kind::Counter,
-        "Requests to receivers, by sink and result (sent, retried, rejected).",
-    );
-    store.describe(
-        SAMPLES,
-        Kind::Counter,
-        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
-    );
-    store.describe(
-        SPOOL_RECORDS,
-        Kind::Gauge,
-        "Request bodies waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_BYTES,
-        Kind::Gauge,
-        "Bytes waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_AGE,
-        Kind::Gauge,
-        "Age of the oldest body in the spool, by sink (0 when empty).",
-    );
-    store.describe(
-        SPOOL_DROPPED,
-        Kind::Counter,
-        "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
-    );
-    store.describe(
-        POINTS_REJECTED,
-        Kind::Counter,
-        "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
-    );
-}
-
-fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
-    let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
-    let age = spool
-        .oldest_created_ms()
-        .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE, &l), age);
-    let dropped = std::mem::take(&mut spool.dropped);
-    for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
-        store.inc(
-            Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]),
-            n,
-        );
-    }
-    store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
-        dropped.samples,
-    );
-}
-
-/// Counts one request, and the samples it carried once they are settled (sent or rejected).
-fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Option<u64>) {
-    let mut g = lock(shared);
-    g.store.inc(
-        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
-        1,
-    );
-    if let Some(n) = samples {
-        g.store.inc(
-            Series::new(SAMPLES, &[("sink", sink), ("result", result)]),
-            n,
-        );
-    }
-}
-
-/// Sends the spool oldest first until it is empty, or a body still fails after
-/// the policy's attempts or the receiver asks to wait longer than `max_backoff`
-/// (then the rest waits for the next flush, in order). A body is removed only
-/// after the receiver's 2xx (or a refusal), so a crash in between sends it
-/// again: at least once, and never skipped.
-pub async fn deliver<S: Sink>(
-    sink: &mut S,
-    spool: &mut Spool,
-    retry: &RetryPolicy,
-    shared: &Mutex<Shared>,
-) -> Result<(), String> {
-    let name = sink.name().to_string();
-    loop {
-        let record = match spool.oldest() {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("{e:#}")),
-        };
-        let mut attempt = 0;
-        loop {
-            match sink.send(&record.body).await {
-                Ok(()) => {
-                    crate::failpoint::hit("after-send");
-                    count_request(shared, &name, "sent", Some(record.samples));
-                    let refused = sink.take_rejected_points();
-                    if refused > 0 {
-                        lock(shared)
-                            .store
-                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
-                    }
-                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
-                    break;
-                }
-                Err(SendError::Reject { reason }) => {
-                    tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
-                    count_request(shared, &name, "rejected", Some(record.samples));
-                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
-                    break;
-                }
-                Err(SendError::Retry { reason, after }) => {
-                    count_request(shared, &name, "retried", None);
-                    attempt += 1;
-                    let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
-                    if attempt >= retry.attempts || asked_too_long {
-                        tracing::warn!(sink = %name, attempt, retry_after = ?after, "{reason}; kept in the spool for the next flush");
-                        return Err(reason);
-                    }
-                    let wait = after.unwrap_or_else(|| retry.backoff(attempt));
-                    tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-}
-
-/// `rme push --once`: read what is new, probe, flush once. Returns the sinks
-/// that could not deliver (their data stays spooled for the next run).
+/// `rme push --once`: read what is new, probe, flush once, deliver every sink
+/// at once. The report says what is still spooled, refused or unreadable.
 pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
     let mut agent = Agent::new(
         config,
@@ -491,16 +401,29 @@ pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
             max_backoff: Duration::from_secs(5),
         },
     )?;
-    agent.read_sources();
+    let unreadable = agent.read_sources();
     agent.probe();
-    agent.flush().await
+    agent.flush()?;
+    let mut report = agent.deliver_all().await?;
+    agent.save_state()?;
+    report.unreadable = unreadable;
+    Ok(report)
+}
+
+/// How `run_daemon`'s main loop ended.
+enum Stop {
+    Exit,
+    Reload,
 }
 
 /// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
-/// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more
-/// and exit. SIGHUP flushes, checks the config with `check_reload`, and if it is
-/// valid re-executes rme (same pid, same arguments), which then continues from
-/// the state file just saved; an invalid config is logged and the old one kept.
+/// every interval, serve /metrics if configured. Each sink's courier delivers
+/// on its own task. SIGTERM/SIGINT are handled at once: a last flush into the
+/// spools, then the couriers get `stop_timeout_secs` to send what they can,
+/// and rme exits (what is left waits in the spools). SIGHUP checks the config
+/// with `check_reload`; if it is valid, the same stop, then rme re-executes
+/// itself (same pid, same arguments) and continues from the state file just
+/// saved; an invalid config is logged and the running one kept.
 pub async fn run_daemon(
     config: &Config,
     with_sinks: bool,
@@ -540,41 +463,63 @@ pub async fn run_daemon(
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let interval = Duration::from_secs(config.interval_secs);
+    let stop_timeout = Duration::from_secs(config.stop_timeout_secs);
     loop {
-        let jitter =
-            Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
-        let (last, reload) = tokio::select! {
-            _ = tokio::time::sleep(interval + jitter) => (false, false),
-            _ = term.recv() => (true, false),
-            _ = int.recv() => (true, false),
-            _ = hup.recv() => match check_reload() {
-                Ok(()) => (true, true),
-                Err(e) => {
-                    tracing::error!("SIGHUP: new config rejected, keeping the running one: {e:#}");
-                    (false, false)
-                }
-            },
-        };
-        agent.read_sources();
-        agent.probe();
-        match agent.flush().await {
-            Ok(r) => {
-                for (sink, reason) in r.failed {
-                    tracing::warn!(sink = %sink, "not delivered yet: {reason}");
-                }
+        let (stop_couriers, stopped) = tokio::sync::watch::channel(false);
+        let mut couriers = tokio::task::JoinSet::new();
+        for c in agent.couriers()? {
+            couriers.spawn(c.run(stopped.clone()));
+        }
+        let stop = loop {
+            let jitter =
+                Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+            let stop = tokio::select! {
+                _ = tokio::time::sleep(interval + jitter) => None,
+                _ = term.recv() => Some(Stop::Exit),
+                _ = int.recv() => Some(Stop::Exit),
+                _ = hup.recv() => match check_reload() {
+                    Ok(()) => Some(Stop::Reload),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: new config rejected, keeping the running one: {e:#}");
+                        None
+                    }
+                },
+            };
+            agent.read_sources();
+            agent.probe();
+            if let Err(e) = agent.flush() {
+                tracing::error!("flush failed: {e:#}");
             }
-            Err(e) => tracing::error!("flush failed: {e:#}"),
+            if let Some(stop) = stop {
+                break stop;
+            }
+        };
+        // The couriers' last round, bounded; a request cut short stays spooled.
+        let _ = stop_couriers.send(true);
+        let all_done = async { while couriers.join_next().await.is_some() {} };
+        if tokio::time::timeout(stop_timeout, all_done).await.is_err() {
+            tracing::warn!(
+                still_sending = couriers.len(),
+                "stop_timeout_secs ({}) passed; what was not delivered stays in the spool",
+                stop_timeout.as_secs()
+            );
+            couriers.abort_all();
+            while couriers.join_next().await.is_some() {}
         }
-        if reload {
-            tracing::info!("SIGHUP: config is valid; restarting with it");
-            let err = reexec();
-            tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
-            continue;
+        if let Err(e) = agent.save_state() {
+            tracing::error!("saving the state: {e:#}");
         }
-        if last {
-            tracing::info!("stopping after a last flush");
-            let _ = stop_serving.send(());
-            return Ok(());
+        match stop {
+            Stop::Reload => {
+                tracing::info!("SIGHUP: config is valid; restarting with it");
+                let err = reexec();
+                tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
+            }
+            Stop::Exit => {
+                tracing::info!("stopped after a last flush");
+                let _ = stop_serving.send(());
+                return Ok(());
+            }
         }
     }
 }
@@ -631,110 +576,4 @@ fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
         }
     });
     Ok(watcher)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Limits;
-
-    /// A sink that answers from a script and records what it was sent.
-    struct Scripted {
-        answers: Vec<Result<(), SendError>>,
-        sent: Vec<Vec<u8>>,
-    }
-
-    impl Sink for Scripted {
-        fn name(&self) -> &str {
-            "scripted"
-        }
-        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-            Ok(Vec::new())
-        }
-        async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
-            self.sent.push(body.to_vec());
-            self.answers.remove(0)
-        }
-    }
-
-    fn retry(after: Option<u64>) -> Result<(), SendError> {
-        Err(SendError::Retry {
-            reason: "HTTP 503".into(),
-            after: after.map(Duration::from_millis),
-        })
-    }
-
-    fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Result<(), String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
-            spool.append(body, samples, 1).unwrap();
-        }
-        let shared = Mutex::new(Shared {
-            store: Store::new(Limits::default()),
-            positions: BTreeMap::new(),
-        });
-        let policy = RetryPolicy {
-            attempts: 3,
-            min_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(50),
-        };
-        let mut sink = Scripted {
-            answers,
-            sent: Vec::new(),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let result = rt.block_on(deliver(&mut sink, &mut spool, &policy, &shared));
-        let store = shared.into_inner().unwrap().store;
-        (sink, spool, store, result)
-    }
-
-    fn samples(store: &Store, result: &str) -> u64 {
-        store.sum(SAMPLES, &[("result", result)])
-    }
-
-    #[test]
-    fn oldest_first_reject_dropped_and_counted_retry_bounded() {
-        let (sink, spool, store, result) = run(vec![
-            Ok(()),
-            Err(SendError::Reject {
-                reason: "HTTP 400".into(),
-            }),
-            retry(None),
-            retry(Some(1)),
-            retry(None),
-        ]);
-        assert_eq!(
-            sink.sent,
-            [
-                b"a".to_vec(),
-                b"b".to_vec(),
-                b"c".to_vec(),
-                b"c".to_vec(),
-                b"c".to_vec()
-            ]
-        );
-        assert!(result.is_err());
-        assert_eq!(
-            (samples(&store, "sent"), samples(&store, "rejected")),
-            (3, 4)
-        );
-        assert_eq!(store.sum(REQUESTS, &[("result", "retried")]), 3);
-        assert_eq!(
-            spool.len(),
-            1,
-            "the body that kept failing waits for the next flush"
-        );
-    }
-
-    #[test]
-    fn retry_after_longer_than_max_backoff_ends_the_flush_at_once() {
-        let (sink, spool, _, result) = run(vec![retry(Some(60_000))]);
-        assert_eq!(sink.sent.len(), 1);
-        assert!(result.is_err());
-        assert_eq!(spool.len(), 3);
-    }
 }

@@ -51,7 +51,7 @@ pub enum Compression {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Sink name (spool directory, self-metric label). Default `otlp`.

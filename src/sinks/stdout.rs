@@ -9,7 +9,7 @@ use super::{SendError, Sink};
 use crate::store::Snapshot;
 use crate::text::{Format, render};
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
     /// Sink name (spool directory, self-metric label). Default `stdout`.

@@ -80,9 +80,16 @@ pub fn describe_self_metrics(store: &mut Store) {
     );
 }
 
-/// Feeds one line to a parser and counts it (read, and unparsed when it failed).
+/// Feeds one line to a parser and counts it (read, and unparsed when it failed)
+/// under the parser's type name (`rme parse`, tests).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     let source = parser.source();
+    feed_as(source, parser, line, store);
+}
+
+/// [`feed`], counted under `source`: the configured name of the source, so
+/// two fail2ban sources named apart are counted apart.
+pub fn feed_as(source: &str, parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     store.inc(
         crate::store::Series::new(LINES_READ, &[("source", source)]),
         1,

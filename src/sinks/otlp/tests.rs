@@ -457,15 +457,19 @@ async fn partial_success_is_counted_by_the_push_cycle() {
         store: Store::new(Limits::default()),
         positions: Default::default(),
     });
-    let retry = crate::push::RetryPolicy {
+    let retry = crate::delivery::RetryPolicy {
         attempts: 1,
         min_backoff: std::time::Duration::ZERO,
         max_backoff: std::time::Duration::ZERO,
     };
-    crate::push::deliver(&mut sink, &mut spool, &retry, &shared)
-        .await
-        .unwrap();
-    assert_eq!(spool.len(), 0, "an accepted request leaves the spool");
+    let spool = std::sync::Mutex::new(spool);
+    let outcome = crate::delivery::deliver(&mut sink, &spool, &retry, &shared).await;
+    assert_eq!(outcome, Default::default());
+    assert_eq!(
+        spool.lock().unwrap().len(),
+        0,
+        "an accepted request leaves the spool"
+    );
     let store = &shared.lock().unwrap().store;
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),

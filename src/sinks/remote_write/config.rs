@@ -18,7 +18,7 @@ const RESERVED_HEADERS: [&str; 6] = [
     "host",
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
     /// Sink name (spool directory, self-metric label). Default `remote_write`.
@@ -57,7 +57,7 @@ pub struct RemoteWriteConfig {
     pub external_labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// User name.
@@ -70,7 +70,7 @@ pub struct BasicAuth {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CA(s) that signed the receiver's certificate, added to the system roots.
