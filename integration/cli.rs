@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A fail2ban 1.0.2 line, as the real server writes it.
-fn f2b_line(i: usize) -> String {
+pub fn f2b_line(i: usize) -> String {
     format!(
         "2026-11-22 23:13:{:02},109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.{}\n",
         i % 60,

@@ -5,11 +5,15 @@
 
 mod common;
 
+mod alerts;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod fleet;
 mod logging;
+mod newer_receivers;
 mod otlp;
 mod packaging;
 mod remote_write;
+mod serve_tls;
 mod statsd;

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use crate::sinks;
 use crate::sources;
 use crate::store::{LabelRule, Limits};
+use crate::web_config::WebConfig;
 
 /// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
 /// It reads the sample logs in examples/ and prints to stdout.
@@ -78,18 +80,35 @@ pub struct ServeConfig {
     /// Address of `GET /metrics`. Default 127.0.0.1:9899 (loopback only).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// exporter-toolkit web config file (TLS, client certificates, basic auth,
+    /// headers): the `--web.config.file` of Prometheus exporters.
+    #[serde(default)]
+    pub web_config: Option<PathBuf>,
+    /// Connections served at once; past it new ones are closed at once. Default 64.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `web_config` as read and checked at load (not part of the file).
+    #[serde(skip)]
+    pub web: Option<Arc<WebConfig>>,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: default_listen(),
+            web_config: None,
+            max_connections: default_max_connections(),
+            web: None,
         }
     }
 }
 
 fn default_listen() -> String {
     "127.0.0.1:9899".to_string()
+}
+
+const fn default_max_connections() -> usize {
+    64
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,7 +242,21 @@ impl Config {
             config.resolve_paths(base);
         }
         config.validate()?;
+        config.load_web_config()?;
         Ok(config)
+    }
+
+    /// Reads and checks `serve.web_config` (TLS files, hashes), so a broken one
+    /// is refused like a broken config: by `check-config`, at start and on SIGHUP.
+    fn load_web_config(&mut self) -> Result<(), Invalid> {
+        if let Some(serve) = &mut self.serve
+            && let Some(path) = &serve.web_config
+        {
+            let web = WebConfig::load(path)
+                .map_err(|e| Invalid::new("serve.web_config", format!("{e:#}")))?;
+            serve.web = Some(Arc::new(web));
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -233,6 +266,9 @@ impl Config {
             }
         };
         fix(&mut self.state_dir);
+        if let Some(p) = self.serve.as_mut().and_then(|s| s.web_config.as_mut()) {
+            fix(p);
+        }
         for s in &mut self.sources {
             match s {
                 SourceConfig::Reaction(c) => c.resolve_paths(&fix),
@@ -284,13 +320,14 @@ impl Config {
                 SinkConfig::Statsd(c) => c.validate(&key)?,
             }
         }
-        if let Some(serve) = &self.serve
-            && serve.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(Invalid::new(
-                "serve.listen",
-                format!("'{}' is not an address:port", serve.listen),
-            ));
+        if let Some(serve) = &self.serve {
+            if serve.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Invalid::new(
+                    "serve.listen",
+                    format!("'{}' is not an address:port", serve.listen),
+                ));
+            }
+            Invalid::at_least("serve.max_connections", serve.max_connections as u64, 1)?;
         }
         Ok(())
     }

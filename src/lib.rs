@@ -7,7 +7,8 @@
 //! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
 //! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle;
 //!   `delivery.rs`: each sink's courier task and retry loop;
-//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
+//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`,
+//!   with `web_config.rs`: TLS and basic auth from an exporter-toolkit web config.
 //! - `logging.rs`: log output, with `redact.rs` (secrets out of messages) and
 //!   `ratelimit.rs` (repeated warnings counted, not written); leaves, imported by all.
 
@@ -29,3 +30,4 @@ pub mod state;
 pub mod store;
 pub mod tail;
 pub mod text;
+pub mod web_config;

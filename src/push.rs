@@ -455,9 +455,14 @@ pub async fn run_daemon(
         tracing::info!(addr = %serve.listen, "serving /metrics");
         let shared = agent.shared.clone();
         let mut rx = stop_serving.subscribe();
-        tokio::spawn(crate::serve::serve(listener, shared, async move {
-            let _ = rx.recv().await;
-        }));
+        tokio::spawn(crate::serve::serve(
+            listener,
+            shared,
+            serve.into(),
+            async move {
+                let _ = rx.recv().await;
+            },
+        ));
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
