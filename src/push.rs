@@ -543,28 +543,39 @@ fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
     tokio::sync::broadcast::channel(1).0
 }
 
-/// Watches the directories of the file inputs; any change there reads the
-/// files again (no polling while idle). The watcher lives as long as the result.
+/// Watches the directories of the file inputs; a change to a followed file (or
+/// a file named after one: `fail2ban.log.1` of a rotation) reads the files
+/// again (no polling while idle). Other files there are ignored, so rme's own
+/// stderr written into that directory cannot trigger reads. The watcher lives
+/// as long as the result.
 fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
-    let dirs: std::collections::BTreeSet<PathBuf> = agent
+    let paths: Vec<PathBuf> = agent
         .readers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter_map(|r| match &r.follow {
-            Follow::File(t) => Some(match t.path().parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            }),
+            Follow::File(t) => Some(t.path().to_path_buf()),
             Follow::Journal(_) => None,
+        })
+        .collect();
+    let names: Vec<std::ffi::OsString> = paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok_and(|ev| ev.paths.is_empty() || ev.paths.iter().any(|p| concerns(p, &names))) {
+            let _ = tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    let dirs: std::collections::BTreeSet<PathBuf> = paths
+        .iter()
+        .map(|p| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
         })
         .collect();
     for dir in dirs {
@@ -581,4 +592,15 @@ fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
         }
     });
     Ok(watcher)
+}
+
+/// Whether a change to `path` may concern a followed file: its name starts
+/// with a followed file's name (the file itself, or a rotated copy of it).
+fn concerns(path: &std::path::Path, names: &[std::ffi::OsString]) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    path.file_name().is_some_and(|n| {
+        names
+            .iter()
+            .any(|name| n.as_bytes().starts_with(name.as_bytes()))
+    })
 }
