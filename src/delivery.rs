@@ -14,7 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::push::{Shared, lock};
+use crate::shared::{Shared, lock};
+#[cfg(test)]
+use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::spool::Spool;
 use crate::store::{Kind, Series, Store};
@@ -55,6 +57,7 @@ const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
 pub const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
+/// Registers the self-metrics of delivery.
 pub fn describe_metrics(store: &mut Store) {
     store.describe(
         REQUESTS,
@@ -122,93 +125,106 @@ pub fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) 
     store.inc(Series::new(POINTS_REJECTED, &[("sink", sink)]), 0);
 }
 
-/// Counts one request, and the samples it carried once they are settled (sent or rejected).
-fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Option<u64>) {
-    let mut g = lock(shared);
-    g.store.inc(
-        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
-        1,
-    );
-    if let Some(n) = samples {
-        g.store.inc(
-            Series::new(SAMPLES, &[("sink", sink), ("result", result)]),
-            n,
+/// What one delivery did, recorded into the store once by [`record_delivery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests the receiver took, and the samples they carried.
+    pub sent: u64,
+    pub sent_samples: u64,
+    /// Attempts that failed in a way worth trying again.
+    pub retried: u64,
+    /// Requests the receiver refused for good (dropped), and their samples.
+    pub rejected: u64,
+    pub rejected_samples: u64,
+    /// Points refused inside requests the receiver took (OTLP partial success).
+    pub rejected_points: u64,
+}
+
+/// Adds one delivery's tally to the sink's self-metrics.
+pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
+    for (result, requests, samples) in [
+        ("sent", t.sent, Some(t.sent_samples)),
+        ("retried", t.retried, None),
+        ("rejected", t.rejected, Some(t.rejected_samples)),
+    ] {
+        let l = [("sink", sink), ("result", result)];
+        store.inc(Series::new(REQUESTS, &l), requests);
+        if let Some(n) = samples {
+            store.inc(Series::new(SAMPLES, &l), n);
+        }
+    }
+    if t.rejected_points > 0 {
+        store.inc(
+            Series::new(POINTS_REJECTED, &[("sink", sink)]),
+            t.rejected_points,
         );
     }
 }
 
-/// How a delivery ended, when it did not empty the spool.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Still spooled after the policy's attempts, with the last reason.
-    pub kept: Option<String>,
-    /// Bodies the receiver refused for good (4xx): dropped and counted.
-    pub refused: u64,
-}
-
 /// Sends the spool oldest first until it is empty, or a body still fails after
 /// the policy's attempts or the receiver asks to wait longer than `max_backoff`
-/// (then the rest waits, in order). A body is removed only after the
-/// receiver's 2xx (or a refusal), so a crash or a cancel in between sends it
-/// again: at least once, and never skipped.
+/// (then the rest waits for the next flush, in order). A body is removed only
+/// after the receiver's 2xx (or a refusal), so a crash or a cancel in between
+/// sends it again: at least once, and never skipped. The spool is locked only
+/// for each file operation, never while a receiver is asked. Returns what it
+/// did, and why it stopped early if it did.
 pub async fn deliver<S: Sink>(
     sink: &mut S,
     spool: &Mutex<Spool>,
     retry: &RetryPolicy,
-    shared: &Mutex<Shared>,
-) -> Outcome {
+) -> (Tally, Result<(), String>) {
+    let mut tally = Tally::default();
+    let result = drain(sink, spool, retry, &mut tally).await;
+    (tally, result)
+}
+
+async fn drain<S: Sink>(
+    sink: &mut S,
+    spool: &Mutex<Spool>,
+    retry: &RetryPolicy,
+    tally: &mut Tally,
+) -> Result<(), String> {
     let name = sink.name().to_string();
-    let mut outcome = Outcome::default();
     loop {
         let record = match lock_spool(spool).oldest() {
             Ok(Some(r)) => r,
-            Ok(None) => return outcome,
-            Err(e) => {
-                outcome.kept = Some(format!("{e:#}"));
-                return outcome;
-            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("{e:#}")),
         };
         let mut attempt = 0;
         loop {
-            let settled = match sink.send(&record.body).await {
-                Ok(()) => {
+            match sink.send(&record.body).await {
+                Ok(accepted) => {
                     crate::failpoint::hit("after-send");
-                    count_request(shared, &name, "sent", Some(record.samples));
-                    let refused = sink.take_rejected_points();
-                    if refused > 0 {
-                        lock(shared)
-                            .store
-                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
-                    }
-                    true
+                    tally.sent += 1;
+                    tally.sent_samples += record.samples;
+                    tally.rejected_points += accepted.rejected_points;
+                    lock_spool(spool)
+                        .remove(record.seq)
+                        .map_err(|e| format!("{e:#}"))?;
+                    break;
                 }
                 Err(SendError::Reject { reason }) => {
                     tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
-                    count_request(shared, &name, "rejected", Some(record.samples));
-                    outcome.refused += 1;
-                    true
+                    tally.rejected += 1;
+                    tally.rejected_samples += record.samples;
+                    lock_spool(spool)
+                        .remove(record.seq)
+                        .map_err(|e| format!("{e:#}"))?;
+                    break;
                 }
                 Err(SendError::Retry { reason, after }) => {
-                    count_request(shared, &name, "retried", None);
+                    tally.retried += 1;
                     attempt += 1;
                     let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
                     if attempt >= retry.attempts || asked_too_long {
                         tracing::warn!(sink = %name, attempt, retry_after = ?after, "{reason}; kept in the spool");
-                        outcome.kept = Some(reason);
-                        return outcome;
+                        return Err(reason);
                     }
                     let wait = after.unwrap_or_else(|| retry.backoff(attempt));
                     tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
                     tokio::time::sleep(wait).await;
-                    false
                 }
-            };
-            if settled {
-                if let Err(e) = lock_spool(spool).remove(record.seq) {
-                    outcome.kept = Some(format!("{e:#}"));
-                    return outcome;
-                }
-                break;
             }
         }
     }
@@ -226,20 +242,28 @@ pub struct Courier {
 }
 
 impl Courier {
+    /// One delivery round, its tally recorded into the store.
+    async fn round(&mut self, retry: &RetryPolicy) -> Result<(), String> {
+        let (tally, result) = deliver(&mut self.sink, &self.spool, retry).await;
+        record_delivery(&mut lock(&self.shared).store, self.sink.name(), &tally);
+        result
+    }
+
     /// Delivers whenever woken, retrying with backoff between rounds, until
     /// `stop` turns true; then tries what is left once more (no backoff) and
     /// returns. The caller bounds that last round with its stop timeout, and
     /// dropping this future mid-request keeps the body in the spool.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let retry = self.retry.clone();
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let outcome = tokio::select! {
-                o = deliver(&mut self.sink, &self.spool, &self.retry, &self.shared) => o,
+            let result = tokio::select! {
+                r = self.round(&retry) => r,
                 _ = stop.changed() => break,
             };
-            let pause = if outcome.kept.is_some() {
+            let pause = if result.is_err() {
                 failures = failures.saturating_add(1);
-                Some(self.retry.backoff(failures.saturating_add(2)))
+                Some(retry.backoff(failures.saturating_add(2)))
             } else {
                 failures = 0;
                 None
@@ -257,10 +281,9 @@ impl Courier {
         }
         let last = RetryPolicy {
             attempts: 1,
-            ..self.retry.clone()
+            ..retry
         };
-        let outcome = deliver(&mut self.sink, &self.spool, &last, &self.shared).await;
-        if let Some(reason) = outcome.kept {
+        if let Err(reason) = self.round(&last).await {
             tracing::warn!(sink = %self.sink.name(), "stopping with data in the spool for the next run: {reason}");
         }
     }
@@ -268,14 +291,12 @@ impl Courier {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::store::Limits;
 
     /// A sink that answers from a script and records what it was sent.
     struct Scripted {
-        answers: Vec<Result<(), SendError>>,
+        answers: Vec<Result<Accepted, SendError>>,
         sent: Vec<Vec<u8>>,
     }
 
@@ -283,32 +304,30 @@ mod tests {
         fn name(&self) -> &str {
             "scripted"
         }
-        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
             Ok(Vec::new())
         }
-        async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
             self.sent.push(body.to_vec());
             self.answers.remove(0)
         }
     }
 
-    fn retry(after: Option<u64>) -> Result<(), SendError> {
+    fn retry(after: Option<u64>) -> Result<Accepted, SendError> {
         Err(SendError::Retry {
             reason: "HTTP 503".into(),
             after: after.map(Duration::from_millis),
         })
     }
 
-    fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Outcome) {
+    fn run(
+        answers: Vec<Result<Accepted, SendError>>,
+    ) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }
-        let shared = Mutex::new(Shared {
-            store: Store::new(Limits::default()),
-            positions: BTreeMap::new(),
-        });
         let policy = RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(1),
@@ -323,9 +342,10 @@ mod tests {
             .build()
             .unwrap();
         let spool = Mutex::new(spool);
-        let result = rt.block_on(deliver(&mut sink, &spool, &policy, &shared));
+        let (tally, result) = rt.block_on(deliver(&mut sink, &spool, &policy));
         let spool = spool.into_inner().unwrap();
-        let store = shared.into_inner().unwrap().store;
+        let mut store = Store::new(Limits::default());
+        record_delivery(&mut store, "scripted", &tally);
         (sink, spool, store, result)
     }
 
@@ -336,7 +356,7 @@ mod tests {
     #[test]
     fn oldest_first_reject_dropped_and_counted_retry_bounded() {
         let (sink, spool, store, result) = run(vec![
-            Ok(()),
+            Ok(Accepted::default()),
             Err(SendError::Reject {
                 reason: "HTTP 400".into(),
             }),
@@ -354,8 +374,7 @@ mod tests {
                 b"c".to_vec()
             ]
         );
-        assert!(result.kept.is_some());
-        assert_eq!(result.refused, 1);
+        assert!(result.is_err());
         assert_eq!(
             (samples(&store, "sent"), samples(&store, "rejected")),
             (3, 4)
@@ -372,7 +391,7 @@ mod tests {
     fn retry_after_longer_than_max_backoff_ends_the_flush_at_once() {
         let (sink, spool, _, result) = run(vec![retry(Some(60_000))]);
         assert_eq!(sink.sent.len(), 1);
-        assert!(result.kept.is_some());
+        assert!(result.is_err());
         assert_eq!(spool.len(), 3);
     }
 }

@@ -3,26 +3,34 @@
 //! be scraped.
 //!
 //! # Layout
-//! - `config.rs`: the file as written; `sources/` and `sinks/`: one module per program and per protocol.
-//! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
-//! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle;
-//!   `delivery.rs`: each sink's courier task and retry loop;
-//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`,
-//!   with `web_config.rs`: TLS and basic auth from an exporter-toolkit web config.
-//! - `logging.rs`: log output, with `redact.rs` (secrets out of messages) and
-//!   `ratelimit.rs` (repeated warnings counted, not written); leaves, imported by all.
+//! Imports run downhill only, in these layers (top first):
+//! - `main.rs`, `serve.rs`: the CLI and `GET /metrics` (with `web_config.rs`: TLS and basic auth
+//!   from an exporter-toolkit web config); `logging.rs`: log output;
+//! - `push.rs`: the flush cycle; `delivery.rs`: each sink's courier task and retry loop;
+//!   `read.rs`: following every input;
+//! - `config.rs`: the file as written and `Config::plan`, which builds it; `helper.rs`: the privileged server;
+//! - `sources/` (one folder per program: `mod.rs` config + build, `log.rs`, a probe, `tests.rs`)
+//!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
+//!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
+//! - `state.rs`, `text.rs`; then the ground: `store.rs`, `tail.rs`, `helper_proto.rs`,
+//!   `invalid.rs`, `progress.rs`, `redact.rs` (secrets out of messages), `ratelimit.rs`
+//!   (counting repeated warnings), `failpoint.rs` (crash points of debug builds).
 
 pub mod config;
 pub mod delivery;
 pub mod failpoint;
 pub mod helper;
+pub mod helper_proto;
+pub mod invalid;
 pub mod journal;
 pub mod logging;
 pub mod progress;
 pub mod push;
 pub mod ratelimit;
+pub mod read;
 pub mod redact;
 pub mod serve;
+pub mod shared;
 pub mod sinks;
 pub mod sources;
 pub mod spool;

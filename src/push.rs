@@ -9,161 +9,23 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
-use crate::config::SinkConfig;
+use crate::config::Plan;
 use crate::delivery::{self, Courier, RetryPolicy, SharedSpool, lock_spool};
-use crate::journal;
-use crate::sinks::{AnySink, Sink};
-use crate::sources::{self, Input, LineParser, Probe, feed_as};
+use crate::read::{self, Reader};
+use crate::shared::{Shared, SharedRef, lock};
+use crate::sinks::{AnySink, Sink, SinkConfig};
+use crate::sources::{self, Probe};
 use crate::spool::Spool;
-use crate::state::{SourceState, State};
+use crate::state::State;
 use crate::store::{Series, Store, now_ms};
-use crate::tail::Tailer;
 
-/// The store and where each source stands, behind one lock so a snapshot and
-/// the positions saved with it always agree.
-pub struct Shared {
-    pub store: Store,
-    pub positions: BTreeMap<String, SourceState>,
-}
-
-pub type SharedRef = Arc<Mutex<Shared>>;
-
-/// Locks the shared store; a panic elsewhere must not stop the flushes.
-pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One source's log input with its parser.
-pub struct Reader {
-    pub name: String,
-    follow: Follow,
-    parser: Box<dyn LineParser>,
-}
-
-enum Follow {
-    File(Tailer),
-    Journal(sources::JournalInput),
-}
-
-impl Reader {
-    fn new(
-        name: String,
-        input: Input,
-        parser: Box<dyn LineParser>,
-        saved: Option<&SourceState>,
-    ) -> Reader {
-        let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
-            Input::Journal(j) => Follow::Journal(j),
-        };
-        Reader {
-            name,
-            follow,
-            parser,
-        }
-    }
-
-    fn is_journal(&self) -> bool {
-        matches!(self.follow, Follow::Journal(_))
-    }
-
-    /// Reads everything new into the store. For a journal input this runs
-    /// `journalctl` to the end (once mode); following it is [`follow_journal`]'s job.
-    pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
-        match &mut self.follow {
-            Follow::File(tailer) => {
-                let mut g = lock(shared);
-                let Shared { store, positions } = &mut *g;
-                store.set_now(now_ms());
-                let parser = &mut *self.parser;
-                let name = &self.name;
-                let offset = tailer.pos().map_or(0, |p| p.offset);
-                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
-                let stats = tailer
-                    .read_new(&mut |line| {
-                        feed_as(name, parser, line, store);
-                        if let Some(p) = progress.as_mut() {
-                            p.advance(line.len() as u64 + 1);
-                        }
-                    })
-                    .with_context(|| {
-                        format!("source {}: reading {}", self.name, tailer.path().display())
-                    })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
-                Ok(stats.lines)
-            }
-            Follow::Journal(input) => {
-                let input = input.clone();
-                let cursor = lock(shared)
-                    .positions
-                    .get(&self.name)
-                    .and_then(|s| s.cursor.clone());
-                let mut n = 0;
-                let name = self.name.clone();
-                let parser = &mut *self.parser;
-                journal::read(&input, cursor.as_deref(), false, &mut |e| {
-                    let mut g = lock(shared);
-                    let Shared { store, positions } = &mut *g;
-                    store.set_now(now_ms());
-                    feed_as(&name, parser, &e.message, store);
-                    positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-                    n += 1;
-                })?;
-                Ok(n)
-            }
-        }
-    }
-}
-
-/// Reads every reader to its end; errors are logged per source, returned, and
-/// retried next time.
-pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) -> Vec<(String, String)> {
-    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
-    let mut failed = Vec::new();
-    for r in readers.iter_mut() {
-        if let Err(e) = r.read_new(shared) {
-            tracing::warn!(source = %r.name, "{e:#}");
-            failed.push((r.name.clone(), format!("{e:#}")));
-        }
-    }
-    failed
-}
-
-/// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
-pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
-    let Follow::Journal(input) = &reader.follow else {
-        return;
-    };
-    let input = input.clone();
-    loop {
-        let cursor = lock(&shared)
-            .positions
-            .get(&reader.name)
-            .and_then(|s| s.cursor.clone());
-        let name = reader.name.clone();
-        let parser = &mut *reader.parser;
-        let result = journal::read(&input, cursor.as_deref(), true, &mut |e| {
-            let mut g = lock(&shared);
-            let Shared { store, positions } = &mut *g;
-            store.set_now(now_ms());
-            feed_as(&name, parser, &e.message, store);
-            positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-        });
-        if let Err(e) = result {
-            tracing::warn!(source = %reader.name, "journal: {e:#}; retrying in 10 s");
-        }
-        std::thread::sleep(Duration::from_secs(10));
-    }
-}
-
-/// A sink as the flush uses it (encoding; its state) with its spool, and the
-/// wake-up of its courier.
+/// A sink as the flush uses it (encoding; its state) with its spool, the
+/// config its courier's own copy is built from, and the courier's wake-up.
 pub struct Outlet {
     pub sink: AnySink,
     pub spool: SharedSpool,
@@ -196,17 +58,22 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Loads the state, restores counters, builds sources and sinks.
-    pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
-        let state = State::load(&config.state_dir)?;
+    /// Restores counters and positions from `state`, opens each sink's spool
+    /// and replays the notes of what is still in it (statsd: a crash may have
+    /// come between spooling and saving the state).
+    pub fn new(plan: Plan, state: State, retry: RetryPolicy) -> anyhow::Result<Agent> {
+        let Plan {
+            mut config,
+            sources: built,
+            sinks,
+        } = plan;
         let mut store = Store::new(config.store.limits());
         delivery::describe_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
-        for sc in &config.sources {
-            let built = sources::build(sc).with_context(|| format!("source {}", sc.name()))?;
+        for built in built {
             if let Some((input, parser)) = built.input {
                 parser.describe(&mut store);
                 readers.push(Reader::new(
@@ -223,13 +90,12 @@ impl Agent {
         }
         let mut outlets = Vec::new();
         let mut sink_states = state.sinks;
-        for sc in &config.sinks {
-            let mut sink = AnySink::build(sc).with_context(|| format!("sink {}", sc.name()))?;
-            if let Some(s) = sink_states.remove(sc.name()) {
+        for (mut sink, sink_config) in sinks.into_iter().zip(std::mem::take(&mut config.sinks)) {
+            if let Some(s) = sink_states.remove(sink.name()) {
                 sink.restore_state(s);
             }
             let spool = Spool::open(
-                &config.state_dir.join("spool").join(sc.name()),
+                &config.state_dir.join("spool").join(sink.name()),
                 config.spool_max_bytes,
             )?;
             for note in spool.notes()? {
@@ -238,7 +104,7 @@ impl Agent {
             outlets.push(Outlet {
                 sink,
                 spool: Arc::new(Mutex::new(spool)),
-                config: sc.clone(),
+                config: sink_config,
                 wake: Arc::default(),
             });
         }
@@ -260,7 +126,7 @@ impl Agent {
     /// Reads every file input (and, in once mode, every journal) to its end;
     /// returns the sources that could not be read.
     pub fn read_sources(&self) -> Vec<(String, String)> {
-        read_all(&self.readers, &self.shared)
+        read::read_all(&self.readers, &self.shared)
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -308,7 +174,7 @@ impl Agent {
         for o in &mut self.outlets {
             let batches = o
                 .sink
-                .batches(&snap)
+                .encode(&snap)
                 .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for b in batches {
                 lock_spool(&o.spool).append_noted(&b.body, &b.note, b.samples, at)?;
@@ -328,17 +194,14 @@ impl Agent {
 
     /// Saves positions and counters (delivery moved the self-metric counters),
     /// with the spools' gauges and drop counts taken first, so a run's drops
-    /// are counted even when no flush follows (`--once`, stop).
+    /// are counted even when no flush follows (`--once`, stop). Positions and
+    /// counters are taken under one lock, so lines are never counted twice.
     pub fn save_state(&self) -> anyhow::Result<()> {
         let state = {
             let mut g = lock(&self.shared);
             for o in &self.outlets {
-                delivery::record_spool(
-                    &mut g.store,
-                    o.sink.name(),
-                    &mut lock_spool(&o.spool),
-                    now_ms(),
-                );
+                let mut spool = lock_spool(&o.spool);
+                delivery::record_spool(&mut g.store, o.sink.name(), &mut spool, now_ms());
             }
             State {
                 sources: g.positions.clone(),
@@ -373,15 +236,17 @@ impl Agent {
         let mut tasks = tokio::task::JoinSet::new();
         for mut c in self.couriers()? {
             tasks.spawn(async move {
-                let outcome = delivery::deliver(&mut c.sink, &c.spool, &c.retry, &c.shared).await;
-                (c.sink.name().to_string(), outcome)
+                let (tally, result) = delivery::deliver(&mut c.sink, &c.spool, &c.retry).await;
+                let name = c.sink.name().to_string();
+                delivery::record_delivery(&mut lock(&c.shared).store, &name, &tally);
+                (name, tally.rejected, result)
             });
         }
         let mut report = FlushReport::default();
         while let Some(done) = tasks.join_next().await {
-            let (sink, outcome) = done.context("a delivery task failed")?;
-            report.refused += outcome.refused;
-            if let Some(reason) = outcome.kept {
+            let (sink, refused, result) = done.context("a delivery task failed")?;
+            report.refused += refused;
+            if let Err(reason) = result {
                 report.failed.push((sink, reason));
             }
         }
@@ -390,11 +255,47 @@ impl Agent {
     }
 }
 
+/// What `rme` was asked to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `rme push --once`: read, probe, flush once.
+    Once,
+    /// `rme push`: follow and flush every interval until stopped.
+    Daemon,
+    /// `rme serve`: follow and serve /metrics (on the default address unless
+    /// `serve.listen` says otherwise), no sinks.
+    Serve,
+}
+
+/// Runs a plan in `mode` on a new runtime; `reload` checks the config on SIGHUP.
+pub fn run(
+    mut plan: Plan,
+    mode: Mode,
+    reload: &dyn Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<FlushReport> {
+    let rt = tokio::runtime::Runtime::new()?;
+    if mode == Mode::Serve {
+        plan.config
+            .serve
+            .get_or_insert_with(crate::config::ServeConfig::default);
+        plan.sinks.clear();
+    }
+    match mode {
+        Mode::Once => rt.block_on(run_once(plan)),
+        Mode::Daemon | Mode::Serve => {
+            rt.block_on(run_daemon(plan, reload))?;
+            Ok(FlushReport::default())
+        }
+    }
+}
+
 /// `rme push --once`: read what is new, probe, flush once, deliver every sink
 /// at once. The report says what is still spooled, refused or unreadable.
-pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
+pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
@@ -416,7 +317,7 @@ enum Stop {
     Reload,
 }
 
-/// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
+/// `rme push` and `rme serve` (a plan without sinks): follow the sources, flush
 /// every interval, serve /metrics if configured. Each sink's courier delivers
 /// on its own task. SIGTERM/SIGINT are handled at once: a last flush into the
 /// spools, then the couriers get `stop_timeout_secs` to send what they can,
@@ -425,50 +326,49 @@ enum Stop {
 /// itself (same pid, same arguments) and continues from the state file just
 /// saved; an invalid config is logged and the running one kept.
 pub async fn run_daemon(
-    config: &Config,
-    with_sinks: bool,
+    plan: Plan,
     check_reload: &dyn Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let serve = plan
+        .config
+        .serve
+        .as_ref()
+        .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
+    let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
+    let stop_timeout = Duration::from_secs(plan.config.stop_timeout_secs);
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(config.interval_secs.clamp(1, 60)),
+            max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
-    if !with_sinks {
-        agent.outlets.clear();
-    }
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
-        std::thread::spawn(move || follow_journal(r, shared));
+        std::thread::spawn(move || read::follow_journal(r, shared));
     }
     agent.read_sources();
-    let _watcher = watch_files(&agent)?;
+    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let stop_serving = tokio_util_cancel();
-    if let Some(serve) = &config.serve {
-        let listener = tokio::net::TcpListener::bind(&serve.listen)
+    if let Some((listen, options)) = serve {
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("serve.listen: binding {}", serve.listen))?;
-        tracing::info!(addr = %serve.listen, "serving /metrics");
+            .with_context(|| format!("serve.listen: binding {listen}"))?;
+        tracing::info!(addr = %listen, "serving /metrics");
         let shared = agent.shared.clone();
         let mut rx = stop_serving.subscribe();
-        tokio::spawn(crate::serve::serve(
-            listener,
-            shared,
-            serve.into(),
-            async move {
-                let _ = rx.recv().await;
-            },
-        ));
+        tokio::spawn(crate::serve::serve(listener, shared, options, async move {
+            let _ = rx.recv().await;
+        }));
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let interval = Duration::from_secs(config.interval_secs);
-    let stop_timeout = Duration::from_secs(config.stop_timeout_secs);
+    let interval = Duration::from_secs(interval_secs);
     loop {
         let (stop_couriers, stopped) = tokio::sync::watch::channel(false);
         let mut couriers = tokio::task::JoinSet::new();
@@ -476,8 +376,7 @@ pub async fn run_daemon(
             couriers.spawn(c.run(stopped.clone()));
         }
         let stop = loop {
-            let jitter =
-                Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+            let jitter = Duration::from_millis(fastrand::u64(0..=jitter_secs.saturating_mul(1000)));
             let stop = tokio::select! {
                 _ = tokio::time::sleep(interval + jitter) => None,
                 _ = term.recv() => Some(Stop::Exit),
@@ -541,66 +440,4 @@ fn reexec() -> std::io::Error {
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
     tokio::sync::broadcast::channel(1).0
-}
-
-/// Watches the directories of the file inputs; a change to a followed file (or
-/// a file named after one: `fail2ban.log.1` of a rotation) reads the files
-/// again (no polling while idle). Other files there are ignored, so rme's own
-/// stderr written into that directory cannot trigger reads. The watcher lives
-/// as long as the result.
-fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let paths: Vec<PathBuf> = agent
-        .readers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|r| match &r.follow {
-            Follow::File(t) => Some(t.path().to_path_buf()),
-            Follow::Journal(_) => None,
-        })
-        .collect();
-    let names: Vec<std::ffi::OsString> = paths
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
-        .collect();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok_and(|ev| ev.paths.is_empty() || ev.paths.iter().any(|p| concerns(p, &names))) {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
-    let dirs: std::collections::BTreeSet<PathBuf> = paths
-        .iter()
-        .map(|p| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
-        .collect();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), "cannot watch: {e}; its files are read at each flush only");
-        }
-    }
-    let readers = agent.readers.clone();
-    let shared = agent.shared.clone();
-    std::thread::spawn(move || {
-        while rx.recv().is_ok() {
-            while rx.try_recv().is_ok() {}
-            read_all(&readers, &shared);
-        }
-    });
-    Ok(watcher)
-}
-
-/// Whether a change to `path` may concern a followed file: its name starts
-/// with a followed file's name (the file itself, or a rotated copy of it).
-fn concerns(path: &std::path::Path, names: &[std::ffi::OsString]) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    path.file_name().is_some_and(|n| {
-        names
-            .iter()
-            .any(|name| n.as_bytes().starts_with(name.as_bytes()))
-    })
 }

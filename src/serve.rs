@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServeConfig;
-use crate::push::{SharedRef, lock};
+use crate::shared::{SharedRef, lock};
 use crate::store::{Kind, Series, now_ms};
 use crate::text::{self, Format};
 use crate::web_config::WebConfig;

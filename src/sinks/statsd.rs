@@ -25,11 +25,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::{Batch, SendError, Sink};
-use crate::config::Invalid;
+use super::{Accepted, Batch, SendError, Sink};
+use crate::invalid::Invalid;
 use crate::store::{Series, Snapshot, Value};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsdConfig {
     /// Sink name (spool directory, self-metric label). Default `statsd`.
@@ -59,7 +59,7 @@ pub struct StatsdConfig {
     pub max_packet_bytes: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     #[default]
@@ -67,7 +67,7 @@ pub enum Protocol {
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagStyle {
     #[default]
@@ -380,13 +380,9 @@ impl Sink for Statsd {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(self.batches(snap)?.into_iter().map(|b| b.body).collect())
-    }
-
     /// Bodies of line groups (one per point sent), each with a note of the
     /// counters it moves: `last` is committed with the body, in its spool record.
-    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         let mut groups: Vec<(String, Option<Sent>)> = snap
             .points
             .iter()
@@ -440,11 +436,12 @@ impl Sink for Statsd {
             .collect()
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         match self.config.protocol {
-            Protocol::Udp => self.send_udp(body).await,
-            Protocol::Tcp => self.send_tcp(body).await,
+            Protocol::Udp => self.send_udp(body).await?,
+            Protocol::Tcp => self.send_tcp(body).await?,
         }
+        Ok(Accepted::default())
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
@@ -517,7 +514,32 @@ mod tests {
         }
     }
 
-    fn text(bodies: Vec<Vec<u8>>) -> Vec<String> {
+    #[test]
+    fn a_body_counts_the_points_it_carries_not_the_snapshot_s() {
+        let groups = (0..5).map(|i| (format!("m{i}:1|c"), ()));
+        let batches = pack(groups, 14);
+        let counts: Vec<usize> = batches.iter().map(|(_, points)| points.len()).collect();
+        assert_eq!(counts, [2, 2, 1]);
+        let mut s = sink("max_packet_bytes = 64");
+        let points: Vec<Series> = (0..20)
+            .map(|i| Series::new(&format!("m{i}"), &[]))
+            .collect();
+        let snapshot = snap(
+            &points
+                .iter()
+                .map(|p| (p, Value::Counter(1), 0))
+                .collect::<Vec<_>>(),
+        );
+        let batches = s.encode(&snapshot).unwrap();
+        assert!(batches.len() > 1);
+        assert_eq!(batches.iter().map(|b| b.samples).sum::<u64>(), 20);
+    }
+
+    fn text(bodies: Vec<Batch>) -> Vec<String> {
+        raw(bodies.into_iter().map(|b| b.body).collect())
+    }
+
+    fn raw(bodies: Vec<Vec<u8>>) -> Vec<String> {
         bodies
             .into_iter()
             .map(|b| String::from_utf8(b).expect("utf-8"))
@@ -717,7 +739,7 @@ mod tests {
             let packed = pack(groups.iter().cloned().zip(0..), max);
             let tags: Vec<i32> = packed.iter().flat_map(|(_, t)| t.clone()).collect();
             assert_eq!(tags, (0..groups.len() as i32).collect::<Vec<_>>());
-            let bodies = text(packed.into_iter().map(|(b, _)| b).collect());
+            let bodies = raw(packed.into_iter().map(|(b, _)| b).collect());
             for b in &bodies {
                 assert!(
                     b.len() <= max || !b.contains('\n'),
@@ -730,12 +752,10 @@ mod tests {
         }
         let long = "x".repeat(100);
         assert_eq!(
-            text(
-                pack([(long.clone(), ())], 64)
-                    .into_iter()
-                    .map(|(b, _)| b)
-                    .collect()
-            ),
+            raw(pack([(long.clone(), ())], 64)
+                .into_iter()
+                .map(|(b, _)| b)
+                .collect()),
             [long],
             "an oversized line goes alone"
         );
@@ -754,7 +774,7 @@ mod tests {
             .unwrap();
         let saved = before.save_state().unwrap();
         let batches = before
-            .batches(&snap(&[
+            .encode(&snap(&[
                 (&old, Value::Counter(9), 10),
                 (&new, Value::Counter(4), 20),
             ]))
@@ -810,7 +830,7 @@ mod tests {
         let config = crate::config::Config::parse(text, None).expect("examples/statsd.toml");
         assert!(matches!(
             config.sinks.as_slice(),
-            [crate::config::SinkConfig::Statsd(_)]
+            [crate::sinks::SinkConfig::Statsd(_)]
         ));
     }
 
