@@ -13,7 +13,8 @@
 //!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
 //!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
 //! - `state.rs`, `text.rs`; then the ground: `store.rs`, `tail.rs`, `helper_proto.rs`,
-//!   `invalid.rs`, `progress.rs`, `redact.rs` (secrets out of messages), `ratelimit.rs`
+//!   `invalid.rs`, `progress.rs`, `safe_fs.rs` (writes in the state dir), `lock.rs`
+//!   (one rme per state dir), `redact.rs` (secrets out of messages), `ratelimit.rs`
 //!   (counting repeated warnings), `failpoint.rs` (crash points of debug builds).
 
 pub mod config;
@@ -23,12 +24,14 @@ pub mod helper;
 pub mod helper_proto;
 pub mod invalid;
 pub mod journal;
+pub mod lock;
 pub mod logging;
 pub mod progress;
 pub mod push;
 pub mod ratelimit;
 pub mod read;
 pub mod redact;
+pub mod safe_fs;
 pub mod serve;
 pub mod shared;
 pub mod sinks;

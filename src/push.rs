@@ -20,9 +20,9 @@ use crate::read::{self, Reader};
 use crate::shared::{Shared, SharedRef, lock};
 use crate::sinks::{AnySink, Sink, SinkConfig};
 use crate::sources::{self, Probe};
-use crate::spool::Spool;
+use crate::spool::{Spool, WriteErrors};
 use crate::state::State;
-use crate::store::{Series, Store, now_ms};
+use crate::store::{Kind, Series, Store, now_ms};
 
 /// A sink as the flush uses it (encoding; its state) with its spool, the
 /// config its courier's own copy is built from, and the courier's wake-up.
@@ -55,20 +55,31 @@ pub struct Agent {
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
+    /// Spool and state writes that failed, logged once per kind.
+    write_errors: WriteErrors,
+    /// Held while this Agent lives: one rme per state_dir.
+    _lock: crate::lock::StateLock,
 }
 
+const SPOOL_WRITE_ERRORS: &str = "rme_spool_write_errors_total";
+const STATE_WRITE_ERRORS: &str = "rme_state_write_errors_total";
+
 impl Agent {
-    /// Restores counters and positions from `state`, opens each sink's spool
-    /// and replays the notes of what is still in it (statsd: a crash may have
-    /// come between spooling and saving the state).
-    pub fn new(plan: Plan, state: State, retry: RetryPolicy) -> anyhow::Result<Agent> {
+    /// Takes the state_dir lock (one rme per state_dir), loads the state,
+    /// restores counters and positions, opens each sink's spool and replays
+    /// the notes of what is still in it (statsd: a crash may have come between
+    /// spooling and saving the state).
+    pub fn new(plan: Plan, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let Plan {
             mut config,
             sources: built,
             sinks,
         } = plan;
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+        let state = State::load(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         delivery::describe_metrics(&mut store);
+        describe_write_errors(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);
         let mut readers = Vec::new();
@@ -120,6 +131,8 @@ impl Agent {
             outlets,
             retry,
             sink_states,
+            write_errors: WriteErrors::default(),
+            _lock: lock,
         })
     }
 
@@ -127,6 +140,13 @@ impl Agent {
     /// returns the sources that could not be read.
     pub fn read_sources(&self) -> Vec<(String, String)> {
         read::read_all(&self.readers, &self.shared)
+    }
+
+    /// Refuses inputs this run cannot read: anything but a regular file, and a
+    /// FIFO in `--once` (a stream has no end to read to).
+    pub fn check_inputs(&self, once: bool) -> anyhow::Result<()> {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.iter().try_for_each(|r| r.check(once))
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -156,6 +176,12 @@ impl Agent {
 
     /// Snapshots, appends every sink's bodies to its spool, saves the state,
     /// and wakes the couriers. Never waits for a receiver.
+    ///
+    /// A flush's bodies are kept together with the state that made them, or
+    /// not at all: when the disk is full the sink forgets it encoded them
+    /// (statsd sends those deltas with the next flush that can be written).
+    /// The spools stay locked from the append to the state save, so a courier
+    /// never sends a body that is then taken back.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         let at = now_ms();
         let (snap, mut state) = {
@@ -171,21 +197,63 @@ impl Agent {
             };
             (snap, state)
         };
-        for o in &mut self.outlets {
+        let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
+        let held: Vec<SharedSpool> = self.outlets.iter().map(|o| o.spool.clone()).collect();
+        let mut spools: Vec<_> = held.iter().map(|s| lock_spool(s)).collect();
+        let mut spooled = Vec::new();
+        for (i, o) in self.outlets.iter_mut().enumerate() {
+            let name = o.sink.name().to_string();
             let batches = o
                 .sink
                 .encode(&snap)
-                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
-            for b in batches {
-                lock_spool(&o.spool).append_noted(&b.body, &b.note, b.samples, at)?;
-            }
-            if let Some(s) = o.sink.save_state() {
-                self.sink_states.insert(o.sink.name().to_string(), s);
+                .with_context(|| format!("sink {name}: encoding"))?;
+            let bodies = batches
+                .iter()
+                .map(|b| (&b.body[..], &b.note[..], b.samples));
+            match spools[i].append_all(bodies, at) {
+                Ok(seqs) => {
+                    self.write_errors.ok(&name);
+                    spooled.push((i, seqs));
+                    if let Some(s) = o.sink.save_state() {
+                        self.sink_states.insert(name, s);
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s);
+                    }
+                    let kind = self.write_errors.failed(&name, &e);
+                    lock(&self.shared).store.inc(
+                        Series::new(SPOOL_WRITE_ERRORS, &[("sink", &name), ("kind", kind)]),
+                        1,
+                    );
+                }
             }
         }
         state.sinks = self.sink_states.clone();
         crate::failpoint::hit("after-spool");
-        state.save(&self.state_dir)?;
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                // Without the state that made them, this flush's bodies must not
+                // go out (a restart would make them again): take them back.
+                for (i, seqs) in spooled {
+                    for seq in seqs {
+                        let _ = spools[i].remove(seq);
+                    }
+                    let o = &mut self.outlets[i];
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s.clone());
+                        self.sink_states.insert(o.sink.name().to_string(), s);
+                    }
+                }
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
+        drop(spools);
         for o in &self.outlets {
             o.wake.notify_one();
         }
@@ -196,7 +264,7 @@ impl Agent {
     /// with the spools' gauges and drop counts taken first, so a run's drops
     /// are counted even when no flush follows (`--once`, stop). Positions and
     /// counters are taken under one lock, so lines are never counted twice.
-    pub fn save_state(&self) -> anyhow::Result<()> {
+    pub fn save_state(&mut self) {
         let state = {
             let mut g = lock(&self.shared);
             for o in &self.outlets {
@@ -210,7 +278,15 @@ impl Agent {
                 ..State::default()
             }
         };
-        state.save(&self.state_dir)
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
     }
 
     /// One courier per sink, each with its own copy of the sink built from its config.
@@ -289,24 +365,36 @@ pub fn run(
     }
 }
 
+fn describe_write_errors(store: &mut Store) {
+    store.describe(
+        SPOOL_WRITE_ERRORS,
+        Kind::Counter,
+        "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+    );
+    store.describe(
+        STATE_WRITE_ERRORS,
+        Kind::Counter,
+        "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
+    );
+}
+
 /// `rme push --once`: read what is new, probe, flush once, deliver every sink
 /// at once. The report says what is still spooled, refused or unreadable.
 pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
-    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
         },
     )?;
+    agent.check_inputs(true)?;
     let unreadable = agent.read_sources();
     agent.probe();
     agent.flush()?;
     let mut report = agent.deliver_all().await?;
-    agent.save_state()?;
+    agent.save_state();
     report.unreadable = unreadable;
     Ok(report)
 }
@@ -337,16 +425,15 @@ pub async fn run_daemon(
         .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
     let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
     let stop_timeout = Duration::from_secs(plan.config.stop_timeout_secs);
-    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
+    agent.check_inputs(false)?;
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
@@ -410,9 +497,7 @@ pub async fn run_daemon(
             couriers.abort_all();
             while couriers.join_next().await.is_some() {}
         }
-        if let Err(e) = agent.save_state() {
-            tracing::error!("saving the state: {e:#}");
-        }
+        agent.save_state();
         match stop {
             Stop::Reload => {
                 tracing::info!("SIGHUP: config is valid; restarting with it");

@@ -35,13 +35,26 @@ impl Reader {
         saved: Option<&SourceState>,
     ) -> Reader {
         let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::File(path) => Follow::File(
+                Tailer::new(path, saved.and_then(|s| s.file))
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+            ),
             Input::Journal(j) => Follow::Journal(j),
         };
         Reader {
             name,
             follow,
             parser,
+        }
+    }
+
+    /// Refuses an input this run cannot read: anything but a regular file, and
+    /// a FIFO in `--once` (a stream has no end to read to).
+    pub fn check(&self, once: bool) -> anyhow::Result<()> {
+        match &self.follow {
+            Follow::File(t) => crate::tail::check_input(t.path(), once)
+                .with_context(|| format!("source {}", self.name)),
+            Follow::Journal(_) => Ok(()),
         }
     }
 
@@ -71,7 +84,9 @@ impl Reader {
                     .with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                let at = positions.entry(self.name.clone()).or_default();
+                at.file = tailer.pos();
+                at.rotated = tailer.rotated_pos();
                 Ok(stats.lines)
             }
             Follow::Journal(input) => {
@@ -160,7 +175,13 @@ pub fn watch_files(
         .collect();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok_and(|ev| ev.paths.is_empty() || ev.paths.iter().any(|p| concerns(p, &names))) {
+        // rme's own reads (of rotated files, of first lines) must not trigger reads,
+        // nor changes to other files in the directory (rme's own stderr there)
+        let wanted = |e: &notify::Event| {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && (e.paths.is_empty() || e.paths.iter().any(|p| concerns(p, &names)))
+        };
+        if ev.is_ok_and(|e| wanted(&e)) {
             let _ = tx.send(());
         }
     })
