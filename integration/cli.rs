@@ -599,55 +599,66 @@ fn journal_input_continues_after_the_saved_cursor() {
 #[test]
 fn once_exit_codes_say_what_happened() {
     let dir = tempfile::tempdir().unwrap();
+    let state = open_for_nobody(dir.path());
     let log = dir.path().join("fail2ban.log");
     append(&log, &f2b_line(1));
-    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
-    let run = |name: &str, text: &str| {
-        let config = write(dir.path(), name, text);
-        run_rme(&["push", "--once", "--config", config.to_str().unwrap()])
+    root_only(&dir.path().join("root-only.log"), &f2b_line(2));
+    let config = |name: &str, text: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!("state_dir = \"{}\"\n{text}", state.display()),
+        )
+    };
+    let run = |config: &Path| {
+        rme_as_nobody()
+            .args(["push", "--once", "--config", config.to_str().unwrap()])
+            .output()
+            .expect("running rme")
     };
     let source = |name: &str, log: &str| {
         format!("[[sources]]\ntype = \"fail2ban\"\nname = \"{name}\"\nlog = \"{log}\"\n")
     };
-    let ok = run(
+    let ok = run(&config(
         "ok.toml",
         &format!(
-            "state_dir = \"s0\"\n{}[[sinks]]\ntype = \"stdout\"\n",
+            "{}[[sinks]]\ntype = \"stdout\"\n",
             source("f2b", "fail2ban.log")
         ),
-    );
+    ));
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let spooled = run(
+    let spooled = run(&config(
         "spooled.toml",
         &format!(
-            "state_dir = \"s1\"\n{}[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:{closed}/api/v1/write\"\n",
+            "{}[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:{closed}/api/v1/write\"\n",
             source("f2b", "fail2ban.log")
         ),
-    );
+    ));
     assert_eq!(spooled.status.code(), Some(1), "{}", stderr(&spooled));
     assert!(stderr(&spooled).contains("kept in the spool"));
 
-    let bad = run("bad.toml", "interval_secs = \"soon\"\n");
+    let bad = run(&write(dir.path(), "bad.toml", "interval_secs = \"soon\"\n"));
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 
-    let unreadable = run(
+    // nobody may not read root-only.log
+    let unreadable = run(&config(
         "unreadable.toml",
         &format!(
-            "state_dir = \"s3\"\n{}{}[[sinks]]\ntype = \"stdout\"\n",
+            "{}{}[[sinks]]\ntype = \"stdout\"\n",
             source("good", "fail2ban.log"),
-            source("broken", "a-directory")
+            source("broken", "root-only.log")
         ),
-    );
-    assert_eq!(unreadable.status.code(), Some(3), "{}", stderr(&unreadable));
+    ));
+    let err = stderr(&unreadable);
+    assert_eq!(unreadable.status.code(), Some(3), "{err}");
     assert!(
-        stderr(&unreadable).contains("source broken"),
-        "{}",
-        stderr(&unreadable)
+        err.contains("source broken") && err.contains("Permission denied"),
+        "{err}"
     );
     assert_eq!(
         metric_value(

@@ -7,7 +7,9 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{peer, rme, run_rme, stderr, write};
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::common::{open_for_nobody, peer, rme_as_nobody, root_only, run_rme, stderr, write};
 
 #[test]
 fn a_password_or_token_in_a_sink_url_never_reaches_stderr() {
@@ -63,20 +65,26 @@ fn a_password_or_token_in_a_sink_url_never_reaches_stderr() {
 
 #[test]
 fn a_warning_that_causes_the_next_read_is_written_a_bounded_number_of_times() {
-    // The log path is a directory: every read fails with a warning. rme's stderr
-    // goes to a file in the directory it watches, so each warning written is a
-    // change there, which reads again, which warns again.
+    // rme (as nobody) may not read the log: every read fails with a warning. Its
+    // stderr goes to a file in the directory it watches, so each warning written
+    // is a change there; before, that read again, which warned again.
     let dir = tempfile::tempdir().unwrap();
+    let state = open_for_nobody(dir.path());
     let logs = dir.path().join("logs");
-    std::fs::create_dir_all(logs.join("not-a-file")).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    root_only(&logs.join("fail2ban.log"), "");
     let config = write(
         dir.path(),
         "rme.toml",
-        "interval_secs = 60\nstate_dir = \"state\"\n[[sources]]\ntype = \"fail2ban\"\n\
-         log = \"logs/not-a-file\"\n[[sinks]]\ntype = \"stdout\"\n",
+        &format!(
+            "interval_secs = 60\nstate_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\n\
+             log = \"logs/fail2ban.log\"\n[[sinks]]\ntype = \"stdout\"\n",
+            state.display()
+        ),
     );
     let err_path = logs.join("rme.err");
-    let mut child = rme()
+    let mut child = rme_as_nobody()
         .args(["push", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -91,7 +99,7 @@ fn a_warning_that_causes_the_next_read_is_written_a_bounded_number_of_times() {
     let text = std::fs::read_to_string(&err_path).unwrap();
     let warnings = text
         .lines()
-        .filter(|l| l.contains("Is a directory"))
+        .filter(|l| l.contains("Permission denied"))
         .count();
     assert!(warnings >= 1, "the failure is reported: {text}");
     assert!(
