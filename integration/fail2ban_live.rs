@@ -628,3 +628,79 @@ fn real_fail2ban_rotated_by_logrotate_loses_no_ban() {
         std::fs::read_to_string(d.join("run/rme.log")).unwrap_or_default()
     );
 }
+
+/// A probe does its I/O outside the store's lock: while `reaction show` (a
+/// stand-in that waits until the test releases it) runs, `GET /metrics` answers.
+#[test]
+fn metrics_answer_while_a_probe_waits_on_its_program() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(
+        d,
+        "show.json",
+        r#"{"ssh": {"failedlogin": {"192.0.2.1": {"matches": 2}}}}"#,
+    );
+    // Waits for `release` (at most 8 s, below the probe's own 10 s timeout).
+    let fake = write(
+        d,
+        "reaction",
+        &format!(
+            "#!/bin/sh\ntouch '{0}/started'\ni=0\nwhile [ ! -e '{0}/release' ] && [ $i -lt 80 ]; do sleep 0.1; i=$((i+1)); done\ncat '{0}/show.json'\n",
+            d.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = write(
+        d,
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{0}/state\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[sources]]\ntype = \"reaction\"\nshow = true\ncommand = \"{1}\"\n",
+            d.display(),
+            fake.display()
+        ),
+    );
+    let mut rme = rme()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(d.join("rme.log")).expect("rme.log"))
+        .spawn()
+        .expect("rme serve");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !d.join("started").exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = d.join("started").exists();
+    // The probe is now waiting on the stand-in: ask for /metrics.
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(6)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    let released_after = !d.join("release").exists();
+    write(d, "release", "");
+    let _ = rme.kill();
+    let _ = rme.wait();
+    assert!(
+        started,
+        "the probe never ran: {}",
+        std::fs::read_to_string(d.join("rme.log")).unwrap_or_default()
+    );
+    let body = answer.expect("/metrics did not answer while the probe waited");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        released_after,
+        "the answer came before the probe was released"
+    );
+}

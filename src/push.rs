@@ -159,12 +159,14 @@ impl Agent {
         journals
     }
 
-    /// Runs every probe once; a failure is logged and counted, never fatal.
+    /// Runs every probe once: its I/O outside the store's lock, then what it
+    /// read into the store under it. A failure is logged and counted, never fatal.
     pub fn probe(&mut self) {
         for (name, p) in &mut self.probes {
+            p.fetch();
             let mut g = lock(&self.shared);
             g.store.set_now(now_ms());
-            if let Err(e) = p.probe(&mut g.store) {
+            if let Err(e) = p.apply(&mut g.store) {
                 tracing::warn!(source = %name, "probe failed: {e:#}");
                 g.store.inc(
                     Series::new(sources::PROBE_ERRORS, &[("source", name.as_str())]),

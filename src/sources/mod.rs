@@ -30,11 +30,22 @@ pub trait LineParser: Send {
     fn finish(&mut self, _store: &mut Store) {}
 }
 
-/// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`).
+/// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`),
+/// in two steps so that no I/O happens under the store's lock.
 pub trait Probe: Send {
     fn source(&self) -> &'static str;
     fn describe(&self, store: &mut Store);
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()>;
+    /// Does the I/O (socket, netlink, subprocess) without the store; the
+    /// result waits in the probe for [`Probe::apply`].
+    fn fetch(&mut self);
+    /// Writes what [`Probe::fetch`] got into the store: no I/O, so the store's
+    /// lock is held only for this.
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()>;
+    /// Both, for a store of one's own (tests).
+    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        self.fetch();
+        self.apply(store)
+    }
 }
 
 /// A line we did not understand. The reader counts it under the source's name and moves on.

@@ -346,6 +346,8 @@ pub struct AuditStatusProbe {
     helper: Option<PathBuf>,
     /// The error of the previous probe, so a lasting one is logged once.
     last_error: Option<&'static str>,
+    /// What the last `fetch` read, until `apply`.
+    fetched: Option<Result<AuditStatus, (&'static str, String)>>,
 }
 
 impl AuditStatusProbe {
@@ -353,6 +355,7 @@ impl AuditStatusProbe {
         AuditStatusProbe {
             helper,
             last_error: None,
+            fetched: None,
         }
     }
 
@@ -441,8 +444,15 @@ impl Probe for AuditStatusProbe {
         );
     }
 
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        match self.read() {
+    fn fetch(&mut self) {
+        self.fetched = Some(self.read());
+    }
+
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        let Some(fetched) = self.fetched.take() else {
+            return Ok(());
+        };
+        match fetched {
             Ok(status) => {
                 if self.last_error.take().is_some() {
                     tracing::info!("audit status: readable again");
