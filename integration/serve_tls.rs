@@ -403,8 +403,7 @@ fn any_client_certificate_modes_ask_without_checking_the_chain() {
         status(&curl(d, port, &other)) == Some(200)
     });
     assert!(status(&curl(d, port, &["-u", &pw])).is_none());
-    // one rme per state dir: the first one goes before the second starts
-    drop(first);
+    drop(first); // one rme per state_dir
     // RequestClientCert: none is fine too (client_ca_file is not used for checking)
     web_config(d, "RequestClientCert", &[("alice", &hashed)]);
     let (_rme, port) = start_rme(d, &log, &web);
