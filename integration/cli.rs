@@ -212,16 +212,20 @@ fn check_config_prints_toml_that_reads_back_the_same_with_secrets_hidden() {
         "jitter_secs = 2\nstate_dir = \"state\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"f2b.log\"\n\
          [[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:1/api/v1/write\"\n\
          headers = { X-Scope-OrgID = \"tenant-secret\" }\n\
-         basic_auth = { username = \"rme\", password = \"hunter2\" }\n",
+         basic_auth = { username = \"rme\", password = \"hunter2\" }\n\
+         [[sinks]]\ntype = \"otlp\"\nendpoint = \"http://alice:urlPassw0rd@127.0.0.1:2/v1/metrics?token=t0ken\"\n",
     );
     let out = run_rme(&["check-config", p.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
+    for secret in ["hunter2", "tenant-secret", "urlPassw0rd", "t0ken"] {
+        assert!(!printed.contains(secret), "{secret}: {printed}");
+    }
+    assert!(printed.contains("password = \"***\""), "{printed}");
     assert!(
-        !printed.contains("hunter2") && !printed.contains("tenant-secret"),
+        printed.contains("http://alice:***@127.0.0.1:2/v1/metrics?token=***"),
         "{printed}"
     );
-    assert!(printed.contains("password = \"***\""), "{printed}");
     // defaults filled in, paths resolved against the config's directory
     assert!(printed.contains("interval_secs = 30"), "{printed}");
     assert!(printed.contains("batch_size = 2000"), "{printed}");

@@ -70,6 +70,23 @@ pub fn masked<T, S: serde::Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("***")
 }
 
+/// Writes a URL without its password or token-like query values
+/// (`http://alice:***@host/…`), for `rme check-config`.
+pub fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::redact::url(url))
+}
+
+/// [`redacted_url`] for an optional URL.
+pub fn redacted_url_opt<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&crate::redact::url(u)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Writes a header map with every value as `***`: a header may carry a token.
 pub fn masked_values<S: serde::Serializer>(
     map: &std::collections::BTreeMap<String, String>,

@@ -65,7 +65,7 @@ pub struct OtlpConfig {
     /// appended, like `OTEL_EXPORTER_OTLP_ENDPOINT`; a URL with a path is used
     /// as it is, like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
     /// grpc: default `http://127.0.0.1:4317`, no path. `https://` turns TLS on.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::redacted_url_opt")]
     pub endpoint: Option<String>,
     /// `"gzip"` (default) or `"none"`.
     #[serde(default)]

@@ -26,6 +26,7 @@ pub struct RemoteWriteConfig {
     pub name: Option<String>,
     /// Receiver endpoint, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)
     /// or http://prometheus:9090/api/v1/write (Prometheus with `--web.enable-remote-write-receiver`).
+    #[serde(serialize_with = "crate::sinks::http::redacted_url")]
     pub url: String,
     /// Seconds one request may take (connect + send + answer) before it counts as failed and is retried. Default 30.
     #[serde(default = "default_timeout_secs")]
@@ -49,7 +50,7 @@ pub struct RemoteWriteConfig {
     pub tls: Option<Box<TlsConfig>>,
     /// Proxy for every request, e.g. http://proxy:3128. Without it no proxy is
     /// used (the HTTP_PROXY environment variables are ignored).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::redacted_url_opt")]
     pub proxy_url: Option<String>,
     /// Labels added to every series, e.g. `{ host = "web1", job = "rme" }`. A
     /// label the series already has keeps its own value.
