@@ -598,8 +598,9 @@ impl Drop for Daemon {
 
 /// Two remote-write sinks, one to a receiver that accepts and never answers.
 /// Each sink delivers on its own task: the healthy VictoriaMetrics gets every
-/// flush's new count while the other hangs; SIGTERM ends rme within its stop
-/// timeout, the hung sink's data stays in its spool, and a later run delivers it.
+/// flush's new count while the other hangs; SIGHUP restarts rme and SIGTERM
+/// ends it within the stop timeout, the hung sink's data stays in its spool,
+/// and a later run delivers it.
 #[test]
 fn a_hung_receiver_delays_neither_the_other_sink_nor_sigterm() {
     let env = peer("vm");
@@ -645,8 +646,34 @@ fn a_hung_receiver_delays_neither_the_other_sink_nor_sigterm() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    // SIGTERM: a last flush into the spools, delivery given the stop timeout (3 s), exit.
+    // SIGHUP with a valid config: the same bounded stop, then rme restarts in
+    // place (same pid) and goes on delivering.
     let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    append(&c.log(), &f2b_lines(2, total));
+    total += 2;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = vm_export(&env["VM_URL"], &selector)
+            .first()
+            .and_then(|s| s.points.last().map(|p| p.1));
+        if got == Some(total as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after SIGHUP: VM has {got:?}, rme read {total}; rme's log:\n{}",
+            std::fs::read_to_string(c.dir.path().join("rme.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: a last flush into the spools, delivery given the stop timeout (3 s), exit.
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])

@@ -500,6 +500,17 @@ pub async fn run_daemon(
             while couriers.join_next().await.is_some() {}
         }
         agent.save_state();
+        // A SIGTERM/SIGINT that came during that stop still ends rme (a restart
+        // would lose it).
+        let stop = match stop {
+            Stop::Reload => tokio::select! {
+                biased;
+                _ = term.recv() => Stop::Exit,
+                _ = int.recv() => Stop::Exit,
+                _ = std::future::ready(()) => Stop::Reload,
+            },
+            Stop::Exit => Stop::Exit,
+        };
         match stop {
             Stop::Reload => {
                 tracing::info!("SIGHUP: config is valid; restarting with it");
