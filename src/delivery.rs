@@ -19,7 +19,7 @@ use crate::shared::{Shared, lock};
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::spool::Spool;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
 /// How hard one delivery tries a body before leaving it (and the rest) in the spool.
 #[derive(Clone, Debug)]
@@ -49,80 +49,76 @@ pub fn lock_spool(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 }
 
 /// Self-metrics of delivery.
-pub const REQUESTS: &str = "rme_sink_requests_total";
-pub const SAMPLES: &str = "rme_sink_samples_total";
-const SPOOL_RECORDS: &str = "rme_spool_records";
-const SPOOL_BYTES: &str = "rme_spool_bytes";
-const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
-pub const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
-const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
+pub const REQUESTS: Metric = Metric::counter(
+    "rme_sink_requests_total",
+    "Requests to receivers, by sink and result (sent, retried, rejected).",
+);
+pub const SAMPLES: Metric = Metric::counter(
+    "rme_sink_samples_total",
+    "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
+);
+const SPOOL_RECORDS: Metric = Metric::gauge(
+    "rme_spool_records",
+    "Request bodies waiting in the spool, by sink.",
+);
+const SPOOL_BYTES: Metric =
+    Metric::gauge("rme_spool_bytes", "Bytes waiting in the spool, by sink.");
+const SPOOL_AGE: Metric = Metric::gauge(
+    "rme_spool_oldest_age_seconds",
+    "Age of the oldest body in the spool, by sink (0 when empty).",
+);
+pub const SPOOL_DROPPED: Metric = Metric::counter(
+    "rme_spool_dropped_total",
+    "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+);
+const POINTS_REJECTED: Metric = Metric::counter(
+    "rme_sink_points_rejected_total",
+    "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[
+    REQUESTS,
+    SAMPLES,
+    SPOOL_RECORDS,
+    SPOOL_BYTES,
+    SPOOL_AGE,
+    SPOOL_DROPPED,
+    POINTS_REJECTED,
+];
 
 /// Registers the self-metrics of delivery.
 pub fn describe_metrics(store: &mut Store) {
-    store.describe(
-        REQUESTS,
-        Kind::Counter,
-        "Requests to receivers, by sink and result (sent, retried, rejected).",
-    );
-    store.describe(
-        SAMPLES,
-        Kind::Counter,
-        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
-    );
-    store.describe(
-        SPOOL_RECORDS,
-        Kind::Gauge,
-        "Request bodies waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_BYTES,
-        Kind::Gauge,
-        "Bytes waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_AGE,
-        Kind::Gauge,
-        "Age of the oldest body in the spool, by sink (0 when empty).",
-    );
-    store.describe(
-        SPOOL_DROPPED,
-        Kind::Counter,
-        "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
-    );
-    store.describe(
-        POINTS_REJECTED,
-        Kind::Counter,
-        "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
-    );
+    store.describe_all(METRICS);
 }
 
 /// The spool's gauges, and what it dropped since the last call, into the store.
 pub fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
+    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
+    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
     let age = spool
         .oldest_created_ms()
         .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE, &l), age);
+    store.set(Series::new(SPOOL_AGE.name, &l), age);
     let dropped = std::mem::take(&mut spool.dropped);
     for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
         store.inc(
-            Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]),
+            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
             n,
         );
     }
     store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
         dropped.samples,
     );
     // Refusals exist from the first flush at 0, so that a receiver-side
     // `increase()` (examples/alerts.yml) sees the first one.
     store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "rejected")]),
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "rejected")]),
         0,
     );
-    store.inc(Series::new(POINTS_REJECTED, &[("sink", sink)]), 0);
+    store.inc(Series::new(POINTS_REJECTED.name, &[("sink", sink)]), 0);
 }
 
 /// What one delivery did, recorded into the store once by [`record_delivery`].
@@ -148,14 +144,14 @@ pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
         ("rejected", t.rejected, Some(t.rejected_samples)),
     ] {
         let l = [("sink", sink), ("result", result)];
-        store.inc(Series::new(REQUESTS, &l), requests);
+        store.inc(Series::new(REQUESTS.name, &l), requests);
         if let Some(n) = samples {
-            store.inc(Series::new(SAMPLES, &l), n);
+            store.inc(Series::new(SAMPLES.name, &l), n);
         }
     }
     if t.rejected_points > 0 {
         store.inc(
-            Series::new(POINTS_REJECTED, &[("sink", sink)]),
+            Series::new(POINTS_REJECTED.name, &[("sink", sink)]),
             t.rejected_points,
         );
     }
@@ -350,7 +346,7 @@ mod tests {
     }
 
     fn samples(store: &Store, result: &str) -> u64 {
-        store.sum(SAMPLES, &[("result", result)])
+        store.sum(SAMPLES.name, &[("result", result)])
     }
 
     #[test]
@@ -379,7 +375,7 @@ mod tests {
             (samples(&store, "sent"), samples(&store, "rejected")),
             (3, 4)
         );
-        assert_eq!(store.sum(REQUESTS, &[("result", "retried")]), 3);
+        assert_eq!(store.sum(REQUESTS.name, &[("result", "retried")]), 3);
         assert_eq!(
             spool.len(),
             1,

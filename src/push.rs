@@ -17,12 +17,12 @@ use anyhow::Context as _;
 use crate::config::Plan;
 use crate::delivery::{self, Courier, RetryPolicy, SharedSpool, lock_spool};
 use crate::read::{self, Reader};
-use crate::shared::{Shared, SharedRef, lock};
+use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sinks::{AnySink, Sink, SinkConfig};
 use crate::sources::{self, Probe};
 use crate::spool::{Spool, WriteErrors};
-use crate::state::State;
-use crate::store::{Kind, Series, Store, now_ms};
+use crate::state::StateFile;
+use crate::store::{Metric, Series, Store, now_ms};
 
 /// A sink as the flush uses it (encoding; its state) with its spool, the
 /// config its courier's own copy is built from, and the courier's wake-up.
@@ -46,7 +46,7 @@ pub struct FlushReport {
 
 /// Everything `rme push` runs.
 pub struct Agent {
-    pub state_dir: PathBuf,
+    state: StateFile,
     pub shared: SharedRef,
     /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
     pub readers: Arc<Mutex<Vec<Reader>>>,
@@ -61,8 +61,14 @@ pub struct Agent {
     _lock: crate::lock::StateLock,
 }
 
-const SPOOL_WRITE_ERRORS: &str = "rme_spool_write_errors_total";
-const STATE_WRITE_ERRORS: &str = "rme_state_write_errors_total";
+const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_spool_write_errors_total",
+    "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+);
+const STATE_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_state_write_errors_total",
+    "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
+);
 
 impl Agent {
     /// Takes the state_dir lock (one rme per state_dir), loads the state,
@@ -76,12 +82,12 @@ impl Agent {
             sinks,
         } = plan;
         let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
-        let state = State::load(&config.state_dir)?;
+        let (state_file, mut state) = StateFile::open(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         delivery::describe_metrics(&mut store);
         describe_write_errors(&mut store);
         sources::describe_self_metrics(&mut store);
-        store.restore_counters(state.counters);
+        state.restore_into(&mut store);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
         for built in built {
@@ -124,7 +130,7 @@ impl Agent {
             positions: state.sources,
         }));
         Ok(Agent {
-            state_dir: config.state_dir.clone(),
+            state: state_file,
             shared,
             readers: Arc::new(Mutex::new(readers)),
             probes,
@@ -164,12 +170,11 @@ impl Agent {
     pub fn probe(&mut self) {
         for (name, p) in &mut self.probes {
             p.fetch();
-            let mut g = lock(&self.shared);
-            g.store.set_now(now_ms());
+            let mut g = lock_at(&self.shared, now_ms());
             if let Err(e) = p.apply(&mut g.store) {
                 tracing::warn!(source = %name, "probe failed: {e:#}");
                 g.store.inc(
-                    Series::new(sources::PROBE_ERRORS, &[("source", name.as_str())]),
+                    Series::new(sources::PROBE_ERRORS.name, &[("source", name.as_str())]),
                     1,
                 );
             }
@@ -186,18 +191,14 @@ impl Agent {
     /// never sends a body that is then taken back.
     pub fn flush(&mut self) -> anyhow::Result<()> {
         let at = now_ms();
-        let (snap, mut state) = {
+        let (snap, mut pending) = {
             let mut g = lock(&self.shared);
             for o in &self.outlets {
                 delivery::record_spool(&mut g.store, o.sink.name(), &mut lock_spool(&o.spool), at);
             }
             let snap = g.store.snapshot(at);
-            let state = State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                ..State::default()
-            };
-            (snap, state)
+            let Shared { store, positions } = &mut *g;
+            (snap, self.state.prepare(store, positions))
         };
         let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
         let held: Vec<SharedSpool> = self.outlets.iter().map(|o| o.spool.clone()).collect();
@@ -205,10 +206,13 @@ impl Agent {
         let mut spooled = Vec::new();
         for (i, o) in self.outlets.iter_mut().enumerate() {
             let name = o.sink.name().to_string();
-            let batches = o
-                .sink
-                .encode(&snap)
-                .with_context(|| format!("sink {name}: encoding"))?;
+            let batches = match o.sink.encode(&snap) {
+                Ok(b) => b,
+                Err(e) => {
+                    StateFile::settle(&mut lock(&self.shared).store, pending, false);
+                    return Err(e.context(format!("sink {name}: encoding")));
+                }
+            };
             let bodies = batches
                 .iter()
                 .map(|b| (&b.body[..], &b.note[..], b.samples));
@@ -226,15 +230,16 @@ impl Agent {
                     }
                     let kind = self.write_errors.failed(&name, &e);
                     lock(&self.shared).store.inc(
-                        Series::new(SPOOL_WRITE_ERRORS, &[("sink", &name), ("kind", kind)]),
+                        Series::new(SPOOL_WRITE_ERRORS.name, &[("sink", &name), ("kind", kind)]),
                         1,
                     );
                 }
             }
         }
-        state.sinks = self.sink_states.clone();
         crate::failpoint::hit("after-spool");
-        match state.save(&self.state_dir) {
+        let saved = self.state.commit(&mut pending, &self.sink_states);
+        StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
+        match saved {
             Ok(()) => self.write_errors.ok("state"),
             Err(e) => {
                 // Without the state that made them, this flush's bodies must not
@@ -252,7 +257,7 @@ impl Agent {
                 let kind = self.write_errors.failed("state", &e);
                 lock(&self.shared)
                     .store
-                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
         drop(spools);
@@ -267,26 +272,22 @@ impl Agent {
     /// are counted even when no flush follows (`--once`, stop). Positions and
     /// counters are taken under one lock, so lines are never counted twice.
     pub fn save_state(&mut self) {
-        let state = {
+        let saved = {
             let mut g = lock(&self.shared);
             for o in &self.outlets {
                 let mut spool = lock_spool(&o.spool);
                 delivery::record_spool(&mut g.store, o.sink.name(), &mut spool, now_ms());
             }
-            State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                sinks: self.sink_states.clone(),
-                ..State::default()
-            }
+            let Shared { store, positions } = &mut *g;
+            self.state.save(store, positions, &self.sink_states)
         };
-        match state.save(&self.state_dir) {
+        match saved {
             Ok(()) => self.write_errors.ok("state"),
             Err(e) => {
                 let kind = self.write_errors.failed("state", &e);
                 lock(&self.shared)
                     .store
-                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
     }
@@ -368,16 +369,7 @@ pub fn run(
 }
 
 fn describe_write_errors(store: &mut Store) {
-    store.describe(
-        SPOOL_WRITE_ERRORS,
-        Kind::Counter,
-        "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
-    );
-    store.describe(
-        STATE_WRITE_ERRORS,
-        Kind::Counter,
-        "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
-    );
+    store.describe_all(&[SPOOL_WRITE_ERRORS, STATE_WRITE_ERRORS]);
 }
 
 /// `rme push --once`: read what is new, probe, flush once, deliver every sink

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -168,7 +169,7 @@ pub struct Statsd {
     name: String,
     config: StatsdConfig,
     /// Last encoded value per counter series: the base of the next delta.
-    last: BTreeMap<Series, (u64, i64)>,
+    last: BTreeMap<Arc<Series>, (u64, i64)>,
     /// Series whose `last` came from a spooled note: their start time is not
     /// compared once, because a counter first seen in the flush a crash cut
     /// short is created again (with a new start) when its lines are re-read.
@@ -204,8 +205,8 @@ impl Statsd {
             key.push_str(prefix);
             key.push('.');
         }
-        key.push_str(&sanitize(&series.name, false));
-        let labels = series.labels.iter().filter(|(_, v)| !v.is_empty());
+        key.push_str(&sanitize(series.name(), false));
+        let labels = series.labels().filter(|(_, v)| !v.is_empty());
         let mut suffix = String::new();
         for (i, (k, v)) in labels.enumerate() {
             let (k, v) = (
@@ -390,7 +391,7 @@ impl Sink for Statsd {
                 let lines = self.lines(&p.series, p.value, p.start_ms)?;
                 let sent = match p.value {
                     Value::Counter(value) => Some(Sent {
-                        series: p.series.clone(),
+                        series: Series::clone(&p.series),
                         value,
                         start_ms: p.start_ms,
                     }),
@@ -449,7 +450,7 @@ impl Sink for Statsd {
             .last
             .iter()
             .map(|(series, &(value, start_ms))| Sent {
-                series: series.clone(),
+                series: Series::clone(series),
                 value,
                 start_ms,
             })
@@ -462,7 +463,7 @@ impl Sink for Statsd {
             Ok(n) => {
                 for s in n.counters {
                     self.replayed.insert(s.series.clone());
-                    self.last.insert(s.series, (s.value, s.start_ms));
+                    self.last.insert(Arc::new(s.series), (s.value, s.start_ms));
                 }
             }
             Err(e) => {
@@ -477,7 +478,7 @@ impl Sink for Statsd {
                 self.last = saved
                     .counters
                     .into_iter()
-                    .map(|s| (s.series, (s.value, s.start_ms)))
+                    .map(|s| (Arc::new(s.series), (s.value, s.start_ms)))
                     .collect();
             }
             Err(e) => tracing::warn!(
@@ -505,7 +506,7 @@ mod tests {
             points: points
                 .iter()
                 .map(|(s, v, start)| Point {
-                    series: (*s).clone(),
+                    series: std::sync::Arc::new((*s).clone()),
                     value: *v,
                     start_ms: *start,
                 })
