@@ -745,9 +745,15 @@ fn once_runs_label_sources_by_name_and_count_spool_drops() {
         dropped > 0,
         "bodies were dropped ({left} left) but not counted: {state}"
     );
-    assert!(
-        stderr(&out).contains("spool full"),
-        "the drop is logged: {}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    let logged = err.lines().filter(|l| l.contains("spool full")).count();
+    assert!(logged >= 1, "the drop is logged: {err}");
+    // more drops than the warning burst: the rest are summed up as rme exits
+    if dropped > rme::logging::BURST as u64 {
+        assert!(
+            logged <= rme::logging::BURST as usize + 1
+                && err.contains("more warnings like this one were not written"),
+            "{err}"
+        );
+    }
 }

@@ -33,11 +33,23 @@ pub fn init(filter: &str) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| RedactingStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let limit = RateLimit::default();
+    let _ = LIMITS.set(limit.state.clone());
     tracing_subscriber::registry()
         .with(filter)
-        .with(RateLimit::default())
+        .with(limit)
         .with(fmt)
         .init();
+}
+
+/// The limiter's state, for [`flush_suppressed`] at exit.
+static LIMITS: std::sync::OnceLock<Arc<Mutex<LimitState>>> = std::sync::OnceLock::new();
+
+/// Writes the summaries still due (a `--once` run ends before a window does).
+pub fn flush_suppressed() {
+    if let Some(state) = LIMITS.get() {
+        summarize(state);
+    }
 }
 
 /// Writes to stderr what it is given, secrets masked. The fmt layer writes
@@ -167,33 +179,37 @@ impl<S: Subscriber> Layer<S> for RateLimit {
 fn summarize_forever(state: &Mutex<LimitState>) {
     loop {
         std::thread::sleep(WINDOW);
-        let due: Vec<(Pending, u64)> = {
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            let counts = s.limiter.take_suppressed(Instant::now());
-            counts
-                .into_iter()
-                .filter_map(|(k, n)| s.pending.remove(&k).map(|p| (p, n)))
-                .collect()
-        };
-        for (p, n) in due {
-            let of = p
-                .owner
-                .map(|(field, name)| format!("{field} {name}"))
-                .unwrap_or_default();
-            let at = format!(
-                "{}:{}",
-                p.meta.file().unwrap_or("?"),
-                p.meta.line().unwrap_or(0)
-            );
-            tracing::warn!(
-                target: SUMMARY_TARGET,
-                suppressed = n,
-                of,
-                at,
-                "{n} more warnings like this one in the last {} s were not written: {}",
-                WINDOW.as_secs(),
-                p.example
-            );
-        }
+        summarize(state);
+    }
+}
+
+/// One line per key that had warnings suppressed since the last summary.
+fn summarize(state: &Mutex<LimitState>) {
+    let due: Vec<(Pending, u64)> = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = s.limiter.take_suppressed(Instant::now());
+        counts
+            .into_iter()
+            .filter_map(|(k, n)| s.pending.remove(&k).map(|p| (p, n)))
+            .collect()
+    };
+    for (p, n) in due {
+        let of = p
+            .owner
+            .map(|(field, name)| format!("{field} {name}"))
+            .unwrap_or_default();
+        let at = format!(
+            "{}:{}",
+            p.meta.file().unwrap_or("?"),
+            p.meta.line().unwrap_or(0)
+        );
+        tracing::warn!(
+            target: SUMMARY_TARGET,
+            suppressed = n,
+            of,
+            at,
+            "{n} more warnings like this one were not written (at most {BURST} a minute): {}",
+            p.example
+        );
     }
 }

@@ -99,7 +99,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     rme::logging::init(&cli.log);
-    match run(cli.command) {
+    let result = run(cli.command);
+    rme::logging::flush_suppressed();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rme: {}", rme::redact::text(&format!("{e:#}")));
