@@ -2,7 +2,9 @@
 //!
 //! A source has up to two parts: a [`LineParser`] fed with log lines (no I/O,
 //! tests feed it strings) and a [`Probe`] that reads live state once per flush.
-//! Files and journald are followed by `tail.rs` and `journal.rs`, once for all.
+//! Files and journald are followed by `read.rs` (through `tail.rs` and
+//! `journal.rs`), once for all: every source takes `log = PATH` or
+//! `journal = { … }` ([`log_input`]).
 
 pub mod audit;
 pub mod fail2ban;
@@ -15,7 +17,7 @@ mod golden;
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
-use crate::journal::JournalInput;
+use crate::journal::{Entry, JournalInput};
 use crate::store::Store;
 
 /// Turns one log line into store updates. No files, no clock.
@@ -26,6 +28,12 @@ pub trait LineParser: Send {
     fn describe(&self, store: &mut Store);
     /// Updates the store from one line (without its newline).
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+    /// Updates the store from one journal entry; by default its message is a line.
+    /// A source whose program gives journald more than the text (a logger name, a
+    /// level, an audit header) reads those fields here.
+    fn parse_entry(&mut self, entry: &Entry, store: &mut Store) -> Result<(), Unparsed> {
+        self.parse(&entry.message, store)
+    }
     /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
     fn finish(&mut self, _store: &mut Store) {}
 }
@@ -67,12 +75,25 @@ pub fn describe_self_metrics(store: &mut Store) {
 
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
+    count(parser, store, |p, store| p.parse(line, store));
+}
+
+/// Feeds one journal entry to a parser and counts it as a line.
+pub fn feed_entry(parser: &mut dyn LineParser, entry: &Entry, store: &mut Store) {
+    count(parser, store, |p, store| p.parse_entry(entry, store));
+}
+
+fn count(
+    parser: &mut dyn LineParser,
+    store: &mut Store,
+    parse: impl FnOnce(&mut dyn LineParser, &mut Store) -> Result<(), Unparsed>,
+) {
     let source = parser.source();
     store.inc(
         crate::store::Series::new(LINES_READ, &[("source", source)]),
         1,
     );
-    if parser.parse(line, store).is_err() {
+    if parse(parser, store).is_err() {
         store.inc(
             crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
             1,
@@ -85,6 +106,25 @@ pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
 pub enum Input {
     File(std::path::PathBuf),
     Journal(JournalInput),
+}
+
+/// A source's `log` or `journal` (not both), checked; `key` is where the source
+/// sits. A `journal` table without `unit` or `match` reads `default_match`, the
+/// entries the source's program writes wherever it runs (refused when it has none).
+pub fn log_input(
+    key: &str,
+    log: &Option<std::path::PathBuf>,
+    journal: &Option<JournalInput>,
+    default_match: Option<&str>,
+) -> Result<Option<Input>, Invalid> {
+    match (log, journal) {
+        (Some(_), Some(_)) => Err(Invalid::new(key, "set `log` or `journal`, not both")),
+        (Some(p), None) => Ok(Some(Input::File(p.clone()))),
+        (None, Some(j)) => Ok(Some(Input::Journal(
+            j.or_match(&format!("{key}.journal"), default_match)?,
+        ))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A source ready to run: its log input with the parser for it, and its probes.
@@ -162,6 +202,7 @@ pub fn parse_file(
         "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {
             name: None,
             log,
+            journal: None,
             socket: None,
             helper: None,
         }),

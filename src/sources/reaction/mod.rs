@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::{Input, LineParser, Parts};
+use super::{LineParser, Parts, log_input};
 use crate::invalid::Invalid;
 use crate::journal::JournalInput;
 
@@ -29,8 +29,9 @@ pub struct ReactionConfig {
     /// reaction's log file (its stderr redirected to a file).
     #[serde(default)]
     pub log: Option<PathBuf>,
-    /// Read reaction's log from journald instead of a file.
-    #[serde(default)]
+    /// Read reaction's log from journald instead of a file: `unit` or `match`,
+    /// and `file` or `directory` to read journal files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalInput>,
     /// reaction's config (YAML, JSON, jsonnet, or a v2 directory of them), to learn
     /// which pattern names each filter uses. Read once at start, only when
@@ -82,12 +83,13 @@ impl ReactionConfig {
             .chain(self.config.iter_mut())
             .chain(self.socket.iter_mut())
             .for_each(fix);
+        if let Some(j) = &mut self.journal {
+            j.resolve_paths(fix);
+        }
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_some() && self.journal.is_some() {
-            return Err(Invalid::new(key, "set `log` or `journal`, not both"));
-        }
+        log_input(key, &self.log, &self.journal, None)?;
         if !self.pattern_labels.is_empty() && self.config.is_none() {
             return Err(Invalid::new(
                 format!("{key}.pattern_labels"),
@@ -109,11 +111,7 @@ impl ReactionConfig {
 }
 
 pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
-    let input = match (&config.log, &config.journal) {
-        (Some(p), _) => Some(Input::File(p.clone())),
-        (None, Some(j)) => Some(Input::Journal(j.clone())),
-        _ => None,
-    };
+    let input = log_input("source", &config.log, &config.journal, None)?;
     let patterns = match (&config.config, config.pattern_labels.is_empty()) {
         (_, true) => FilterPatterns::default(),
         (Some(path), false) => load_patterns(path, Some(config.command.as_path()))
