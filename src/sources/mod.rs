@@ -108,21 +108,19 @@ pub enum Input {
     Journal(JournalInput),
 }
 
-/// A source's `log` or `journal` (not both), checked; `key` is where the source
-/// sits. A `journal` table without `unit` or `match` reads `default_match`, the
-/// entries the source's program writes wherever it runs (refused when it has none).
+/// A source's `log` or `journal` (not both), checked where the source is built;
+/// error keys are relative to the source (`journal.match`). A `journal` table
+/// without `unit` or `match` reads `default_match`, the entries the source's
+/// program writes wherever it runs (refused when it has none).
 pub fn log_input(
-    key: &str,
     log: &Option<std::path::PathBuf>,
     journal: &Option<JournalInput>,
     default_match: Option<&str>,
 ) -> Result<Option<Input>, Invalid> {
     match (log, journal) {
-        (Some(_), Some(_)) => Err(Invalid::new(key, "set `log` or `journal`, not both")),
+        (Some(_), Some(_)) => Err(Invalid::new("", "set `log` or `journal`, not both")),
         (Some(p), None) => Ok(Some(Input::File(p.clone()))),
-        (None, Some(j)) => Ok(Some(Input::Journal(
-            j.or_match(&format!("{key}.journal"), default_match)?,
-        ))),
+        (None, Some(j)) => Ok(Some(Input::Journal(j.or_match("journal", default_match)?))),
         (None, None) => Ok(None),
     }
 }

@@ -68,8 +68,7 @@ impl AuditConfig {
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let input = log_input(key, &self.log, &self.journal, Some(JOURNAL_MATCH))?;
-        if input.is_none() && !self.netlink {
+        if self.log.is_none() && self.journal.is_none() && !self.netlink {
             return Err(Invalid::new(
                 key,
                 "an audit source needs `log`, `journal` or `netlink = true`",
@@ -84,7 +83,7 @@ impl AuditConfig {
 }
 
 pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
-    let input = log_input("source", &config.log, &config.journal, Some(JOURNAL_MATCH))?
+    let input = log_input(&config.log, &config.journal, Some(JOURNAL_MATCH))?
         .map(|i| (i, Box::new(AuditLog::default()) as Box<dyn LineParser>));
     let mut probes: Vec<Box<dyn Probe>> = Vec::new();
     if config.netlink {

@@ -55,8 +55,11 @@ impl Fail2banConfig {
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let input = log_input(key, &self.log, &self.journal, Some(JOURNAL_MATCH))?;
-        if input.is_none() && self.socket.is_none() && self.helper.is_none() {
+        if self.log.is_none()
+            && self.journal.is_none()
+            && self.socket.is_none()
+            && self.helper.is_none()
+        {
             return Err(Invalid::new(
                 key,
                 "a fail2ban source needs `log`, `journal`, `socket` or `helper`",
@@ -72,7 +75,7 @@ impl Fail2banConfig {
 }
 
 pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
-    let input = log_input("source", &config.log, &config.journal, Some(JOURNAL_MATCH))?
+    let input = log_input(&config.log, &config.journal, Some(JOURNAL_MATCH))?
         .map(|i| (i, Box::new(Fail2banLog::default()) as Box<dyn LineParser>));
     use socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
     let via = match (&config.socket, &config.helper) {

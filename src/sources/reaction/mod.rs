@@ -89,7 +89,6 @@ impl ReactionConfig {
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        log_input(key, &self.log, &self.journal, None)?;
         if !self.pattern_labels.is_empty() && self.config.is_none() {
             return Err(Invalid::new(
                 format!("{key}.pattern_labels"),
@@ -111,7 +110,7 @@ impl ReactionConfig {
 }
 
 pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
-    let input = log_input("source", &config.log, &config.journal, None)?;
+    let input = log_input(&config.log, &config.journal, None)?;
     let patterns = match (&config.config, config.pattern_labels.is_empty()) {
         (_, true) => FilterPatterns::default(),
         (Some(path), false) => load_patterns(path, Some(config.command.as_path()))
