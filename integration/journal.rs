@@ -70,12 +70,6 @@ fn write_journal(file: &Path, entries: &[Entry], first: usize) {
     );
 }
 
-fn push_once(config: &Path) -> String {
-    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "rme push --once: {}", stderr(&out));
-    stdout(&out)
-}
-
 /// The source's own counters and its line counts in a text exposition.
 fn counters(text: &str, prefix: &str, source: &str) -> BTreeMap<String, String> {
     let own = format!("source=\"{source}\"");
