@@ -88,11 +88,13 @@ impl ReactionConfig {
         }
     }
 
-    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+    /// `pattern_labels`, checked where the source is built: they need `config`, and none may be a label rme sets.
+    fn check_pattern_labels(&self) -> Result<(), Invalid> {
         if !self.pattern_labels.is_empty() && self.config.is_none() {
             return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
-                "needs `config` (reaction's config names the pattern of each match value)",
+                "pattern_labels",
+                "needs `config` (reaction's config names the pattern of each match value; \
+                 `rme parse`: --reaction-config)",
             ));
         }
         if let Some(bad) = self
@@ -101,7 +103,7 @@ impl ReactionConfig {
             .find(|p| RESERVED.contains(&p.as_str()))
         {
             return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
+                "pattern_labels",
                 format!("'{bad}' clashes with a label rme sets itself"),
             ));
         }
@@ -111,14 +113,13 @@ impl ReactionConfig {
 
 pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
     let input = log_input(&config.log, &config.journal, None)?;
-    let patterns = match (&config.config, config.pattern_labels.is_empty()) {
-        (_, true) => FilterPatterns::default(),
-        (Some(path), false) => load_patterns(path, Some(config.command.as_path()))
-            .context("config (reaction's own config, read for `pattern_labels`)")?,
-        (None, false) => anyhow::bail!(
-            "reaction pattern_labels {:?} need reaction's config (`config`, or --reaction-config)",
-            config.pattern_labels
-        ),
+    config.check_pattern_labels()?;
+    let patterns = match &config.config {
+        Some(path) if !config.pattern_labels.is_empty() => {
+            load_patterns(path, Some(config.command.as_path()))
+                .context("config (reaction's own config, read for `pattern_labels`)")?
+        }
+        _ => FilterPatterns::default(),
     };
     let parser = ReactionLog::new(patterns, config.pattern_labels.clone());
     let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();
