@@ -7,10 +7,13 @@
 //! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
 //! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
 //!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
+//! - `labels/`: label rules (replace, lowercase, selectors); `import/`: other tools' configs turned into rme's.
 
 pub mod config;
 pub mod helper;
+pub mod import;
 pub mod journal;
+pub mod labels;
 pub mod progress;
 pub mod push;
 pub mod serve;

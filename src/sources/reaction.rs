@@ -146,7 +146,7 @@ pub const COMMAND_ERRORS: &str = "reaction_command_errors_total";
 pub const STREAM_EVENTS: &str = "reaction_stream_events_total";
 
 /// Labels rme sets itself; a pattern may not take their name.
-const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
+pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
 
 /// Recent matches kept per filter to label the `run` lines that follow them.
 const RECENT_MATCHES: usize = 64;

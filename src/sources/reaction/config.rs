@@ -34,6 +34,13 @@ impl FilterPatterns {
             .map(Vec::as_slice)
     }
 
+    /// Every (stream, filter) with its pattern names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[String])> {
+        self.0
+            .iter()
+            .map(|((s, f), names)| (s.as_str(), f.as_str(), names.as_slice()))
+    }
+
     /// Every filter's pattern names.
     pub fn names(&self) -> impl Iterator<Item = &[String]> {
         self.0.values().map(Vec::as_slice)
