@@ -492,3 +492,207 @@ fn list(items: &[&str]) -> String {
     let inner: Vec<String> = items.iter().map(|s| q(s)).collect();
     format!("[{}]", inner.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::reaction_exporter::parse;
+
+    /// ssh.failedlogin has <ip> and <user>, nginx.probes has <ip>.
+    fn patterns() -> FilterPatterns {
+        FilterPatterns::from_config(&serde_json::json!({
+            "patterns": {"ip": {}, "user": {}},
+            "streams": {
+                "ssh": {"filters": {"failedlogin": {"regex": ["Failed password for <user> from <ip>"]}}},
+                "nginx": {"filters": {"probes": {"regex": ["<ip> .* /wp-login"]}}}
+            }
+        }))
+    }
+
+    fn import(yaml: &str) -> (toml::Table, Imported) {
+        let c = parse(yaml).unwrap();
+        let imported = to_rme(&c, "config.yml", Some(&patterns())).unwrap();
+        let table = imported
+            .toml
+            .parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+        (table, imported)
+    }
+
+    fn source(t: &toml::Table) -> &toml::Table {
+        t["sources"].as_array().unwrap()[0].as_table().unwrap()
+    }
+
+    /// (label, action, match stream.filter, metric) of each rule.
+    fn rules(t: &toml::Table) -> Vec<String> {
+        let Some(rules) = t.get("store").and_then(|s| s.get("labels")) else {
+            return Vec::new();
+        };
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let get = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                let sel = r.get("match").map_or(String::new(), |m| {
+                    format!(
+                        " {}.{}",
+                        m["stream"].as_str().unwrap(),
+                        m["filter"].as_str().unwrap()
+                    )
+                });
+                let metric = r
+                    .get("metric")
+                    .map_or(String::new(), |m| format!(" {}", m.as_str().unwrap()));
+                format!("{} {}{sel}{metric}", get("label"), get("action"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_config_labels_every_pattern_and_reads_the_journal() {
+        let (t, imported) = import("");
+        assert!(imported.warnings.is_empty());
+        assert_eq!(t["serve"]["listen"].as_str(), Some("127.0.0.1:8080"));
+        let s = source(&t);
+        assert_eq!(s["type"].as_str(), Some("reaction"));
+        assert_eq!(s["journal"]["unit"].as_str(), Some("reaction.service"));
+        assert_eq!(s["config"].as_str(), Some("/etc/reaction"));
+        assert_eq!(
+            s["pattern_labels"],
+            toml::Value::Array(vec!["ip".into(), "user".into()])
+        );
+        assert_eq!(s["show"].as_bool(), Some(true));
+        assert_eq!(s["socket"].as_str(), Some("/run/reaction/reaction.sock"));
+        assert!(rules(&t).is_empty());
+        assert!(t.get("store").is_none());
+        assert!(
+            imported.toml.contains("# loglevel = \"INFO\" (default)"),
+            "{}",
+            imported.toml
+        );
+    }
+
+    #[test]
+    fn a_pattern_false_everywhere_is_simply_not_a_label() {
+        let (t, imported) = import("metrics:\n  all:\n    ip: false\n");
+        assert_eq!(
+            source(&t)["pattern_labels"],
+            toml::Value::Array(vec!["user".into()])
+        );
+        assert!(rules(&t).is_empty());
+        assert!(
+            imported
+                .toml
+                .contains("pattern <ip>: not a label (metrics.all.ip = false)")
+        );
+    }
+
+    #[test]
+    fn metrics_for_overrides_all_filter_by_filter() {
+        let (t, _) = import(
+            "metrics:\n  all:\n    ip: false\n  for:\n    ssh:\n      failedlogin:\n        ip: true\n",
+        );
+        assert_eq!(
+            source(&t)["pattern_labels"],
+            toml::Value::Array(vec!["ip".into(), "user".into()])
+        );
+        // kept for ssh.failedlogin, dropped for the other filter with an <ip>
+        assert_eq!(rules(&t), vec!["ip drop nginx.probes"]);
+    }
+
+    #[test]
+    fn a_template_becomes_replace_rules_with_their_origin() {
+        let (t, imported) = import(
+            "metrics:\n  for:\n    ssh:\n      failedlogin:\n        user: \"{{ user[:3] | lower }}\"\n",
+        );
+        assert_eq!(
+            rules(&t),
+            vec![
+                "user replace ssh.failedlogin",
+                "user lowercase ssh.failedlogin"
+            ]
+        );
+        assert!(imported.toml.contains(
+            "# metrics.for.ssh.failedlogin.user = \"{{ user[:3] | lower }}\" (step 1 of 2)"
+        ));
+    }
+
+    #[test]
+    fn an_untranslatable_template_is_named_warned_and_the_label_dropped() {
+        let (t, imported) =
+            import("metrics:\n  all:\n    user: \"{{ user | replace('a', 'b') }}\"\n");
+        assert_eq!(rules(&t), vec!["user drop"]);
+        assert!(
+            imported.toml.contains(
+                "# NOT TRANSLATED: metrics.all.user = \"{{ user | replace('a', 'b') }}\""
+            )
+        );
+        assert_eq!(imported.warnings.len(), 1);
+        assert!(
+            imported.warnings[0].contains("metrics.all.user"),
+            "{:?}",
+            imported.warnings
+        );
+    }
+
+    #[test]
+    fn extra_false_drops_the_pattern_labels_of_that_metric() {
+        let (t, _) = import("metrics:\n  export:\n    matches:\n      extra: false\n");
+        assert_eq!(
+            rules(&t),
+            vec![
+                "ip drop reaction_match_total",
+                "user drop reaction_match_total"
+            ]
+        );
+    }
+
+    #[test]
+    fn disabled_metrics_are_not_kept_and_pending_turns_show_off() {
+        let (t, _) = import(
+            "metrics:\n  export:\n    matches: false\n    actions: false\n    pending: false\n",
+        );
+        assert_eq!(
+            t["store"]["drop_metrics"],
+            toml::Value::Array(vec![
+                "reaction_match_total".into(),
+                "reaction_action_total".into(),
+                "reaction_action_errors_total".into()
+            ])
+        );
+        let s = source(&t);
+        assert_eq!(s["show"].as_bool(), Some(false));
+        assert_eq!(s["pattern_labels"], toml::Value::Array(vec![]));
+    }
+
+    #[test]
+    fn no_pattern_names_are_needed_without_labelled_metrics() {
+        let c = parse("metrics:\n  export:\n    matches:\n      extra: false\n    actions:\n      extra: false\n  all:\n    ip: false\n").unwrap();
+        let imported = to_rme(&c, "x.yml", None).unwrap();
+        assert!(imported.toml.contains("no metric carries pattern labels"));
+        assert!(imported.toml.contains("pattern_labels = []"));
+    }
+
+    #[test]
+    fn listen_address_must_be_an_ip() {
+        let (t, _) = import("listen:\n  address: localhost\n  port: 9100\n");
+        assert_eq!(t["serve"]["listen"].as_str(), Some("127.0.0.1:9100"));
+        let (t, _) = import("listen:\n  address: '::1'\n");
+        assert_eq!(t["serve"]["listen"].as_str(), Some("[::1]:8080"));
+        let c = parse("listen:\n  address: example.org\n").unwrap();
+        let err = to_rme(&c, "x.yml", Some(&patterns())).unwrap_err();
+        assert_eq!(err.key, "listen.address");
+    }
+
+    #[test]
+    fn entries_for_unknown_filters_are_noted_not_lost() {
+        let (_, imported) =
+            import("metrics:\n  for:\n    web:\n      probes:\n        ip: false\n");
+        assert!(
+            imported.toml.contains(
+                "# metrics.for.web.probes.ip: reaction's config has no filter web.probes"
+            )
+        );
+    }
+}
