@@ -8,6 +8,7 @@ mod common;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod import;
 mod otlp;
 mod packaging;
 mod remote_write;

@@ -5,10 +5,12 @@
 //! (drop a label, keep an IP's prefix), a per-metric series cap that folds new
 //! series into one overflow series, and expiry of idle series.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::labels::relabel::{self, Selector, WholeRegex};
 
 /// A series: metric name plus labels kept sorted by name, as remote-write requires.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -113,6 +115,21 @@ pub enum LabelAction {
         #[serde(default = "default_ipv6_prefix")]
         ipv6: u8,
     },
+    /// Prometheus `replace`: `regex` (default `(.*)`) must match the whole value, which
+    /// becomes `replacement` (default `$1`) with `$1`/`${name}` groups; no match keeps
+    /// the value, an empty result removes the label (see labels/relabel.rs).
+    Replace {
+        #[serde(default)]
+        regex: WholeRegex,
+        #[serde(default = "default_replacement")]
+        replacement: String,
+    },
+    /// The value lower-cased.
+    Lowercase,
+}
+
+fn default_replacement() -> String {
+    relabel::DEFAULT_REPLACEMENT.to_string()
 }
 
 const fn default_ipv4_prefix() -> u8 {
@@ -123,14 +140,21 @@ const fn default_ipv6_prefix() -> u8 {
 }
 
 /// A label rewrite, applied to every metric (or to one, when `metric` is set).
+///
+/// Unknown keys are rejected by [`LabelAction`], which gets every key this struct
+/// does not take (serde's `deny_unknown_fields` does not work beside `flatten`:
+/// it rejected every rule).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LabelRule {
     /// Label name the rule applies to, e.g. `ip`.
     pub label: String,
     /// Only this metric; all metrics when absent.
     #[serde(default)]
     pub metric: Option<String>,
+    /// Only series whose labels have these values, e.g. `match = { stream = "ssh" }`
+    /// (an absent label counts as ""). Rules see the labels earlier rules left.
+    #[serde(default, rename = "match", skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     #[serde(flatten)]
     pub action: LabelAction,
 }
@@ -142,6 +166,8 @@ pub struct Limits {
     /// Series not updated for this long are forgotten (0 = never).
     pub idle_expiry_ms: i64,
     pub rules: Vec<LabelRule>,
+    /// Metrics not kept at all: their updates are ignored.
+    pub drop_metrics: BTreeSet<String>,
 }
 
 impl Default for Limits {
@@ -150,6 +176,7 @@ impl Default for Limits {
             max_series_per_metric: 10_000,
             idle_expiry_ms: 0,
             rules: Vec::new(),
+            drop_metrics: BTreeSet::new(),
         }
     }
 }
@@ -205,6 +232,9 @@ impl Store {
 
     /// Registers a metric's type and help text; sources call this once at start.
     pub fn describe(&mut self, name: &str, kind: Kind, help: &'static str) {
+        if self.limits.drop_metrics.contains(name) {
+            return;
+        }
         self.meta.insert(name.to_string(), Meta { kind, help });
     }
 
@@ -337,7 +367,9 @@ impl Store {
     /// Applies the label rules to a series.
     fn rewrite(&self, mut series: Series) -> Series {
         for rule in &self.limits.rules {
-            if rule.metric.as_ref().is_some_and(|m| *m != series.name) {
+            if rule.metric.as_ref().is_some_and(|m| *m != series.name)
+                || !rule.selector.matches(&series.labels)
+            {
                 continue;
             }
             match &rule.action {
@@ -351,15 +383,26 @@ impl Store {
                         }
                     }
                 }
+                LabelAction::Replace { regex, replacement } => {
+                    relabel::rewrite(&mut series.labels, &rule.label, |v| {
+                        regex.replace(v, replacement)
+                    })
+                }
+                LabelAction::Lowercase => {
+                    relabel::rewrite(&mut series.labels, &rule.label, relabel::lowercase)
+                }
             }
         }
         series
     }
 
     /// Finds or creates the entry for a series, applying rules and the series cap.
-    /// Returns `None` when the series has another kind than asked (a source bug;
-    /// logged once per call rather than panicking).
+    /// Returns `None` for a dropped metric, and when the series has another kind
+    /// than asked (a source bug; logged once per call rather than panicking).
     fn entry(&mut self, series: Series, kind: Kind) -> Option<&mut Entry> {
+        if self.limits.drop_metrics.contains(&series.name) {
+            return None;
+        }
         let mut series = self.rewrite(series);
         let now = self.now_ms;
         if !self.entries.contains_key(&series) {
@@ -457,6 +500,7 @@ mod tests {
             max_series_per_metric: cap,
             idle_expiry_ms: 0,
             rules,
+            ..Limits::default()
         })
     }
 
@@ -483,6 +527,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Selector::default(),
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
         };
         let mut s = store_with(vec![rule], 100);
@@ -500,6 +545,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: Some("a_total".into()),
+            selector: Selector::default(),
             action: LabelAction::Drop,
         };
         let mut s = store_with(vec![rule], 100);
@@ -508,6 +554,131 @@ mod tests {
         s.inc(Series::new("b_total", &[("ip", "1.1.1.1")]), 1);
         assert_eq!(s.get(&Series::new("a_total", &[])), Some(Value::Counter(2)));
         assert_eq!(s.sum("b_total", &[("ip", "1.1.1.1")]), 1);
+    }
+
+    fn rules(toml_text: &str) -> Vec<LabelRule> {
+        #[derive(Deserialize)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        toml::from_str::<Rules>(toml_text).unwrap().labels
+    }
+
+    #[test]
+    fn replace_lowercase_and_selectors_apply_in_order() {
+        let rules = rules(
+            r#"
+            [[labels]]
+            label = "email"
+            match = { stream = "mail" }
+            action = "replace"
+            regex = "(?:.*@)?(.*)"
+            [[labels]]
+            label = "email"
+            action = "lowercase"
+            [[labels]]
+            label = "user"
+            match = { stream = "ssh", filter = "failedlogin" }
+            action = "replace"
+            regex = "(.{0,3}).*"
+            replacement = "${1}"
+            "#,
+        );
+        let mut s = store_with(rules, 100);
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "A@Example.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "b@example.org")]),
+            1,
+        );
+        // another stream: only the rule without `match` applies
+        s.inc(
+            Series::new("m_total", &[("stream", "web"), ("email", "C@X.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "other"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        assert_eq!(s.sum("m_total", &[("email", "example.org")]), 2);
+        assert_eq!(s.sum("m_total", &[("email", "c@x.org")]), 1);
+        assert_eq!(
+            s.sum("m_total", &[("filter", "failedlogin"), ("user", "Adm")]),
+            1
+        );
+        assert_eq!(
+            s.sum("m_total", &[("filter", "other"), ("user", "Administrator")]),
+            1
+        );
+    }
+
+    #[test]
+    fn replace_to_empty_removes_the_label() {
+        let r = rules(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"10\\\\..*\"\nreplacement = \"\"\n",
+        );
+        let mut s = store_with(r, 100);
+        s.inc(Series::new("m_total", &[("ip", "10.1.2.3")]), 1);
+        s.inc(Series::new("m_total", &[("ip", "192.0.2.1")]), 1);
+        assert_eq!(s.get(&Series::new("m_total", &[])), Some(Value::Counter(1)));
+        assert_eq!(s.sum("m_total", &[("ip", "192.0.2.1")]), 1);
+    }
+
+    #[test]
+    fn bad_regex_and_unknown_keys_are_config_errors() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"(\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regex \"(\""), "{err}");
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregexp = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regexp"), "{err}");
+    }
+
+    #[test]
+    fn dropped_metrics_are_not_kept_or_described() {
+        let mut s = Store::new(Limits {
+            drop_metrics: ["gone_total".to_string()].into(),
+            ..Limits::default()
+        });
+        s.describe("gone_total", Kind::Counter, "x");
+        s.inc(Series::new("gone_total", &[]), 1);
+        s.inc(Series::new("kept_total", &[]), 1);
+        let snap = s.snapshot(1);
+        assert!(!snap.meta.contains_key("gone_total"));
+        let names: Vec<_> = snap.points.iter().map(|p| p.series.name.as_str()).collect();
+        assert!(
+            names.contains(&"kept_total") && !names.contains(&"gone_total"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -379,21 +379,19 @@ fn index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::relabel::Replace;
-    use crate::labels::relabel::Rewrite;
+    use crate::labels::relabel::{WholeRegex, lowercase};
 
     /// Applies the translated steps as rme will; `""` for a removed label.
     fn run(template: &str, var: &str, value: &str) -> String {
         let steps = translate(template, var).unwrap_or_else(|e| panic!("{template}: {e}"));
         let mut v = Some(value.to_string());
         for step in steps {
-            let rw = match step {
+            v = v.and_then(|v| match &step {
                 Step::Replace { regex, replacement } => {
-                    Rewrite::Replace(Replace::new(&regex, &replacement).unwrap())
+                    WholeRegex::new(regex).unwrap().replace(&v, replacement)
                 }
-                Step::Lowercase => Rewrite::Lowercase,
-            };
-            v = v.and_then(|v| rw.apply(&v));
+                Step::Lowercase => lowercase(&v),
+            });
         }
         v.unwrap_or_default()
     }
@@ -521,7 +519,7 @@ mod tests {
         ] {
             for step in translate(t, "u").unwrap() {
                 if let Step::Replace { regex, .. } = step {
-                    Replace::new(&regex, "${1}").unwrap();
+                    WholeRegex::new(&regex).unwrap();
                 }
             }
         }

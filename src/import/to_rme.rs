@@ -516,6 +516,9 @@ mod tests {
             .toml
             .parse::<toml::Table>()
             .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+        // and rme itself takes it
+        crate::config::Config::parse(&imported.toml, None)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", imported.toml));
         (table, imported)
     }
 

@@ -13,72 +13,99 @@
 //!
 //! Everything here is pure: values in, values out.
 
-use regex::Regex;
+use std::collections::BTreeMap;
 
-/// Prometheus' defaults: the whole value, as it is.
-pub const DEFAULT_REGEX: &str = "(.*)";
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Prometheus' default replacement: the first group.
 pub const DEFAULT_REPLACEMENT: &str = "$1";
 
-/// A compiled `replace` rule.
+/// A `replace` regex, compiled when the config is read so a bad one is a config
+/// error; anchored at both ends. Compares, prints and serializes as written.
 #[derive(Clone, Debug)]
-pub struct Replace {
+pub struct WholeRegex {
+    text: String,
     regex: Regex,
-    replacement: String,
 }
 
-impl Replace {
-    /// Compiles `regex` anchored at both ends; the error is the regex crate's, for the caller to place.
-    pub fn new(regex: &str, replacement: &str) -> Result<Replace, regex::Error> {
-        Ok(Replace {
-            regex: Regex::new(&format!("^(?:{regex})$"))?,
-            replacement: replacement.to_string(),
+impl WholeRegex {
+    pub fn new(text: &str) -> Result<WholeRegex, regex::Error> {
+        Ok(WholeRegex {
+            text: text.to_string(),
+            regex: Regex::new(&format!("^(?:{text})$"))?,
         })
     }
 
-    /// The new value; `None` when it is empty, i.e. the label goes.
-    pub fn apply(&self, value: &str) -> Option<String> {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value rewritten; `None` when the result is empty, i.e. the label goes.
+    pub fn replace(&self, value: &str, replacement: &str) -> Option<String> {
         let Some(caps) = self.regex.captures(value) else {
             return Some(value.to_string());
         };
         let mut out = String::new();
-        caps.expand(&self.replacement, &mut out);
+        caps.expand(replacement, &mut out);
         (!out.is_empty()).then_some(out)
     }
 }
 
-/// A value rewrite: what a `replace` or `lowercase` rule does to one label's value.
-#[derive(Clone, Debug)]
-pub enum Rewrite {
-    Replace(Replace),
-    Lowercase,
+/// Prometheus' default regex: the whole value as group 1.
+impl Default for WholeRegex {
+    fn default() -> Self {
+        WholeRegex::new("(.*)").expect("static regex")
+    }
 }
 
-impl Rewrite {
-    /// The new value, `None` when the label is to be removed.
-    pub fn apply(&self, value: &str) -> Option<String> {
-        match self {
-            Rewrite::Replace(r) => r.apply(value),
-            Rewrite::Lowercase => Some(value.to_lowercase()),
-        }
+impl PartialEq for WholeRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
     }
+}
 
-    /// Rewrites `label` in a series' labels (no-op when absent); an empty result removes it.
-    pub fn apply_to(&self, label: &str, labels: &mut Vec<(String, String)>) {
-        let Some(i) = labels.iter().position(|(k, _)| k == label) else {
-            return;
-        };
-        match self.apply(&labels[i].1) {
-            Some(v) => labels[i].1 = v,
-            None => {
-                labels.remove(i);
-            }
+impl Eq for WholeRegex {}
+
+impl Serialize for WholeRegex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for WholeRegex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        WholeRegex::new(&text).map_err(|e| serde::de::Error::custom(format!("regex {text:?}: {e}")))
+    }
+}
+
+/// The value lower-cased (Unicode, like Prometheus' `lowercase`).
+pub fn lowercase(value: &str) -> Option<String> {
+    Some(value.to_lowercase())
+}
+
+/// Rewrites `label` in a series' labels with `f` (no-op when absent); `None` removes it.
+pub fn rewrite(
+    labels: &mut Vec<(String, String)>,
+    label: &str,
+    f: impl FnOnce(&str) -> Option<String>,
+) {
+    let Some(i) = labels.iter().position(|(k, _)| k == label) else {
+        return;
+    };
+    match f(&labels[i].1) {
+        Some(v) => labels[i].1 = v,
+        None => {
+            labels.remove(i);
         }
     }
 }
 
 /// `match = { stream = "ssh", filter = "failedlogin" }`: the labels a series must have for a rule to apply.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selector(Vec<(String, String)>);
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Selector(BTreeMap<String, String>);
 
 impl Selector {
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Selector {
@@ -103,7 +130,7 @@ mod tests {
     use super::*;
 
     fn replace(regex: &str, replacement: &str, value: &str) -> Option<String> {
-        Replace::new(regex, replacement).unwrap().apply(value)
+        WholeRegex::new(regex).unwrap().replace(value, replacement)
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -154,37 +181,37 @@ mod tests {
     fn an_empty_result_removes_the_label() {
         assert_eq!(replace(".*", "", "anything"), None);
         let mut l = labels(&[("email", "x@"), ("stream", "mail")]);
-        let r = Rewrite::Replace(Replace::new("(?:.*@)?(.*)", "$1").unwrap());
-        r.apply_to("email", &mut l);
+        let r = WholeRegex::new("(?:.*@)?(.*)").unwrap();
+        rewrite(&mut l, "email", |v| r.replace(v, "$1"));
         assert_eq!(l, labels(&[("stream", "mail")]));
     }
 
     #[test]
     fn prometheus_defaults_keep_the_value() {
-        assert_eq!(
-            replace(DEFAULT_REGEX, DEFAULT_REPLACEMENT, "v").as_deref(),
-            Some("v")
-        );
+        let r = WholeRegex::default();
+        assert_eq!(r.replace("v", DEFAULT_REPLACEMENT).as_deref(), Some("v"));
     }
 
     #[test]
     fn bad_regex_is_an_error() {
-        assert!(Replace::new("(", "$1").is_err());
+        assert!(WholeRegex::new("(").is_err());
+        let err = serde_json::from_str::<WholeRegex>("\"(\"").unwrap_err();
+        assert!(err.to_string().contains("regex \"(\""), "{err}");
     }
 
     #[test]
     fn lowercase_is_unicode() {
         assert_eq!(
-            Rewrite::Lowercase.apply("Mail.Example.ORG").as_deref(),
+            lowercase("Mail.Example.ORG").as_deref(),
             Some("mail.example.org")
         );
-        assert_eq!(Rewrite::Lowercase.apply("ÉTÉ").as_deref(), Some("été"));
+        assert_eq!(lowercase("ÉTÉ").as_deref(), Some("été"));
     }
 
     #[test]
     fn rewrite_of_an_absent_label_changes_nothing() {
         let mut l = labels(&[("stream", "ssh")]);
-        Rewrite::Lowercase.apply_to("user", &mut l);
+        rewrite(&mut l, "user", lowercase);
         assert_eq!(l, labels(&[("stream", "ssh")]));
     }
 
