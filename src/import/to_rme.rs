@@ -177,6 +177,14 @@ fn header(c: &ExporterConfig, source_name: &str, notes: &[String], out: &mut Str
              #   (reaction_match_count, …): in queries, increase(reaction_match_total[5m]) replaces sum_over_time."
         );
     }
+    if c.needs_patterns() {
+        let _ = writeln!(
+            out,
+            "# The exporter (0.2) forgets a series 10 minutes after its last update; rme keeps it, so\n\
+             #   counters continue. To forget idle series too, set [store] idle_expiry_secs = 600\n\
+             #   (for every metric); [store] max_series_per_metric (10000) bounds each metric anyway."
+        );
+    }
     for note in notes {
         let _ = writeln!(out, "# {note}");
     }
@@ -465,7 +473,8 @@ fn source(c: &ExporterConfig, pattern_labels: &[String], out: &mut String) {
         let _ = writeln!(
             out,
             "# metrics.export.pending{pending}: `reaction show` at each flush gives reaction_pending_count{{stream,filter,action}}\n\
-             #   (plus reaction_current_matches and reaction_up); rme puts no pattern values on it\n\
+             #   (plus reaction_current_matches and reaction_up); unlike the exporter's (pending.extra),\n\
+             #   it has no pattern labels: a series per address ever pending would stay behind\n\
              show = true\n\
              # reaction.socket = {:?}{}\n\
              socket = {}",
