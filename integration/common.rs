@@ -2,10 +2,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The `rme` binary cargo built for these tests.
 pub fn rme() -> Command {
@@ -123,5 +127,159 @@ pub fn unique(prefix: &str) -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() % 1_000_000_000)
             .unwrap_or(0)
+    )
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then closed).
+pub fn closed_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/api/v1/write")
+}
+
+pub fn curl_get(url: &str, params: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail-with-body", "-G", url]);
+    for (k, v) in params {
+        cmd.args(["--data-urlencode", &format!("{k}={v}")]);
+    }
+    let out = cmd.output().expect("running curl");
+    assert!(
+        out.status.success(),
+        "GET {url} {params:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One series' raw samples as VictoriaMetrics stored them.
+#[derive(Debug)]
+pub struct Exported {
+    pub labels: BTreeMap<String, String>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Every raw sample of `selector`, via force_flush + /api/v1/export (exact, no
+/// staleness). VM may print one series on several lines (one per stored
+/// block), so lines with the same labels are merged.
+pub fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
+    curl_get(&format!("{vm_url}/internal/force_flush"), &[]);
+    let end = (std::time::SystemTime::now() + Duration::from_secs(60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let text = curl_get(
+        &format!("{vm_url}/api/v1/export"),
+        &[("match[]", selector), ("start", "0"), ("end", &end)],
+    );
+    let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).expect("export line is JSON");
+        let labels = v["metric"]
+            .as_object()
+            .expect("metric")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let ts = v["timestamps"]
+            .as_array()
+            .expect("timestamps")
+            .iter()
+            .map(|t| t.as_i64().expect("ts"));
+        let vals = v["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|x| x.as_f64().expect("value"));
+        merged.entry(labels).or_default().extend(ts.zip(vals));
+    }
+    merged
+        .into_iter()
+        .map(|(labels, mut points)| {
+            points.sort_by_key(|p| p.0);
+            Exported { labels, points }
+        })
+        .collect()
+}
+
+/// Starts (or restarts, so that `envs` take effect) a peer with extra environment
+/// (e.g. `VMALERT_RULES`), returning the `peers.sh env` variables.
+pub fn restart_peer(name: &str, envs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new("bash")
+        .arg(peers_sh())
+        .args(["restart", name])
+        .envs(envs.iter().copied())
+        .output()
+        .expect("running peers.sh");
+    assert!(
+        out.status.success(),
+        "peer {name} did not restart:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !started.iter().any(|n| n == name) {
+        started.push(name.to_string());
+    }
+    peer_env()
+}
+
+/// A child process killed (and reaped) when dropped, also when the test panics.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `ok` every 250 ms until it returns `Some`, for at most `secs`; panics naming `what`.
+pub fn wait_for<T>(what: &str, secs: u64, mut ok: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = ok() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `result` of an instant PromQL query (VictoriaMetrics or Prometheus) as (labels, value).
+pub fn promql(url: &str, query: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let text = curl_get(&format!("{url}/api/v1/query"), &[("query", query)]);
+    let v: Value = serde_json::from_str(&text).expect("query answer is JSON");
+    v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|r| {
+            let labels = r["metric"]
+                .as_object()
+                .expect("metric")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            let value = r["value"][1]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("value");
+            (labels, value)
+        })
+        .collect()
+}
+
+/// A Ban line in fail2ban 1.0.2's own format in `jail`, for IP number `i`.
+pub fn f2b_ban(jail: &str, i: usize) -> String {
+    format!(
+        "2026-11-22 23:13:{:02},109 fail2ban.actions        [23131]: NOTICE  [{jail}] Ban 192.0.2.{}\n",
+        i % 60,
+        i % 250 + 1
     )
 }

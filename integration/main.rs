@@ -5,10 +5,13 @@
 
 mod common;
 
+mod alerts;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod fleet;
 mod import;
+mod newer_receivers;
 mod otlp;
 mod packaging;
 mod remote_write;

@@ -9,13 +9,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{append, metric_value, peer, rme, run_rme, stderr, stdout, unique, write};
+use crate::common::{
+    append, closed_url, curl_get, metric_value, peer, rme, run_rme, stderr, stdout, unique,
+    vm_export, write,
+};
 
 /// A Ban line in fail2ban 1.0.2's own format (jail sshd): counted in fail2ban_bans_total and rme_lines_read_total.
 fn f2b_lines(n: usize, first: usize) -> String {
@@ -79,80 +82,6 @@ impl Case {
             config.to_str().expect("utf-8 path"),
         ])
     }
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then closed).
-fn closed_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    drop(l);
-    format!("http://127.0.0.1:{port}/api/v1/write")
-}
-
-fn curl_get(url: &str, params: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail-with-body", "-G", url]);
-    for (k, v) in params {
-        cmd.args(["--data-urlencode", &format!("{k}={v}")]);
-    }
-    let out = cmd.output().expect("running curl");
-    assert!(
-        out.status.success(),
-        "GET {url} {params:?}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One series' raw samples as VictoriaMetrics stored them.
-#[derive(Debug)]
-struct Exported {
-    labels: BTreeMap<String, String>,
-    points: Vec<(i64, f64)>,
-}
-
-/// Every raw sample of `selector`, via force_flush + /api/v1/export (exact, no
-/// staleness). VM may print one series on several lines (one per stored
-/// block), so lines with the same labels are merged.
-fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
-    curl_get(&format!("{vm_url}/internal/force_flush"), &[]);
-    let end = (std::time::SystemTime::now() + Duration::from_secs(60))
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .to_string();
-    let text = curl_get(
-        &format!("{vm_url}/api/v1/export"),
-        &[("match[]", selector), ("start", "0"), ("end", &end)],
-    );
-    let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
-    for l in text.lines() {
-        let v: Value = serde_json::from_str(l).expect("export line is JSON");
-        let labels = v["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        let ts = v["timestamps"]
-            .as_array()
-            .expect("timestamps")
-            .iter()
-            .map(|t| t.as_i64().expect("ts"));
-        let vals = v["values"]
-            .as_array()
-            .expect("values")
-            .iter()
-            .map(|x| x.as_f64().expect("value"));
-        merged.entry(labels).or_default().extend(ts.zip(vals));
-    }
-    merged
-        .into_iter()
-        .map(|(labels, mut points)| {
-            points.sort_by_key(|p| p.0);
-            Exported { labels, points }
-        })
-        .collect()
 }
 
 /// The one series of `selector`; polls a little while VM has not indexed it yet (a loaded machine).

@@ -403,6 +403,13 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
         Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
         dropped.samples,
     );
+    // Refusals exist from the first flush at 0, so that a receiver-side
+    // `increase()` (examples/alerts.yml) sees the first one.
+    store.inc(
+        Series::new(SAMPLES, &[("sink", sink), ("result", "rejected")]),
+        0,
+    );
+    store.inc(Series::new(POINTS_REJECTED, &[("sink", sink)]), 0);
 }
 
 /// Counts one request, and the samples it carried once they are settled (sent or rejected).

@@ -3,17 +3,21 @@
 # Adapted from the steering repo's harness/peers.sh; the OTel Python SDK venv is not installed (rme's tests do not use it).
 #
 # usage: peers.sh install [--update]
-#        peers.sh start  NAME...     (NAME: vm prometheus otelcol carbon statsd fail2ban mtail | graphite | all)
+#        peers.sh start  NAME...     (NAME: vm vm-new prometheus prometheus-new vmagent vmalert otelcol carbon
+#                                     statsd fail2ban mtail | graphite | all)
 #        peers.sh stop   NAME...|all
 #        peers.sh restart NAME...
 #        peers.sh clean  NAME...|all (stop and delete its state/data dir)
 #        peers.sh status
 #        peers.sh env                (print export lines: URLs/ports/paths for tests)
 #        peers.sh versions           (installed versions of every peer)
+#        peers.sh running            (names of the peers running now, one a line)
 #
 # State (pids, configs, data, logs) lives under $PEERS_DIR (default ${TMPDIR:-/tmp}/rme-peers),
-# one sub-directory per peer. Non-apt tools (rotel wheel, statsd npm, OTel SDK venv) live under
-# $PEERS_TOOLS (default /opt/rme-peers). Ports can be overridden with the env vars below.
+# one sub-directory per peer. Non-apt tools (rotel wheel, statsd npm, and Debian trixie's newer
+# victoria-metrics and prometheus, unpacked with dpkg -x) live under $PEERS_TOOLS (default
+# /opt/rme-peers). vm-new / prometheus-new are those newer versions; vmagent and vmalert come from
+# the same victoria-metrics package. Ports can be overridden with the env vars below.
 # Every start is idempotent (a running peer is left alone) and waits for readiness with a timeout.
 set -euo pipefail
 
@@ -34,6 +38,17 @@ STATSD_PORT="${STATSD_PORT:-8125}"
 STATSD_MGMT_PORT="${STATSD_MGMT_PORT:-8126}"
 STATSD_FLUSH_MS="${STATSD_FLUSH_MS:-1000}"
 MTAIL_PORT="${MTAIL_PORT:-3903}"
+# The newer peers' ports follow VM_PORT / PROM_PORT (8430, 9092, 8429, 8880 by default), so a
+# shifted set of ports for the older peers shifts them too.
+VM_NEW_PORT="${VM_NEW_PORT:-$((VM_PORT + 2))}"
+PROM_NEW_PORT="${PROM_NEW_PORT:-$((PROM_PORT + 2))}"
+VMAGENT_PORT="${VMAGENT_PORT:-$((VM_PORT + 1))}"
+VMALERT_PORT="${VMALERT_PORT:-$((VM_PORT + 452))}"
+# vmagent forwards to vm-new; vmalert reads vm-new and writes its ALERTS series back there.
+VMAGENT_REMOTE_WRITE_URL="${VMAGENT_REMOTE_WRITE_URL:-http://127.0.0.1:${VM_NEW_PORT}/api/v1/write}"
+VMALERT_DATASOURCE_URL="${VMALERT_DATASOURCE_URL:-http://127.0.0.1:${VM_NEW_PORT}}"
+VMALERT_RULES="${VMALERT_RULES:-$(cd "$HARNESS/../.." && pwd)/examples/alerts.yml}"
+VMALERT_EVAL_INTERVAL="${VMALERT_EVAL_INTERVAL:-1s}"
 # Prometheus scrapes itself; it remote-writes to VM unless PROM_REMOTE_WRITE_URL is set empty.
 PROM_REMOTE_WRITE_URL="${PROM_REMOTE_WRITE_URL-http://127.0.0.1:${VM_PORT}/api/v1/write}"
 PROM_SCRAPE_INTERVAL="${PROM_SCRAPE_INTERVAL:-2s}"
@@ -51,7 +66,23 @@ APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban m
           netcat-openbsd curl libpython3.11 python3 python3-venv unzip)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 
-usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+# Newer receivers from Debian trixie, fetched with a throw-away apt configuration (the system's
+# sources are never touched). The mirror defaults to the one this machine's Debian sources use.
+TRIXIE_PKGS=(victoria-metrics prometheus)
+TRIXIE_MIRROR="${TRIXIE_MIRROR:-$( { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources; grep -hs '^deb ' /etc/apt/sources.list; } \
+  | grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)}"
+TRIXIE_MIRROR="${TRIXIE_MIRROR:-http://deb.debian.org/debian}"
+TRIXIE="$PEERS_TOOLS/trixie"
+VM_NEW_BIN="$TRIXIE/victoria-metrics/usr/bin"
+PROM_NEW_BIN="$TRIXIE/prometheus/usr/bin"
+# vmagent 1.79 (bookworm's /usr/bin/vmagent) works as well: VMAGENT_BIN=/usr/bin/vmagent. bookworm's
+# vmalert lacks -notifier.blackhole and -rule.evalDelay, so vmalert is trixie's.
+VMAGENT_BIN="${VMAGENT_BIN:-$VM_NEW_BIN/vmagent}"
+VMALERT_BIN="$VM_NEW_BIN/vmalert"
+# after the peers they talk to, so that start/stop go in dependency order
+ALL+=(vm-new prometheus-new vmagent vmalert)
+
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 log() { echo "peers: $*" >&2; }
 die() { echo "peers: ERROR: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
@@ -66,7 +97,7 @@ pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$
 peer_pid() { cat "$PEERS_DIR/$1/pid" 2>/dev/null || true; }
 peer_running() { # pid alive and its command line still names the peer's dir (guards against pid reuse)
   local pid; pid=$(peer_pid "$1"); pid_alive "$pid" || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$PEERS_DIR/$1"
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -e "$PEERS_DIR/$1/" -e "$PEERS_DIR/$1 "
 }
 
 wait_until() { # timeout_s cmd... ; polls every 0.1s
@@ -144,7 +175,35 @@ cmd_install() {
     mkdir -p "$PEERS_TOOLS/statsd"
     (cd "$PEERS_TOOLS/statsd" && timeout 600 npm install --no-audit --no-fund --ignore-scripts "statsd@$STATSD_VERSION")
   fi
+  # 4. Debian trixie's victoria-metrics (with vmagent, vmalert) and prometheus, unpacked.
+  install_trixie "$update"
   cmd_versions
+}
+
+install_trixie() { # update(0|1): fetch and unpack TRIXIE_PKGS under $TRIXIE unless already there
+  local update=$1 pkg missing=0
+  for pkg in "${TRIXIE_PKGS[@]}"; do [ -s "$TRIXIE/$pkg.version" ] || missing=1; done
+  [ $missing = 0 ] && [ "$update" = 0 ] && return 0
+  local tmp; tmp=$(mktemp -d)
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $TRIXIE_MIRROR trixie main" > "$tmp/sources.list"
+  # Own source list, lists and cache; no sources.list.d; nothing written under /var/lib/apt.
+  local o=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+           -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache" -o Dir::Cache::pkgcache=
+           -o Dir::Cache::srcpkgcache= -o Acquire::Languages=none -o APT::Sandbox::User=root
+           -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+           -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+           -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false)
+  timeout 600 apt-get "${o[@]}" update
+  (cd "$tmp/debs" && timeout 900 apt-get "${o[@]}" download "${TRIXIE_PKGS[@]}")
+  mkdir -p "$TRIXIE"
+  for pkg in "${TRIXIE_PKGS[@]}"; do
+    local deb; deb=$(ls "$tmp/debs/${pkg}_"*.deb)
+    rm -rf "${TRIXIE:?}/$pkg" "$TRIXIE/$pkg.version"
+    dpkg -x "$deb" "$TRIXIE/$pkg"
+    dpkg-deb -f "$deb" Version > "$TRIXIE/$pkg.version"
+  done
+  rm -rf "$tmp"
 }
 
 cmd_versions() {
@@ -155,25 +214,37 @@ cmd_versions() {
   echo "fail2ban         $(dpkg-query -W -f='${Version}' fail2ban 2>/dev/null || echo missing)"
   echo "mtail            $(dpkg-query -W -f='${Version}' mtail 2>/dev/null || echo missing)"
   echo "rotel            $("$PEERS_TOOLS/rotel/rotel/rotel-agent" --version 2>/dev/null || echo missing) (wheel $ROTEL_VERSION)"
+  echo "victoria-metrics $(cat "$TRIXIE/victoria-metrics.version" 2>/dev/null || echo missing) (trixie, vm-new vmagent vmalert)"
+  echo "prometheus       $(cat "$TRIXIE/prometheus.version" 2>/dev/null || echo missing) (trixie, prometheus-new)"
   echo "statsd           $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$PEERS_TOOLS/statsd/node_modules/statsd/package.json" 2>/dev/null || echo missing) (node $(node --version 2>/dev/null))"
 }
 
 # ---------------------------------------------------------------- per-peer start
-start_vm() {
-  local d="$PEERS_DIR/vm"; check_ports_free vm "tcp:$VM_PORT"
-  echo "$VM_PORT" > "$d/ports"; echo "$d/data" > "$d/datadir"
+start_vm() { vm_like vm "$VM_PORT" victoria-metrics; }
+start_vm_new() { need "$VM_NEW_BIN/victoria-metrics"; vm_like vm-new "$VM_NEW_PORT" "$VM_NEW_BIN/victoria-metrics"; }
+need() { [ -x "$1" ] || die "$1 not installed: run peers.sh install"; }
+
+vm_like() { # name port binary
+  local name=$1 port=$2 bin=$3 d="$PEERS_DIR/$1"; check_ports_free "$name" "tcp:$port"
+  echo "$port" > "$d/ports"; echo "$d/data" > "$d/datadir"
   local t0; t0=$(now_ms)
   # -search.latencyOffset=0s: instant queries at 'now' are not shifted 30s into the past.
   # -search.disableCache: no rollup-result cache (stale answers while a test writes).
   # -retentionPeriod=100y: old test timestamps are kept (default 1 month silently drops them).
-  launch vm "$d/vm.log" victoria-metrics -storageDataPath="$d/data" -httpListenAddr="127.0.0.1:$VM_PORT" \
+  launch "$name" "$d/vm.log" "$bin" -storageDataPath="$d/data" -httpListenAddr="127.0.0.1:$port" \
     -search.latencyOffset=0s -search.disableCache -retentionPeriod=100y -loggerLevel=INFO ${VM_EXTRA_FLAGS:-}
-  finish_start vm "$t0" bash -c "curl -sf http://127.0.0.1:$VM_PORT/health | grep -q OK"
+  finish_start "$name" "$t0" bash -c "curl -sf http://127.0.0.1:$port/health | grep -q OK"
 }
 
-start_prometheus() {
-  local d="$PEERS_DIR/prometheus"; check_ports_free prometheus "tcp:$PROM_PORT"
-  echo "$PROM_PORT" > "$d/ports"; echo "$d/data" > "$d/datadir"
+start_prometheus() { prometheus_like prometheus "$PROM_PORT" prometheus "$PROM_REMOTE_WRITE_URL"; }
+# The newer Prometheus only receives (remote-write receiver on); it forwards nowhere.
+start_prometheus_new() {
+  need "$PROM_NEW_BIN/prometheus"; prometheus_like prometheus-new "$PROM_NEW_PORT" "$PROM_NEW_BIN/prometheus" ""
+}
+
+prometheus_like() { # name port binary remote_write_url
+  local name=$1 port=$2 bin=$3 rw=$4 d="$PEERS_DIR/$1"; check_ports_free "$name" "tcp:$port"
+  echo "$port" > "$d/ports"; echo "$d/data" > "$d/datadir"
   {
     echo "global:"
     echo "  scrape_interval: $PROM_SCRAPE_INTERVAL"
@@ -181,19 +252,46 @@ start_prometheus() {
     echo "scrape_configs:"
     echo "  - job_name: prometheus-self"
     echo "    static_configs:"
-    echo "      - targets: ['127.0.0.1:$PROM_PORT']"
-    if [ -n "$PROM_REMOTE_WRITE_URL" ]; then
+    echo "      - targets: ['127.0.0.1:$port']"
+    if [ -n "$rw" ]; then
       echo "remote_write:"
-      echo "  - url: $PROM_REMOTE_WRITE_URL"
+      echo "  - url: $rw"
       echo "    queue_config:"
       echo "      batch_send_deadline: 1s"
     fi
   } > "$d/prometheus.yml"
   local t0; t0=$(now_ms)
-  launch prometheus "$d/prometheus.log" prometheus --config.file="$d/prometheus.yml" \
-    --storage.tsdb.path="$d/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
+  launch "$name" "$d/prometheus.log" "$bin" --config.file="$d/prometheus.yml" \
+    --storage.tsdb.path="$d/data" --web.listen-address="127.0.0.1:$port" \
     --web.enable-remote-write-receiver --web.enable-lifecycle ${PROM_EXTRA_FLAGS:-}
-  finish_start prometheus "$t0" curl -sf "http://127.0.0.1:$PROM_PORT/-/ready"
+  finish_start "$name" "$t0" curl -sf "http://127.0.0.1:$port/-/ready"
+}
+
+# vmagent: a site's relay. Accepts remote-write on /api/v1/write, queues on disk under
+# $PEERS_DIR/vmagent/queue while its upstream is down (and across its own restarts).
+start_vmagent() {
+  local d="$PEERS_DIR/vmagent"; need "$VMAGENT_BIN"; check_ports_free vmagent "tcp:$VMAGENT_PORT"
+  echo "$VMAGENT_PORT" > "$d/ports"; echo "$d/queue" > "$d/datadir"
+  local t0; t0=$(now_ms)
+  launch vmagent "$d/vmagent.log" "$VMAGENT_BIN" -httpListenAddr="127.0.0.1:$VMAGENT_PORT" \
+    -remoteWrite.url="$VMAGENT_REMOTE_WRITE_URL" -remoteWrite.tmpDataPath="$d/queue" \
+    -remoteWrite.flushInterval=1s -loggerLevel=INFO ${VMAGENT_EXTRA_FLAGS:-}
+  finish_start vmagent "$t0" bash -c "curl -sf http://127.0.0.1:$VMAGENT_PORT/health | grep -q OK"
+}
+
+# vmalert: evaluates $VMALERT_RULES (copied into its dir: what it loaded) against the datasource,
+# writes ALERTS/ALERTS_FOR_STATE back to it; notifications go nowhere (-notifier.blackhole).
+start_vmalert() {
+  local d="$PEERS_DIR/vmalert"; need "$VMALERT_BIN"; check_ports_free vmalert "tcp:$VMALERT_PORT"
+  echo "$VMALERT_PORT" > "$d/ports"; echo "(none: state in $VMALERT_DATASOURCE_URL)" > "$d/datadir"
+  cp "$VMALERT_RULES" "$d/rules.yml"
+  local t0; t0=$(now_ms)
+  # -rule.evalDelay=0s: evaluate at 'now' (default 30s in the past, for ingestion delay).
+  launch vmalert "$d/vmalert.log" "$VMALERT_BIN" -rule="$d/rules.yml" \
+    -datasource.url="$VMALERT_DATASOURCE_URL" -remoteWrite.url="$VMALERT_DATASOURCE_URL" \
+    -remoteWrite.flushInterval=1s -notifier.blackhole -evaluationInterval="$VMALERT_EVAL_INTERVAL" \
+    -rule.evalDelay=0s -httpListenAddr="127.0.0.1:$VMALERT_PORT" -loggerLevel=INFO ${VMALERT_EXTRA_FLAGS:-}
+  finish_start vmalert "$t0" bash -c "curl -sf http://127.0.0.1:$VMALERT_PORT/health | grep -q OK"
 }
 
 start_otelcol() {
@@ -352,11 +450,11 @@ start_mtail() {
 
 start_one() {
   local name=$1
-  declare -F "start_$name" >/dev/null || die "unknown peer '$name' (known: ${ALL[*]} graphite all)"
+  declare -F "start_${name//-/_}" >/dev/null || die "unknown peer '$name' (known: ${ALL[*]} graphite all)"
   mkdir -p "$PEERS_DIR/$name"
   if peer_running "$name"; then log "$name: already running (pid $(peer_pid "$name"))"; return 0; fi
   rm -f "$PEERS_DIR/$name/pid" "$PEERS_DIR/$name/startup_ms"
-  "start_$name"
+  "start_${name//-/_}"
 }
 
 stop_one() {
@@ -391,17 +489,19 @@ expand_names() { # turns 'all'/'graphite' into peer names; output in dependency 
 }
 
 cmd_status() {
-  printf '%-11s %-8s %-7s %-10s %-26s %s\n' PEER PID STATE STARTUP PORTS DATA
+  printf '%-15s %-8s %-7s %-10s %-26s %s\n' PEER PID STATE STARTUP PORTS DATA
   local n
   for n in "${ALL[@]}"; do
     local d="$PEERS_DIR/$n" pid state
-    [ -d "$d" ] || { printf '%-11s %-8s %-7s\n' "$n" - absent; continue; }
+    [ -d "$d" ] || { printf '%-15s %-8s %-7s\n' "$n" - absent; continue; }
     pid=$(peer_pid "$n"); state=stopped; peer_running "$n" && state=running
-    printf '%-11s %-8s %-7s %-10s %-26s %s\n' "$n" "${pid:--}" "$state" \
+    printf '%-15s %-8s %-7s %-10s %-26s %s\n' "$n" "${pid:--}" "$state" \
       "$(cat "$d/startup_ms" 2>/dev/null || echo -)ms" "$(cat "$d/ports" 2>/dev/null || echo -)" "$(cat "$d/datadir" 2>/dev/null || echo -)"
   done
   echo "PEERS_DIR=$PEERS_DIR"
 }
+
+cmd_running() { local n; for n in "${ALL[@]}"; do if peer_running "$n"; then echo "$n"; fi; done; }
 
 cmd_env() {
   cat <<EOF
@@ -421,6 +521,14 @@ export F2B_SOCKET=$PEERS_DIR/fail2ban/run/fail2ban.sock
 export F2B_AUTH_LOG=$PEERS_DIR/fail2ban/auth.log
 export F2B_LOG=$PEERS_DIR/fail2ban/fail2ban.log
 export MTAIL_URL=http://127.0.0.1:$MTAIL_PORT/metrics
+export VM_NEW_URL=http://127.0.0.1:$VM_NEW_PORT
+export VM_NEW_WRITE_URL=http://127.0.0.1:$VM_NEW_PORT/api/v1/write
+export VM_NEW_OTLP_ENDPOINT=http://127.0.0.1:$VM_NEW_PORT/opentelemetry
+export PROM_NEW_URL=http://127.0.0.1:$PROM_NEW_PORT
+export PROM_NEW_WRITE_URL=http://127.0.0.1:$PROM_NEW_PORT/api/v1/write
+export VMAGENT_URL=http://127.0.0.1:$VMAGENT_PORT
+export VMAGENT_WRITE_URL=http://127.0.0.1:$VMAGENT_PORT/api/v1/write
+export VMALERT_URL=http://127.0.0.1:$VMALERT_PORT
 EOF
 }
 
@@ -431,6 +539,7 @@ case $cmd in start|stop|restart|clean) validate_names "$@";; esac
 case $cmd in
   install) cmd_install "$@";;
   versions) cmd_versions;;
+  running) cmd_running;;
   start)   [ $# -ge 1 ] || usage; mkdir -p "$PEERS_DIR"; for n in $(expand_names "$@"); do start_one "$n"; done;;
   stop)    [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; done;;
   restart) [ $# -ge 1 ] || usage; for n in $(expand_names "$@" | tac); do stop_one "$n"; done
