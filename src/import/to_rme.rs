@@ -698,6 +698,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_named_like_an_rme_label_is_warned_about() {
+        let p = FilterPatterns::from_config(&serde_json::json!({
+            "streams": {"s": {"filters": {"f": {"regex": ["<action> by <ip>"]}}}}
+        }));
+        let c = parse("").unwrap();
+        let imported = to_rme(&c, "x.yml", Some(&p)).unwrap();
+        assert!(
+            imported.toml.contains("pattern_labels = [\"ip\"]"),
+            "{}",
+            imported.toml
+        );
+        assert!(
+            imported.warnings[0].contains("<action>"),
+            "{:?}",
+            imported.warnings
+        );
+    }
+
+    #[test]
     fn entries_for_unknown_filters_are_noted_not_lost() {
         let (_, imported) =
             import("metrics:\n  for:\n    web:\n      probes:\n        ip: false\n");

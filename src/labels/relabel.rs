@@ -23,7 +23,7 @@ pub const DEFAULT_REPLACEMENT: &str = "$1";
 
 /// A `replace` regex, compiled when the config is read so a bad one is a config
 /// error; anchored at both ends. Compares, prints and serializes as written.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WholeRegex {
     text: String,
     regex: Regex,
@@ -56,6 +56,12 @@ impl WholeRegex {
 impl Default for WholeRegex {
     fn default() -> Self {
         WholeRegex::new("(.*)").expect("static regex")
+    }
+}
+
+impl std::fmt::Debug for WholeRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.text.fmt(f)
     }
 }
 
