@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .sum::<usize>()
         });
-        let total = time(|| sink.batches(&snap).map(|b| b.len()));
+        let total = time(|| sink.encode(&snap).map(|b| b.len()));
         println!(
             "{series} series, {} requests of <= 2000 samples",
             reqs.len()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A fail2ban 1.0.2 line, as the real server writes it.
-fn f2b_line(i: usize) -> String {
+pub fn f2b_line(i: usize) -> String {
     format!(
         "2026-11-22 23:13:{:02},109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.{}\n",
         i % 60,
@@ -175,6 +175,17 @@ fn random_bytes_are_counted_and_skipped() {
 fn defaults_round_trip_through_check_config() {
     let defaults = run_rme(&["defaults"]);
     assert!(defaults.status.success());
+    let out = check_config_stdin(&stdout(&defaults));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("interval_secs = 30"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Runs `rme check-config` on `text` given on stdin.
+fn check_config_stdin(text: &str) -> std::process::Output {
     let mut child = rme()
         .args(["check-config", "-"])
         .stdin(Stdio::piped())
@@ -187,15 +198,99 @@ fn defaults_round_trip_through_check_config() {
         .stdin
         .take()
         .unwrap()
-        .write_all(&defaults.stdout)
+        .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("interval_secs: 30"),
-        "{}",
-        stdout(&out)
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn check_config_prints_toml_that_reads_back_the_same_with_secrets_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "rme.toml",
+        "jitter_secs = 2\nstate_dir = \"state\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"f2b.log\"\n\
+         [[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:1/api/v1/write\"\n\
+         headers = { X-Scope-OrgID = \"tenant-secret\" }\n\
+         basic_auth = { username = \"rme\", password = \"hunter2\" }\n",
     );
+    let out = run_rme(&["check-config", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        !printed.contains("hunter2") && !printed.contains("tenant-secret"),
+        "{printed}"
+    );
+    assert!(printed.contains("password = \"***\""), "{printed}");
+    // defaults filled in, paths resolved against the config's directory
+    assert!(printed.contains("interval_secs = 30"), "{printed}");
+    assert!(printed.contains("batch_size = 2000"), "{printed}");
+    let state = dir.path().join("state");
+    assert!(
+        printed.contains(&format!("state_dir = \"{}\"", state.display())),
+        "{printed}"
+    );
+    // what it prints is a config that checks, and prints the same again
+    let again = check_config_stdin(&printed);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), printed);
+    let json = run_rme(&["check-config", "--json", p.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(v["interval_secs"], 30);
+    assert_eq!(v["sinks"][0]["basic_auth"]["password"], "***");
+}
+
+/// `rme check-config` refuses exactly what `rme push` refuses: each bad config
+/// fails both, and the error names the entry and its key.
+#[test]
+fn check_config_refuses_what_push_refuses_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("token-is-a-directory")).unwrap();
+    write(d, "broken.yml", "streams: [unclosed\n");
+    write(d, "empty.yml", "patterns:\n  ip:\n    regex: '.*'\n");
+    write(d, "f2b.log", "");
+    let rw = "[[sinks]]\ntype = \"remote_write\"\nurl = \"https://127.0.0.1:1/api/v1/write\"\n";
+    let reaction = |conf: &str| {
+        format!(
+            "[[sources]]\ntype = \"reaction\"\nlog = \"f2b.log\"\nconfig = \"{conf}\"\n\
+             pattern_labels = [\"ip\"]\ncommand = \"/nonexistent/reaction\"\n[[sinks]]\ntype = \"stdout\"\n"
+        )
+    };
+    let cases = [
+        (
+            "missing-ca.toml",
+            format!("{rw}tls = {{ ca_file = \"no-such-ca.pem\" }}\n"),
+            &["sinks[0]", "tls.ca_file", "no-such-ca.pem"][..],
+        ),
+        (
+            "bad-token.toml",
+            format!("{rw}bearer_token_file = \"token-is-a-directory\"\n"),
+            &["sinks[0]", "bearer_token_file", "token-is-a-directory"][..],
+        ),
+        (
+            "bad-reaction.toml",
+            reaction("broken.yml"),
+            &["sources[0]", "config", "broken.yml"][..],
+        ),
+        (
+            "no-streams.toml",
+            reaction("empty.yml"),
+            &["sources[0]", "config", "no streams"][..],
+        ),
+    ];
+    for (name, body, wanted) in cases {
+        let p = write(d, name, &format!("state_dir = \"state-{name}\"\n{body}"));
+        let check = run_rme(&["check-config", p.to_str().unwrap()]);
+        let err = stderr(&check);
+        assert!(!check.status.success(), "{name}: check-config accepted it");
+        for w in wanted.iter().chain([&name]) {
+            assert!(err.contains(w), "{name}: {w:?} not in: {err}");
+        }
+        let push = run_rme(&["push", "--once", "--config", p.to_str().unwrap()]);
+        assert!(!push.status.success(), "{name}: push accepted it");
+        assert_eq!(stderr(&push), err, "{name}: push and check-config differ");
+    }
 }
 
 #[test]

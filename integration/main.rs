@@ -15,4 +15,5 @@ mod newer_receivers;
 mod otlp;
 mod packaging;
 mod remote_write;
+mod serve_tls;
 mod statsd;

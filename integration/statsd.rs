@@ -325,7 +325,8 @@ fn gauges_and_ipv6_labels_arrive_as_held() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for below_value in [10.0, -4.5] {
         for body in sink.encode(&snap(below_value)).expect("encoding") {
-            rt.block_on(sink.send(&body)).expect("sending to statsd");
+            rt.block_on(sink.send(&body.body))
+                .expect("sending to statsd");
         }
     }
     let hits_count = format!("stats.counters.{prefix}.rme_hits_total.count;ip=2001_db8__5");

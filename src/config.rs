@@ -6,13 +6,16 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::sinks;
-use crate::sources;
+use crate::invalid::Invalid;
+use crate::sinks::{AnySink, Sink as _, SinkConfig};
+use crate::sources::{self, SourceConfig};
 use crate::store::{LabelRule, Limits};
+use crate::web_config::WebConfig;
 
 /// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
 /// It reads the sample logs in examples/ and prints to stdout.
@@ -21,7 +24,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../examples/demo.toml");
 /// Every key, commented, with its default: what `rme defaults` prints.
 pub const REFERENCE_CONFIG: &str = include_str!("../examples/rme.toml");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Seconds between flushes in `rme push`; ignored by `--once`. Default 30.
@@ -62,18 +65,31 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/rme")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address of `GET /metrics`. Default 127.0.0.1:9899 (loopback only).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// exporter-toolkit web config file (TLS, client certificates, basic auth,
+    /// headers): the `--web.config.file` of Prometheus exporters.
+    #[serde(default)]
+    pub web_config: Option<PathBuf>,
+    /// Connections served at once; past it new ones are closed at once. Default 64.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `web_config` as read and checked at load (not part of the file).
+    #[serde(skip)]
+    pub web: Option<Arc<WebConfig>>,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: default_listen(),
+            web_config: None,
+            max_connections: default_max_connections(),
+            web: None,
         }
     }
 }
@@ -82,7 +98,11 @@ fn default_listen() -> String {
     "127.0.0.1:9899".to_string()
 }
 
-#[derive(Debug, Deserialize)]
+const fn default_max_connections() -> usize {
+    64
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// New series past this many per metric are folded into one
@@ -127,74 +147,43 @@ impl StoreConfig {
     }
 }
 
-/// The closed set of sources; `type` picks one.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceConfig {
-    Reaction(sources::reaction::ReactionConfig),
-    Fail2ban(sources::fail2ban::Fail2banConfig),
-    Audit(sources::audit::AuditConfig),
-}
-
-impl SourceConfig {
-    /// The name that keys this source in the state file; defaults to its type.
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Reaction(c) => c.name.as_deref().unwrap_or("reaction"),
-            SourceConfig::Fail2ban(c) => c.name.as_deref().unwrap_or("fail2ban"),
-            SourceConfig::Audit(c) => c.name.as_deref().unwrap_or("audit"),
-        }
-    }
-}
-
-/// The closed set of sinks; `type` picks one.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
-    Stdout(sinks::stdout::StdoutConfig),
-    RemoteWrite(sinks::remote_write::RemoteWriteConfig),
-    Otlp(sinks::otlp::OtlpConfig),
-    Statsd(sinks::statsd::StatsdConfig),
-}
-
-impl SinkConfig {
-    /// The name that keys this sink's spool and state; defaults to its type.
-    pub fn name(&self) -> &str {
-        match self {
-            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
-            SinkConfig::RemoteWrite(c) => c.name.as_deref().unwrap_or("remote_write"),
-            SinkConfig::Otlp(c) => c.name.as_deref().unwrap_or("otlp"),
-            SinkConfig::Statsd(c) => c.name.as_deref().unwrap_or("statsd"),
-        }
-    }
-}
-
-/// A config value that parses but cannot work.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct Invalid {
-    pub key: String,
-    pub reason: String,
-}
-
-impl Invalid {
-    /// `key: must be at least MIN` when `value` is below `min`.
-    pub fn at_least(key: impl Into<String>, value: u64, min: u64) -> Result<(), Invalid> {
-        if value < min {
-            return Err(Invalid::new(key, format!("must be at least {min}")));
-        }
-        Ok(())
-    }
-
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
-        Invalid {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
+/// A config checked by building everything it names (URLs parsed, TLS and
+/// secret files read, reaction's patterns loaded): what `rme push` runs, and
+/// what `rme check-config` checks, so the two refuse exactly the same configs.
+pub struct Plan {
+    /// The settings as written, defaults filled in and paths resolved.
+    pub config: Config,
+    pub sources: Vec<sources::Built>,
+    pub sinks: Vec<AnySink>,
 }
 
 impl Config {
+    /// Builds every source and sink; an error names the entry (`sinks[0]`) and its key.
+    pub fn plan(self) -> anyhow::Result<Plan> {
+        let sources = (self.sources.iter().enumerate())
+            .map(|(i, s)| sources::build(s).with_context(|| format!("sources[{i}]")))
+            .collect::<anyhow::Result<_>>()?;
+        let sinks: Vec<AnySink> = (self.sinks.iter().enumerate())
+            .map(|(i, s)| AnySink::build(s).with_context(|| format!("sinks[{i}]")))
+            .collect::<anyhow::Result<_>>()?;
+        debug_assert!(
+            sinks
+                .iter()
+                .zip(&self.sinks)
+                .all(|(b, c)| b.name() == c.name())
+        );
+        Ok(Plan {
+            config: self,
+            sources,
+            sinks,
+        })
+    }
+
+    /// The effective config as TOML a user could paste back (secrets as `***`).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("writing the config as TOML")
+    }
+
     /// Reads and checks a config file (`-` = standard input); errors name the file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = if path == Path::new("-") {
@@ -219,7 +208,21 @@ impl Config {
             config.resolve_paths(base);
         }
         config.validate()?;
+        config.load_web_config()?;
         Ok(config)
+    }
+
+    /// Reads and checks `serve.web_config` (TLS files, hashes), so a broken one
+    /// is refused like a broken config: by `check-config`, at start and on SIGHUP.
+    fn load_web_config(&mut self) -> Result<(), Invalid> {
+        if let Some(serve) = &mut self.serve
+            && let Some(path) = &serve.web_config
+        {
+            let web = WebConfig::load(path)
+                .map_err(|e| Invalid::new("serve.web_config", format!("{e:#}")))?;
+            serve.web = Some(Arc::new(web));
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -229,19 +232,14 @@ impl Config {
             }
         };
         fix(&mut self.state_dir);
+        if let Some(p) = self.serve.as_mut().and_then(|s| s.web_config.as_mut()) {
+            fix(p);
+        }
         for s in &mut self.sources {
-            match s {
-                SourceConfig::Reaction(c) => c.resolve_paths(&fix),
-                SourceConfig::Fail2ban(c) => c.resolve_paths(&fix),
-                SourceConfig::Audit(c) => c.resolve_paths(&fix),
-            }
+            s.resolve_paths(&fix);
         }
         for s in &mut self.sinks {
-            match s {
-                SinkConfig::RemoteWrite(c) => c.resolve_paths(&fix),
-                SinkConfig::Otlp(c) => c.resolve_paths(&fix),
-                SinkConfig::Stdout(_) | SinkConfig::Statsd(_) => {}
-            }
+            s.resolve_paths(&fix);
         }
     }
 
@@ -257,12 +255,7 @@ impl Config {
                     format!("two sources are named '{}'; give one a `name`", s.name()),
                 ));
             }
-            let key = format!("sources[{i}]");
-            match s {
-                SourceConfig::Reaction(c) => c.validate(&key)?,
-                SourceConfig::Fail2ban(c) => c.validate(&key)?,
-                SourceConfig::Audit(c) => c.validate(&key)?,
-            }
+            s.validate(&format!("sources[{i}]"))?;
         }
         let mut seen = HashSet::new();
         for (i, s) in self.sinks.iter().enumerate() {
@@ -272,21 +265,16 @@ impl Config {
                     format!("two sinks are named '{}'; give one a `name`", s.name()),
                 ));
             }
-            let key = format!("sinks[{i}]");
-            match s {
-                SinkConfig::Stdout(_) => {}
-                SinkConfig::RemoteWrite(c) => c.validate(&key)?,
-                SinkConfig::Otlp(c) => c.validate(&key)?,
-                SinkConfig::Statsd(c) => c.validate(&key)?,
-            }
+            s.validate(&format!("sinks[{i}]"))?;
         }
-        if let Some(serve) = &self.serve
-            && serve.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(Invalid::new(
-                "serve.listen",
-                format!("'{}' is not an address:port", serve.listen),
-            ));
+        if let Some(serve) = &self.serve {
+            if serve.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Invalid::new(
+                    "serve.listen",
+                    format!("'{}' is not an address:port", serve.listen),
+                ));
+            }
+            Invalid::at_least("serve.max_connections", serve.max_connections as u64, 1)?;
         }
         Ok(())
     }

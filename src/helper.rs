@@ -8,60 +8,20 @@
 //! fail2ban or the kernel, and the connection closes after one answer.
 //!
 //! Adding a request (e.g. `audit-status`, for the audit source's netlink status):
-//! one [`Request`] variant, its name, and one arm in [`answer`].
+//! one [`Request`] variant and its name in `helper_proto.rs`, and one arm in [`answer`].
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
 
-/// Where `rme helper` listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/rme/helper.sock";
-/// The longest request line read from a client; every request name is shorter.
-pub const MAX_REQUEST: usize = 64;
-/// Answers larger than this are refused by [`ask`].
-const MAX_ANSWER: usize = 16 << 20;
+use crate::helper_proto::{Answer, MAX_REQUEST, Request};
+
 /// How long a client may take to send its request line.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The closed set of questions the helper answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Request {
-    /// fail2ban's jails and counts, as [`crate::sources::fail2ban_socket::Fail2banStatus`].
-    Fail2banStatus,
-    /// The kernel's audit status (AUDIT_GET), as [`crate::sources::audit::AuditStatus`].
-    AuditStatus,
-}
-
-impl Request {
-    pub const ALL: [Request; 2] = [Request::Fail2banStatus, Request::AuditStatus];
-
-    /// The line a client sends (without its newline).
-    pub fn name(self) -> &'static str {
-        match self {
-            Request::Fail2banStatus => "fail2ban-status",
-            Request::AuditStatus => "audit-status",
-        }
-    }
-
-    pub fn parse(line: &str) -> Option<Request> {
-        Request::ALL
-            .into_iter()
-            .find(|r| r.name() == line.trim_end())
-    }
-}
-
-/// One answer on the wire: `{"ok": …}` or `{"error": "…"}`, then the helper closes.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Answer {
-    Ok(serde_json::Value),
-    Error(String),
-}
 
 /// What `rme helper` is started with (command-line flags).
 #[derive(Clone, Debug)]
@@ -80,7 +40,7 @@ pub struct HelperOptions {
 pub fn answer(request: Request, options: &HelperOptions) -> Answer {
     let result = match request {
         Request::Fail2banStatus => {
-            crate::sources::fail2ban_socket::read_status(&options.fail2ban_socket, options.timeout)
+            crate::sources::fail2ban::socket::read_status(&options.fail2ban_socket, options.timeout)
                 .and_then(|s| Ok(serde_json::to_value(s)?))
         }
         Request::AuditStatus => crate::sources::audit::query_kernel(options.timeout)
@@ -196,49 +156,10 @@ fn read_request(stream: &mut UnixStream) -> std::io::Result<Option<Request>> {
     Ok(std::str::from_utf8(&line).ok().and_then(Request::parse))
 }
 
-/// Client side: asks the helper at `path` one request and returns its JSON value.
-pub fn ask(path: &Path, request: Request, timeout: Duration) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = UnixStream::connect(path).map_err(|e| {
-        let hint = match e.kind() {
-            ErrorKind::PermissionDenied => ": add rme's user to the helper's `--group`",
-            ErrorKind::NotFound | ErrorKind::ConnectionRefused => ": is `rme helper` running?",
-            _ => "",
-        };
-        anyhow::Error::new(e).context(format!(
-            "connecting to rme helper at {}{hint}",
-            path.display()
-        ))
-    })?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(format!("{}\n", request.name()).as_bytes())?;
-    let mut body = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("rme helper did not answer in time");
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context("reading rme helper's answer"),
-        }
-        if body.len() > MAX_ANSWER {
-            bail!("rme helper's answer exceeds {MAX_ANSWER} bytes");
-        }
-    }
-    match serde_json::from_slice(&body).context("rme helper's answer is not JSON")? {
-        Answer::Ok(v) => Ok(v),
-        Answer::Error(e) => bail!("rme helper ({}): {e}", request.name()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::helper_proto::ask;
 
     fn options(dir: &Path) -> HelperOptions {
         HelperOptions {

@@ -9,8 +9,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context as _;
+use serde::Deserialize;
 
-use crate::sources::JournalInput;
+/// Where a source's log comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalInput {
+    /// systemd unit whose messages are read, e.g. `reaction.service`.
+    pub unit: String,
+    /// `journalctl` binary to run.
+    #[serde(default = "default_journalctl")]
+    pub journalctl: String,
+}
+
+fn default_journalctl() -> String {
+    "journalctl".to_string()
+}
 
 /// One journal entry's message and where it is.
 #[derive(Debug, PartialEq, Eq)]

@@ -3,20 +3,30 @@
 //! be scraped.
 //!
 //! # Layout
-//! - `config.rs`: the file as written; `sources/` and `sinks/`: one module per program and per protocol.
-//! - `store.rs`: the one metric store between them; `text.rs`: its text exposition.
-//! - `tail.rs`, `journal.rs`: follow logs; `push.rs`: the flush cycle, retry and spool use;
-//!   `spool.rs`, `state.rs`: what survives a restart; `serve.rs`: `GET /metrics`.
-//! - `labels/`: label rules (replace, lowercase, selectors); `import/`: other tools' configs turned into rme's.
+//! Imports run downhill only, in these layers (top first):
+//! - `main.rs`, `serve.rs`: the CLI and `GET /metrics` (with `web_config.rs`: TLS and basic auth
+//!   from an exporter-toolkit web config);
+//! - `push.rs`: the flush cycle, retry and spool use; `read.rs`: following every input;
+//! - `config.rs`: the file as written and `Config::plan`, which builds it; `helper.rs`: the privileged server;
+//!   `import/`: another tool's config written out as rme's (`rme import`);
+//! - `sources/` (one folder per program: `mod.rs` config + build, `log.rs`, a probe, `tests.rs`)
+//!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
+//!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
+//! - `state.rs`, `text.rs`; then the ground: `store.rs`, `labels/` (label rule kinds: replace,
+//!   lowercase, selectors), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`.
 
 pub mod config;
 pub mod helper;
+pub mod helper_proto;
 pub mod import;
+pub mod invalid;
 pub mod journal;
 pub mod labels;
 pub mod progress;
 pub mod push;
+pub mod read;
 pub mod serve;
+pub mod shared;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
@@ -24,3 +34,4 @@ pub mod state;
 pub mod store;
 pub mod tail;
 pub mod text;
+pub mod web_config;

@@ -41,8 +41,14 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file (`-` for stdin) and print the effective config.
-    CheckConfig { config: PathBuf },
+    /// Check a config file (`-` for stdin) as `rme push` would, by building every
+    /// source and sink, and print the effective config as TOML (secrets as `***`).
+    CheckConfig {
+        config: PathBuf,
+        /// Print it as JSON, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a full, commented default config.
     Defaults,
     /// Dry run: print the metrics a log file would give, as OpenMetrics text.
@@ -73,7 +79,7 @@ enum Command {
     /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
     Helper {
         /// Socket to listen on (created mode 0660; a stale socket is replaced).
-        #[arg(long, default_value = rme::helper::DEFAULT_SOCKET)]
+        #[arg(long, default_value = rme::helper_proto::DEFAULT_SOCKET)]
         listen: PathBuf,
         /// Group that owns the socket, i.e. may ask (e.g. `rme`); default the helper's own group.
         #[arg(long)]
@@ -115,39 +121,22 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Push {
-            config: config_path,
-            once,
-        } => {
-            let config = load(config_path.as_deref())?;
-            let rt = tokio::runtime::Runtime::new()?;
-            if once {
-                let report = rt.block_on(push::run_once(&config))?;
-                for (sink, reason) in &report.failed {
-                    eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
-                }
-                return Ok(if report.failed.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+        Command::Push { config, once } => {
+            let mode = if once {
+                push::Mode::Once
+            } else {
+                push::Mode::Daemon
+            };
+            return run_push(config.as_deref(), mode);
+        }
+        Command::Serve { config } => return run_push(config.as_deref(), push::Mode::Serve),
+        Command::CheckConfig { config, json } => {
+            let plan = load_plan(Some(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan.config)?);
+            } else {
+                print!("{}", plan.config.to_toml()?);
             }
-            let reload = || load(config_path.as_deref()).map(|_| ());
-            rt.block_on(push::run_daemon(&config, true, &reload))?;
-        }
-        Command::Serve {
-            config: config_path,
-        } => {
-            let mut config = load(config_path.as_deref())?;
-            config
-                .serve
-                .get_or_insert_with(config::ServeConfig::default);
-            let reload = || load(config_path.as_deref()).map(|_| ());
-            tokio::runtime::Runtime::new()?.block_on(push::run_daemon(&config, false, &reload))?;
-        }
-        Command::CheckConfig { config } => {
-            let config = Config::load(&config)?;
-            println!("{config:#?}");
         }
         Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
         Command::Parse {
@@ -178,7 +167,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             group,
             fail2ban_socket,
         } => {
-            let timeout = sources::fail2ban_socket::PROBE_TIMEOUT;
+            let timeout = sources::fail2ban::socket::PROBE_TIMEOUT;
             rme::helper::run(&rme::helper::HelperOptions {
                 listen,
                 group,
@@ -196,6 +185,33 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rme push` and `rme serve`: plan, run, and say which sinks still hold data.
+fn run_push(path: Option<&Path>, mode: push::Mode) -> anyhow::Result<ExitCode> {
+    let plan = load_plan(path)?;
+    let reload = || load_plan(path).map(|_| ());
+    let report = push::run(plan, mode, &reload)?;
+    for (sink, reason) in &report.failed {
+        eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// [`load`], then [`Config::plan`]; a build error names the file as a parse error does.
+fn load_plan(path: Option<&Path>) -> anyhow::Result<rme::config::Plan> {
+    let source = match path {
+        Some(p) => p.display().to_string(),
+        None if Path::new(SYSTEM_CONFIG).exists() => SYSTEM_CONFIG.to_string(),
+        None => "(embedded demo)".to_string(),
+    };
+    load(path)?
+        .plan()
+        .with_context(|| format!("config {source}"))
 }
 
 /// The given config, else the system one, else the embedded demo.

@@ -10,33 +10,21 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
-use crate::journal;
+use crate::config::Plan;
+use crate::read::{self, Reader};
+use crate::shared::{Shared, SharedRef, lock};
+#[cfg(test)]
+use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
-use crate::sources::{self, Input, LineParser, Probe, feed};
+use crate::sources::{self, Probe};
 use crate::spool::Spool;
-use crate::state::{SourceState, State};
+use crate::state::State;
 use crate::store::{Kind, Series, Store, now_ms};
-use crate::tail::Tailer;
-
-/// The store and where each source stands, behind one lock so a snapshot and
-/// the positions saved with it always agree.
-pub struct Shared {
-    pub store: Store,
-    pub positions: BTreeMap<String, SourceState>,
-}
-
-pub type SharedRef = Arc<Mutex<Shared>>;
-
-/// Locks the shared store; a panic elsewhere must not stop the flushes.
-pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How hard one flush tries a sink before leaving the rest in the spool.
 #[derive(Clone, Debug)]
@@ -54,124 +42,6 @@ impl RetryPolicy {
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
             .min(self.max_backoff);
         base.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
-
-/// One source's log input with its parser.
-pub struct Reader {
-    pub name: String,
-    follow: Follow,
-    parser: Box<dyn LineParser>,
-}
-
-enum Follow {
-    File(Tailer),
-    Journal(sources::JournalInput),
-}
-
-impl Reader {
-    fn new(
-        name: String,
-        input: Input,
-        parser: Box<dyn LineParser>,
-        saved: Option<&SourceState>,
-    ) -> Reader {
-        let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
-            Input::Journal(j) => Follow::Journal(j),
-        };
-        Reader {
-            name,
-            follow,
-            parser,
-        }
-    }
-
-    fn is_journal(&self) -> bool {
-        matches!(self.follow, Follow::Journal(_))
-    }
-
-    /// Reads everything new into the store. For a journal input this runs
-    /// `journalctl` to the end (once mode); following it is [`follow_journal`]'s job.
-    pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
-        match &mut self.follow {
-            Follow::File(tailer) => {
-                let mut g = lock(shared);
-                let Shared { store, positions } = &mut *g;
-                store.set_now(now_ms());
-                let parser = &mut *self.parser;
-                let offset = tailer.pos().map_or(0, |p| p.offset);
-                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
-                let stats = tailer
-                    .read_new(&mut |line| {
-                        feed(parser, line, store);
-                        if let Some(p) = progress.as_mut() {
-                            p.advance(line.len() as u64 + 1);
-                        }
-                    })
-                    .with_context(|| {
-                        format!("source {}: reading {}", self.name, tailer.path().display())
-                    })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
-                Ok(stats.lines)
-            }
-            Follow::Journal(input) => {
-                let input = input.clone();
-                let cursor = lock(shared)
-                    .positions
-                    .get(&self.name)
-                    .and_then(|s| s.cursor.clone());
-                let mut n = 0;
-                let name = self.name.clone();
-                let parser = &mut *self.parser;
-                journal::read(&input, cursor.as_deref(), false, &mut |e| {
-                    let mut g = lock(shared);
-                    let Shared { store, positions } = &mut *g;
-                    store.set_now(now_ms());
-                    feed(parser, &e.message, store);
-                    positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-                    n += 1;
-                })?;
-                Ok(n)
-            }
-        }
-    }
-}
-
-/// Reads every reader to its end; errors are logged per source and retried next time.
-pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
-    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
-    for r in readers.iter_mut() {
-        if let Err(e) = r.read_new(shared) {
-            tracing::warn!(source = %r.name, "{e:#}");
-        }
-    }
-}
-
-/// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
-pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
-    let Follow::Journal(input) = &reader.follow else {
-        return;
-    };
-    let input = input.clone();
-    loop {
-        let cursor = lock(&shared)
-            .positions
-            .get(&reader.name)
-            .and_then(|s| s.cursor.clone());
-        let name = reader.name.clone();
-        let parser = &mut *reader.parser;
-        let result = journal::read(&input, cursor.as_deref(), true, &mut |e| {
-            let mut g = lock(&shared);
-            let Shared { store, positions } = &mut *g;
-            store.set_now(now_ms());
-            feed(parser, &e.message, store);
-            positions.entry(name.clone()).or_default().cursor = Some(e.cursor);
-        });
-        if let Err(e) = result {
-            tracing::warn!(source = %reader.name, "journal: {e:#}; retrying in 10 s");
-        }
-        std::thread::sleep(Duration::from_secs(10));
     }
 }
 
@@ -210,17 +80,20 @@ const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
 
 impl Agent {
-    /// Loads the state, restores counters, builds sources and sinks.
-    pub fn new(config: &Config, retry: RetryPolicy) -> anyhow::Result<Agent> {
-        let state = State::load(&config.state_dir)?;
+    /// Restores counters and positions from `state` and opens each sink's spool.
+    pub fn new(plan: Plan, state: State, retry: RetryPolicy) -> anyhow::Result<Agent> {
+        let Plan {
+            config,
+            sources: built,
+            sinks,
+        } = plan;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
         store.restore_counters(state.counters);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
-        for sc in &config.sources {
-            let built = sources::build(sc).with_context(|| format!("source {}", sc.name()))?;
+        for built in built {
             if let Some((input, parser)) = built.input {
                 parser.describe(&mut store);
                 readers.push(Reader::new(
@@ -237,13 +110,12 @@ impl Agent {
         }
         let mut outlets = Vec::new();
         let mut sink_states = state.sinks;
-        for sc in &config.sinks {
-            let mut sink = AnySink::build(sc).with_context(|| format!("sink {}", sc.name()))?;
-            if let Some(s) = sink_states.remove(sc.name()) {
+        for mut sink in sinks {
+            if let Some(s) = sink_states.remove(sink.name()) {
                 sink.restore_state(s);
             }
             let spool = Spool::open(
-                &config.state_dir.join("spool").join(sc.name()),
+                &config.state_dir.join("spool").join(sink.name()),
                 config.spool_max_bytes,
             )?;
             outlets.push(Outlet { sink, spool });
@@ -265,7 +137,7 @@ impl Agent {
 
     /// Reads every file input (and, in once mode, every journal) to its end.
     pub fn read_sources(&self) {
-        read_all(&self.readers, &self.shared);
+        read::read_all(&self.readers, &self.shared);
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -312,7 +184,7 @@ impl Agent {
         for o in &mut self.outlets {
             let batches = o
                 .sink
-                .batches(&snap)
+                .encode(&snap)
                 .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
             for b in batches {
                 o.spool.append(&b.body, b.samples, at)?;
@@ -325,8 +197,9 @@ impl Agent {
         state.save(&self.state_dir)?;
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
-            if let Err(reason) = deliver(&mut o.sink, &mut o.spool, &self.retry, &self.shared).await
-            {
+            let (tally, result) = deliver(&mut o.sink, &mut o.spool, &self.retry).await;
+            record_delivery(&mut lock(&self.shared).store, o.sink.name(), &tally);
+            if let Err(reason) = result {
                 report.failed.push((o.sink.name().to_string(), reason));
             }
         }
@@ -412,17 +285,38 @@ fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     store.inc(Series::new(POINTS_REJECTED, &[("sink", sink)]), 0);
 }
 
-/// Counts one request, and the samples it carried once they are settled (sent or rejected).
-fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Option<u64>) {
-    let mut g = lock(shared);
-    g.store.inc(
-        Series::new(REQUESTS, &[("sink", sink), ("result", result)]),
-        1,
-    );
-    if let Some(n) = samples {
-        g.store.inc(
-            Series::new(SAMPLES, &[("sink", sink), ("result", result)]),
-            n,
+/// What one delivery did, recorded into the store once by [`record_delivery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests the receiver took, and the samples they carried.
+    pub sent: u64,
+    pub sent_samples: u64,
+    /// Attempts that failed in a way worth trying again.
+    pub retried: u64,
+    /// Requests the receiver refused for good (dropped), and their samples.
+    pub rejected: u64,
+    pub rejected_samples: u64,
+    /// Points refused inside requests the receiver took (OTLP partial success).
+    pub rejected_points: u64,
+}
+
+/// Adds one delivery's tally to the sink's self-metrics.
+pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
+    for (result, requests, samples) in [
+        ("sent", t.sent, Some(t.sent_samples)),
+        ("retried", t.retried, None),
+        ("rejected", t.rejected, Some(t.rejected_samples)),
+    ] {
+        let l = [("sink", sink), ("result", result)];
+        store.inc(Series::new(REQUESTS, &l), requests);
+        if let Some(n) = samples {
+            store.inc(Series::new(SAMPLES, &l), n);
+        }
+    }
+    if t.rejected_points > 0 {
+        store.inc(
+            Series::new(POINTS_REJECTED, &[("sink", sink)]),
+            t.rejected_points,
         );
     }
 }
@@ -431,12 +325,23 @@ fn count_request(shared: &Mutex<Shared>, sink: &str, result: &str, samples: Opti
 /// the policy's attempts or the receiver asks to wait longer than `max_backoff`
 /// (then the rest waits for the next flush, in order). A body is removed only
 /// after the receiver's 2xx (or a refusal), so a crash in between sends it
-/// again: at least once, and never skipped.
+/// again: at least once, and never skipped. Returns what it did, and why it
+/// stopped early if it did.
 pub async fn deliver<S: Sink>(
     sink: &mut S,
     spool: &mut Spool,
     retry: &RetryPolicy,
-    shared: &Mutex<Shared>,
+) -> (Tally, Result<(), String>) {
+    let mut tally = Tally::default();
+    let result = drain(sink, spool, retry, &mut tally).await;
+    (tally, result)
+}
+
+async fn drain<S: Sink>(
+    sink: &mut S,
+    spool: &mut Spool,
+    retry: &RetryPolicy,
+    tally: &mut Tally,
 ) -> Result<(), String> {
     let name = sink.name().to_string();
     loop {
@@ -448,25 +353,22 @@ pub async fn deliver<S: Sink>(
         let mut attempt = 0;
         loop {
             match sink.send(&record.body).await {
-                Ok(()) => {
-                    count_request(shared, &name, "sent", Some(record.samples));
-                    let refused = sink.take_rejected_points();
-                    if refused > 0 {
-                        lock(shared)
-                            .store
-                            .inc(Series::new(POINTS_REJECTED, &[("sink", &name)]), refused);
-                    }
+                Ok(accepted) => {
+                    tally.sent += 1;
+                    tally.sent_samples += record.samples;
+                    tally.rejected_points += accepted.rejected_points;
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
                 }
                 Err(SendError::Reject { reason }) => {
                     tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
-                    count_request(shared, &name, "rejected", Some(record.samples));
+                    tally.rejected += 1;
+                    tally.rejected_samples += record.samples;
                     spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
                     break;
                 }
                 Err(SendError::Retry { reason, after }) => {
-                    count_request(shared, &name, "retried", None);
+                    tally.retried += 1;
                     attempt += 1;
                     let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
                     if attempt >= retry.attempts || asked_too_long {
@@ -482,11 +384,47 @@ pub async fn deliver<S: Sink>(
     }
 }
 
+/// What `rme` was asked to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `rme push --once`: read, probe, flush once.
+    Once,
+    /// `rme push`: follow and flush every interval until stopped.
+    Daemon,
+    /// `rme serve`: follow and serve /metrics (on the default address unless
+    /// `serve.listen` says otherwise), no sinks.
+    Serve,
+}
+
+/// Runs a plan in `mode` on a new runtime; `reload` checks the config on SIGHUP.
+pub fn run(
+    mut plan: Plan,
+    mode: Mode,
+    reload: &dyn Fn() -> anyhow::Result<()>,
+) -> anyhow::Result<FlushReport> {
+    let rt = tokio::runtime::Runtime::new()?;
+    if mode == Mode::Serve {
+        plan.config
+            .serve
+            .get_or_insert_with(crate::config::ServeConfig::default);
+        plan.sinks.clear();
+    }
+    match mode {
+        Mode::Once => rt.block_on(run_once(plan)),
+        Mode::Daemon | Mode::Serve => {
+            rt.block_on(run_daemon(plan, reload))?;
+            Ok(FlushReport::default())
+        }
+    }
+}
+
 /// `rme push --once`: read what is new, probe, flush once. Returns the sinks
 /// that could not deliver (their data stays spooled for the next run).
-pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
+pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
@@ -498,53 +436,56 @@ pub async fn run_once(config: &Config) -> anyhow::Result<FlushReport> {
     agent.flush().await
 }
 
-/// `rme push` (with sinks) and `rme serve` (without): follow the sources, flush
+/// `rme push` and `rme serve` (a plan without sinks): follow the sources, flush
 /// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more
 /// and exit. SIGHUP flushes, checks the config with `check_reload`, and if it is
 /// valid re-executes rme (same pid, same arguments), which then continues from
 /// the state file just saved; an invalid config is logged and the old one kept.
 pub async fn run_daemon(
-    config: &Config,
-    with_sinks: bool,
+    plan: Plan,
     check_reload: &dyn Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let serve = plan
+        .config
+        .serve
+        .as_ref()
+        .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
+    let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
+    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
-        config,
+        plan,
+        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(config.interval_secs.clamp(1, 60)),
+            max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
-    if !with_sinks {
-        agent.outlets.clear();
-    }
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
-        std::thread::spawn(move || follow_journal(r, shared));
+        std::thread::spawn(move || read::follow_journal(r, shared));
     }
     agent.read_sources();
-    let _watcher = watch_files(&agent)?;
+    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let stop_serving = tokio_util_cancel();
-    if let Some(serve) = &config.serve {
-        let listener = tokio::net::TcpListener::bind(&serve.listen)
+    if let Some((listen, options)) = serve {
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("serve.listen: binding {}", serve.listen))?;
-        tracing::info!(addr = %serve.listen, "serving /metrics");
+            .with_context(|| format!("serve.listen: binding {listen}"))?;
+        tracing::info!(addr = %listen, "serving /metrics");
         let shared = agent.shared.clone();
         let mut rx = stop_serving.subscribe();
-        tokio::spawn(crate::serve::serve(listener, shared, async move {
+        tokio::spawn(crate::serve::serve(listener, shared, options, async move {
             let _ = rx.recv().await;
         }));
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let interval = Duration::from_secs(config.interval_secs);
+    let interval = Duration::from_secs(interval_secs);
     loop {
-        let jitter =
-            Duration::from_millis(fastrand::u64(0..=config.jitter_secs.saturating_mul(1000)));
+        let jitter = Duration::from_millis(fastrand::u64(0..=jitter_secs.saturating_mul(1000)));
         let (last, reload) = tokio::select! {
             _ = tokio::time::sleep(interval + jitter) => (false, false),
             _ = term.recv() => (true, false),
@@ -595,46 +536,6 @@ fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
     tokio::sync::broadcast::channel(1).0
 }
 
-/// Watches the directories of the file inputs; any change there reads the
-/// files again (no polling while idle). The watcher lives as long as the result.
-fn watch_files(agent: &Agent) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
-    let dirs: std::collections::BTreeSet<PathBuf> = agent
-        .readers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|r| match &r.follow {
-            Follow::File(t) => Some(match t.path().parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            }),
-            Follow::Journal(_) => None,
-        })
-        .collect();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), "cannot watch: {e}; its files are read at each flush only");
-        }
-    }
-    let readers = agent.readers.clone();
-    let shared = agent.shared.clone();
-    std::thread::spawn(move || {
-        while rx.recv().is_ok() {
-            while rx.try_recv().is_ok() {}
-            read_all(&readers, &shared);
-        }
-    });
-    Ok(watcher)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,7 +543,7 @@ mod tests {
 
     /// A sink that answers from a script and records what it was sent.
     struct Scripted {
-        answers: Vec<Result<(), SendError>>,
+        answers: Vec<Result<Accepted, SendError>>,
         sent: Vec<Vec<u8>>,
     }
 
@@ -650,32 +551,30 @@ mod tests {
         fn name(&self) -> &str {
             "scripted"
         }
-        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
             Ok(Vec::new())
         }
-        async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
             self.sent.push(body.to_vec());
             self.answers.remove(0)
         }
     }
 
-    fn retry(after: Option<u64>) -> Result<(), SendError> {
+    fn retry(after: Option<u64>) -> Result<Accepted, SendError> {
         Err(SendError::Retry {
             reason: "HTTP 503".into(),
             after: after.map(Duration::from_millis),
         })
     }
 
-    fn run(answers: Vec<Result<(), SendError>>) -> (Scripted, Spool, Store, Result<(), String>) {
+    fn run(
+        answers: Vec<Result<Accepted, SendError>>,
+    ) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }
-        let shared = Mutex::new(Shared {
-            store: Store::new(Limits::default()),
-            positions: BTreeMap::new(),
-        });
         let policy = RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(1),
@@ -689,8 +588,9 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let result = rt.block_on(deliver(&mut sink, &mut spool, &policy, &shared));
-        let store = shared.into_inner().unwrap().store;
+        let (tally, result) = rt.block_on(deliver(&mut sink, &mut spool, &policy));
+        let mut store = Store::new(Limits::default());
+        record_delivery(&mut store, "scripted", &tally);
         (sink, spool, store, result)
     }
 
@@ -701,7 +601,7 @@ mod tests {
     #[test]
     fn oldest_first_reject_dropped_and_counted_retry_bounded() {
         let (sink, spool, store, result) = run(vec![
-            Ok(()),
+            Ok(Accepted::default()),
             Err(SendError::Reject {
                 reason: "HTTP 400".into(),
             }),

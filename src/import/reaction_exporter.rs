@@ -7,7 +7,7 @@
 
 use serde_yaml_ng::Value;
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// A setting, and whether the file gave it (else it is the exporter's default).
 #[derive(Clone, Debug, PartialEq)]
@@ -187,9 +187,12 @@ fn reaction(v: &Value, c: &mut ExporterConfig) -> Result<(), Invalid> {
                     None => Set::default(Logs::Systemd(DEFAULT_UNIT.into())),
                     Some((k, v)) => {
                         let path = format!("reaction.logs.{k}");
-                        let or = |default: &str| match v {
-                            Value::Null => Ok(default.to_string()),
-                            v => string(v, &path),
+                        let or = |default: &str| {
+                            if v.is_null() {
+                                Ok(default.to_string())
+                            } else {
+                                string(v, &path)
+                            }
                         };
                         Set::given(if k == "systemd" {
                             Logs::Systemd(or(DEFAULT_UNIT)?)

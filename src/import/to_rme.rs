@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::jinja::{self, Step};
 use super::reaction_exporter::{ExporterConfig, Logs, Transform};
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 use crate::sources::reaction::{self, FilterPatterns};
 
 /// The rme config text, and what could not be carried over (for stderr).

@@ -65,6 +65,19 @@ pub fn with_tls(
     Ok(b.danger_accept_invalid_certs(tls.insecure_skip_verify))
 }
 
+/// Writes a secret as `***` (what `rme check-config` prints instead of it).
+pub fn masked<T, S: serde::Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("***")
+}
+
+/// Writes a header map with every value as `***`: a header may carry a token.
+pub fn masked_values<S: serde::Serializer>(
+    map: &std::collections::BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(map.keys().map(|k| (k, "***")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,9 @@ pub mod stdout;
 
 use std::time::Duration;
 
-use crate::config::SinkConfig;
+use serde::Deserialize;
+
+use crate::invalid::Invalid;
 use crate::store::Snapshot;
 
 /// Why one send did not succeed, and whether trying again can help.
@@ -37,39 +39,69 @@ pub struct Batch {
     pub samples: u64,
 }
 
-/// Delivers snapshots to one receiver.
+/// What a receiver said when it took a body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Data points it refused inside the accepted request (OTLP partial
+    /// success); counted, not retried.
+    pub rejected_points: u64,
+}
+
+/// Delivers snapshots to one receiver: what a protocol must say, no more.
 pub trait Sink {
     /// Name used for the spool directory, state and self-metric labels.
     fn name(&self) -> &str;
-    /// Turns a snapshot into request bodies, each small enough to send alone.
+    /// Turns a snapshot into request bodies, each small enough to send alone,
+    /// with the samples each one carries (exactly: for `rme_sink_samples_total`).
     /// Bodies are spooled as they are, so they must be self-contained.
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>>;
-    /// [`Sink::encode`] with the samples each body carries. The default spreads
-    /// the snapshot's points evenly; sinks that know better override it.
-    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        let bodies = self.encode(snap)?;
-        let n = bodies.len().max(1) as u64;
-        let points = snap.points.len() as u64;
-        Ok(bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| Batch {
-                body,
-                samples: points / n + u64::from((i as u64) < points % n),
-            })
-            .collect())
-    }
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>>;
     /// Sends one body once.
-    fn send(&mut self, body: &[u8]) -> impl Future<Output = Result<(), SendError>> + Send;
+    fn send(&mut self, body: &[u8]) -> impl Future<Output = Result<Accepted, SendError>> + Send;
     /// Bookkeeping to keep across runs (statsd's last sent values); `None` when stateless.
     fn save_state(&self) -> Option<serde_json::Value> {
         None
     }
     fn restore_state(&mut self, _state: serde_json::Value) {}
-    /// Data points the receiver refused inside requests it accepted (OTLP
-    /// partial success), since the last call; counted, not retried.
-    fn take_rejected_points(&mut self) -> u64 {
-        0
+}
+
+/// The closed set of sinks; `type` picks one.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    Stdout(stdout::StdoutConfig),
+    RemoteWrite(remote_write::RemoteWriteConfig),
+    Otlp(otlp::OtlpConfig),
+    Statsd(statsd::StatsdConfig),
+}
+
+impl SinkConfig {
+    /// The name that keys this sink's spool and state; defaults to its type.
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Stdout(c) => c.name.as_deref().unwrap_or("stdout"),
+            SinkConfig::RemoteWrite(c) => c.name.as_deref().unwrap_or("remote_write"),
+            SinkConfig::Otlp(c) => c.name.as_deref().unwrap_or("otlp"),
+            SinkConfig::Statsd(c) => c.name.as_deref().unwrap_or("statsd"),
+        }
+    }
+
+    /// Makes the sink's relative paths relative to the config file's directory.
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut std::path::PathBuf)) {
+        match self {
+            SinkConfig::RemoteWrite(c) => c.resolve_paths(fix),
+            SinkConfig::Otlp(c) => c.resolve_paths(fix),
+            SinkConfig::Stdout(_) | SinkConfig::Statsd(_) => {}
+        }
+    }
+
+    /// Checks what serde cannot; `key` is where the sink sits, e.g. `sinks[0]`.
+    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        match self {
+            SinkConfig::Stdout(_) => Ok(()),
+            SinkConfig::RemoteWrite(c) => c.validate(key),
+            SinkConfig::Otlp(c) => c.validate(key),
+            SinkConfig::Statsd(c) => c.validate(key),
+        }
     }
 }
 
@@ -105,7 +137,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         match self {
             AnySink::Stdout(s) => s.encode(snap),
             AnySink::RemoteWrite(s) => s.encode(snap),
@@ -114,16 +146,7 @@ impl Sink for AnySink {
         }
     }
 
-    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        match self {
-            AnySink::Stdout(s) => s.batches(snap),
-            AnySink::RemoteWrite(s) => s.batches(snap),
-            AnySink::Otlp(s) => s.batches(snap),
-            AnySink::Statsd(s) => s.batches(snap),
-        }
-    }
-
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         match self {
             AnySink::Stdout(s) => s.send(body).await,
             AnySink::RemoteWrite(s) => s.send(body).await,
@@ -134,28 +157,14 @@ impl Sink for AnySink {
 
     fn save_state(&self) -> Option<serde_json::Value> {
         match self {
-            AnySink::Stdout(s) => s.save_state(),
-            AnySink::RemoteWrite(s) => s.save_state(),
-            AnySink::Otlp(s) => s.save_state(),
             AnySink::Statsd(s) => s.save_state(),
+            AnySink::Stdout(_) | AnySink::RemoteWrite(_) | AnySink::Otlp(_) => None,
         }
     }
 
     fn restore_state(&mut self, state: serde_json::Value) {
-        match self {
-            AnySink::Stdout(s) => s.restore_state(state),
-            AnySink::RemoteWrite(s) => s.restore_state(state),
-            AnySink::Otlp(s) => s.restore_state(state),
-            AnySink::Statsd(s) => s.restore_state(state),
-        }
-    }
-
-    fn take_rejected_points(&mut self) -> u64 {
-        match self {
-            AnySink::Stdout(s) => s.take_rejected_points(),
-            AnySink::RemoteWrite(s) => s.take_rejected_points(),
-            AnySink::Otlp(s) => s.take_rejected_points(),
-            AnySink::Statsd(s) => s.take_rejected_points(),
+        if let AnySink::Statsd(s) = self {
+            s.restore_state(state);
         }
     }
 }

@@ -20,8 +20,8 @@ use prost::Message as _;
 use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
-use super::{SendError, Sink};
-use crate::config::Invalid;
+use super::{Accepted, Batch, SendError, Sink};
+use crate::invalid::Invalid;
 use crate::store::Snapshot;
 
 mod classify;
@@ -33,7 +33,7 @@ pub use encode::{batches, metrics, request};
 use transport::Transport;
 
 /// Wire protocol, as the OpenTelemetry SDKs spell it (`OTEL_EXPORTER_OTLP_PROTOCOL`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "http/protobuf")]
@@ -43,7 +43,7 @@ pub enum Protocol {
 }
 
 /// Request body compression.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     #[default]
@@ -51,7 +51,7 @@ pub enum Compression {
     None,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Sink name (spool directory, self-metric label). Default `otlp`.
@@ -71,7 +71,7 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Extra request headers (gRPC metadata), e.g. `{ authorization = "Bearer …" }`.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::masked_values")]
     pub headers: BTreeMap<String, String>,
     /// Resource attributes added to `service.name = "rme"`, `service.version`
     /// and `host.name`; a key set here replaces the built-in one.
@@ -221,7 +221,6 @@ pub struct Otlp {
     resource: Resource,
     max_points: usize,
     transport: Transport,
-    rejected_points: u64,
 }
 
 impl Otlp {
@@ -231,12 +230,12 @@ impl Otlp {
             resource: encode::resource(&config.resource_attributes),
             max_points: config.max_points_per_request,
             transport: Transport::new(config)?,
-            rejected_points: 0,
         })
     }
 
-    fn note_partial(&mut self, partial: Option<ExportMetricsPartialSuccess>) {
-        let Some(p) = partial else { return };
+    /// Logs a partial success and returns the points it refused.
+    fn note_partial(&self, partial: Option<ExportMetricsPartialSuccess>) -> u64 {
+        let Some(p) = partial else { return 0 };
         if p.rejected_data_points > 0 || !p.error_message.is_empty() {
             tracing::warn!(
                 sink = %self.name,
@@ -245,7 +244,7 @@ impl Otlp {
                 "receiver accepted the request but refused some data points"
             );
         }
-        self.rejected_points += u64::try_from(p.rejected_data_points).unwrap_or(0);
+        u64::try_from(p.rejected_data_points).unwrap_or(0)
     }
 }
 
@@ -254,21 +253,25 @@ impl Sink for Otlp {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         Ok(batches(metrics(snap), self.max_points)
             .into_iter()
-            .map(|group| request(&self.resource, group).encode_to_vec())
+            .map(|mut group| {
+                let samples = group
+                    .iter_mut()
+                    .map(|m| encode::points_mut(m).map_or(0, |p| p.len() as u64))
+                    .sum();
+                let body = request(&self.resource, group).encode_to_vec();
+                Batch { body, samples }
+            })
             .collect())
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         let partial = self.transport.send(body).await?;
-        self.note_partial(partial);
-        Ok(())
-    }
-
-    fn take_rejected_points(&mut self) -> u64 {
-        std::mem::take(&mut self.rejected_points)
+        Ok(Accepted {
+            rejected_points: self.note_partial(partial),
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use prost::Message as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Batch, SendError, Sink};
+use super::{Accepted, Batch, SendError, Sink};
 use crate::store::{Kind, Point, Snapshot};
 
 /// The remote-write 1.0 messages, generated from proto/ by build.rs.
@@ -47,6 +47,24 @@ enum Secret {
     File(PathBuf),
 }
 
+impl Auth {
+    /// Reads the secret files once, so a missing or unreadable one stops the
+    /// plan (`rme check-config`) rather than every request. They are read again
+    /// for each request, so a rotated token is picked up.
+    fn check_files(&self) -> anyhow::Result<()> {
+        let (key, path) = match self {
+            Auth::Bearer(p) => ("bearer_token_file", p),
+            Auth::Basic {
+                password: Secret::File(p),
+                ..
+            } => ("basic_auth.password_file", p),
+            _ => return Ok(()),
+        };
+        std::fs::read(path).with_context(|| format!("{key} {}", path.display()))?;
+        Ok(())
+    }
+}
+
 fn read_secret(path: &std::path::Path) -> Result<String, SendError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
@@ -58,8 +76,8 @@ fn read_secret(path: &std::path::Path) -> Result<String, SendError> {
 
 pub struct RemoteWrite {
     name: String,
-    /// Checked by `new`; kept as text to keep the sink small.
-    url: String,
+    /// Parsed once, by `new`.
+    url: reqwest::Url,
     client: reqwest::Client,
     auth: Box<Auth>,
     batch_size: usize,
@@ -70,9 +88,8 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
-        let url = reqwest::Url::parse(&config.url)
-            .with_context(|| format!("url {}", config.url))?
-            .to_string();
+        let url =
+            reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
                 username: a.username.clone(),
@@ -84,6 +101,7 @@ impl RemoteWrite {
             (None, Some(f)) => Auth::Bearer(f.clone()),
             (None, None) => Auth::None,
         };
+        auth.check_files()?;
         Ok(RemoteWrite {
             name,
             url,
@@ -272,11 +290,7 @@ impl Sink for RemoteWrite {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(self.batches(snap)?.into_iter().map(|b| b.body).collect())
-    }
-
-    fn batches(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         let to_batch = |(req, samples): &(prompb::WriteRequest, u64)| -> anyhow::Result<Batch> {
             Ok(Batch {
                 body: compress(req)?,
@@ -294,10 +308,10 @@ impl Sink for RemoteWrite {
         Ok(batches)
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         let req = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -321,7 +335,8 @@ impl Sink for RemoteWrite {
         } else {
             resp.text().await.unwrap_or_default()
         };
-        classify(status, retry_after.as_deref(), &text, SystemTime::now())
+        classify(status, retry_after.as_deref(), &text, SystemTime::now())?;
+        Ok(Accepted::default())
     }
 }
 

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::{SendError, Sink};
-use crate::config::Invalid;
+use super::{Accepted, Batch, SendError, Sink};
+use crate::invalid::Invalid;
 use crate::store::{Series, Snapshot, Value};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatsdConfig {
     /// Sink name (spool directory, self-metric label). Default `statsd`.
@@ -51,7 +51,7 @@ pub struct StatsdConfig {
     pub max_packet_bytes: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     #[default]
@@ -59,7 +59,7 @@ pub enum Protocol {
     Tcp,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TagStyle {
     #[default]
@@ -225,20 +225,29 @@ impl Statsd {
 
 /// Packs line groups into bodies of at most `max` bytes joined by `\n`. A
 /// group longer than `max` goes alone (statsd still takes it over loopback).
-fn pack(groups: impl IntoIterator<Item = String>, max: usize) -> Vec<Vec<u8>> {
+/// Packs each point's lines into bodies of at most `max` bytes; a body's
+/// sample count is the number of points whose lines it carries.
+fn pack(groups: impl IntoIterator<Item = String>, max: usize) -> Vec<Batch> {
     let mut bodies = Vec::new();
-    let mut body = String::new();
+    let (mut body, mut samples) = (String::new(), 0);
     for g in groups {
         if !body.is_empty() && body.len() + 1 + g.len() > max {
-            bodies.push(std::mem::take(&mut body).into_bytes());
+            bodies.push(Batch {
+                body: std::mem::take(&mut body).into_bytes(),
+                samples: std::mem::take(&mut samples),
+            });
         }
         if !body.is_empty() {
             body.push('\n');
         }
         body.push_str(&g);
+        samples += 1;
     }
     if !body.is_empty() {
-        bodies.push(body.into_bytes());
+        bodies.push(Batch {
+            body: body.into_bytes(),
+            samples,
+        });
     }
     bodies
 }
@@ -359,7 +368,7 @@ impl Sink for Statsd {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
         let mut groups: Vec<String> = snap
             .points
             .iter()
@@ -385,11 +394,12 @@ impl Sink for Statsd {
         Ok(pack(groups, self.config.max_packet_bytes))
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         match self.config.protocol {
-            Protocol::Udp => self.send_udp(body).await,
-            Protocol::Tcp => self.send_tcp(body).await,
+            Protocol::Udp => self.send_udp(body).await?,
+            Protocol::Tcp => self.send_tcp(body).await?,
         }
+        Ok(Accepted::default())
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
@@ -448,10 +458,18 @@ mod tests {
         }
     }
 
-    fn text(bodies: Vec<Vec<u8>>) -> Vec<String> {
+    #[test]
+    fn a_body_counts_the_points_it_carries_not_the_snapshot_s() {
+        let groups: Vec<String> = (0..5).map(|i| format!("m{i}:1|c")).collect();
+        let batches = pack(groups, 14);
+        let counts: Vec<u64> = batches.iter().map(|b| b.samples).collect();
+        assert_eq!(counts, [2, 2, 1]);
+    }
+
+    fn text(bodies: Vec<Batch>) -> Vec<String> {
         bodies
             .into_iter()
-            .map(|b| String::from_utf8(b).expect("utf-8"))
+            .map(|b| String::from_utf8(b.body).expect("utf-8"))
             .collect()
     }
 
@@ -694,7 +712,7 @@ mod tests {
         let config = crate::config::Config::parse(text, None).expect("examples/statsd.toml");
         assert!(matches!(
             config.sinks.as_slice(),
-            [crate::config::SinkConfig::Statsd(_)]
+            [crate::sinks::SinkConfig::Statsd(_)]
         ));
     }
 

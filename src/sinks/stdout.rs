@@ -5,11 +5,11 @@ use std::io::Write as _;
 
 use serde::Deserialize;
 
-use super::{SendError, Sink};
+use super::{Accepted, Batch, SendError, Sink};
 use crate::store::Snapshot;
 use crate::text::{Format, render};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
     /// Sink name (spool directory, self-metric label). Default `stdout`.
@@ -32,16 +32,19 @@ impl Sink for Stdout {
         &self.name
     }
 
-    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Vec<u8>>> {
-        Ok(vec![render(snap, Format::OpenMetrics).into_bytes()])
+    fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
+        Ok(vec![Batch {
+            body: render(snap, Format::OpenMetrics).into_bytes(),
+            samples: snap.points.len() as u64,
+        }])
     }
 
-    async fn send(&mut self, body: &[u8]) -> Result<(), SendError> {
+    async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
         let mut out = std::io::stdout().lock();
         match out.write_all(body).and_then(|_| out.flush()) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Accepted::default()),
             // A closed pipe (`rme push --once | head`) will not take it later either.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Accepted::default()),
             Err(e) => Err(SendError::Retry {
                 reason: format!("stdout: {e}"),
                 after: None,

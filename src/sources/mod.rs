@@ -6,9 +6,7 @@
 
 pub mod audit;
 pub mod fail2ban;
-pub mod fail2ban_socket;
 pub mod reaction;
-pub mod reaction_show;
 
 #[cfg(test)]
 #[path = "testdata/golden.rs"]
@@ -16,6 +14,8 @@ mod golden;
 
 use serde::Deserialize;
 
+use crate::invalid::Invalid;
+use crate::journal::JournalInput;
 use crate::store::Store;
 
 /// Turns one log line into store updates. No files, no clock.
@@ -42,21 +42,6 @@ pub trait Probe: Send {
 #[error("unrecognised {parser} line")]
 pub struct Unparsed {
     pub parser: &'static str,
-}
-
-/// Where a source's log comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournalInput {
-    /// systemd unit whose messages are read, e.g. `reaction.service`.
-    pub unit: String,
-    /// `journalctl` binary to run.
-    #[serde(default = "default_journalctl")]
-    pub journalctl: String,
-}
-
-fn default_journalctl() -> String {
-    "journalctl".to_string()
 }
 
 /// Self-metric names shared by all sources.
@@ -109,9 +94,46 @@ pub struct Built {
     pub probes: Vec<Box<dyn Probe>>,
 }
 
+/// The closed set of sources; `type` picks one.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    Reaction(reaction::ReactionConfig),
+    Fail2ban(fail2ban::Fail2banConfig),
+    Audit(audit::AuditConfig),
+}
+
+impl SourceConfig {
+    /// The name that keys this source in the state file; defaults to its type.
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Reaction(c) => c.name.as_deref().unwrap_or("reaction"),
+            SourceConfig::Fail2ban(c) => c.name.as_deref().unwrap_or("fail2ban"),
+            SourceConfig::Audit(c) => c.name.as_deref().unwrap_or("audit"),
+        }
+    }
+
+    /// Makes the source's relative paths relative to the config file's directory.
+    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut std::path::PathBuf)) {
+        match self {
+            SourceConfig::Reaction(c) => c.resolve_paths(fix),
+            SourceConfig::Fail2ban(c) => c.resolve_paths(fix),
+            SourceConfig::Audit(c) => c.resolve_paths(fix),
+        }
+    }
+
+    /// Checks what serde cannot; `key` is where the source sits, e.g. `sources[0]`.
+    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        match self {
+            SourceConfig::Reaction(c) => c.validate(key),
+            SourceConfig::Fail2ban(c) => c.validate(key),
+            SourceConfig::Audit(c) => c.validate(key),
+        }
+    }
+}
+
 /// Builds the parser and probes a source's config asks for.
-pub fn build(config: &crate::config::SourceConfig) -> anyhow::Result<Built> {
-    use crate::config::SourceConfig;
+pub fn build(config: &SourceConfig) -> anyhow::Result<Built> {
     let name = config.name().to_string();
     let (input, probes) = match config {
         SourceConfig::Reaction(c) => reaction::build(c)?,
@@ -135,7 +157,6 @@ pub fn parse_file(
     reaction_config: Option<std::path::PathBuf>,
     pattern_labels: Vec<String>,
 ) -> anyhow::Result<String> {
-    use crate::config::SourceConfig;
     let log = Some(file.to_path_buf());
     let config = match source {
         "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {

@@ -13,6 +13,11 @@ fn config(toml_text: &str) -> OtlpConfig {
     toml::from_str(toml_text).unwrap()
 }
 
+/// The request bodies of an encode, without their sample counts.
+fn bodies(encoded: anyhow::Result<Vec<crate::sinks::Batch>>) -> Vec<Vec<u8>> {
+    encoded.unwrap().into_iter().map(|b| b.body).collect()
+}
+
 fn decode(body: &[u8]) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest::decode(body).unwrap()
 }
@@ -47,7 +52,7 @@ fn points(m: &Metric) -> &[NumberDataPoint] {
 #[test]
 fn counters_are_cumulative_sums_with_the_stored_start_and_gauges_are_gauges() {
     let mut sink = Otlp::new("otlp".into(), &config("")).unwrap();
-    let bodies = sink.encode(&snapshot()).unwrap();
+    let bodies = bodies(sink.encode(&snapshot()));
     assert_eq!(bodies.len(), 1);
     let req = decode(&bodies[0]);
     let scope = &req.resource_metrics[0].scope_metrics[0];
@@ -89,7 +94,7 @@ fn resource_has_service_host_and_user_attributes_user_wins() {
         "resource_attributes = { \"deployment.environment\" = \"prod\", \"service.name\" = \"edge-rme\" }",
     );
     let mut sink = Otlp::new("otlp".into(), &c).unwrap();
-    let req = decode(&sink.encode(&snapshot()).unwrap()[0]);
+    let req = decode(&bodies(sink.encode(&snapshot()))[0]);
     let attrs = &req.resource_metrics[0]
         .resource
         .as_ref()
@@ -123,9 +128,10 @@ fn large_snapshots_are_split_into_self_contained_requests() {
     let snap = store.snapshot(9_000);
     let total = snap.points.len();
     let mut sink = Otlp::new("otlp".into(), &config("max_points_per_request = 3")).unwrap();
-    let bodies = sink.encode(&snap).unwrap();
+    let batches = sink.encode(&snap).unwrap();
+    let bodies: Vec<_> = batches.iter().map(|b| b.body.clone()).collect();
     let mut seen = 0;
-    for body in &bodies {
+    for (body, batch) in bodies.iter().zip(&batches) {
         let req = decode(body);
         let rm = &req.resource_metrics[0];
         assert!(rm.resource.is_some(), "every body carries the resource");
@@ -135,6 +141,7 @@ fn large_snapshots_are_split_into_self_contained_requests() {
             .map(|m| points(m).len())
             .sum();
         assert!((1..=3).contains(&n), "{n} points");
+        assert_eq!(batch.samples, n as u64, "the count is the body's own");
         seen += n;
     }
     assert_eq!(seen, total);
@@ -177,7 +184,7 @@ fn batches_cut_exactly_at_the_limit() {
 #[test]
 fn an_empty_snapshot_sends_nothing() {
     let mut sink = Otlp::new("otlp".into(), &config("")).unwrap();
-    assert!(sink.encode(&Snapshot::default()).unwrap().is_empty());
+    assert!(bodies(sink.encode(&Snapshot::default())).is_empty());
 }
 
 #[test]
@@ -273,7 +280,7 @@ async fn a_receiver_that_is_down_means_retry_on_both_transports() {
             "protocol = \"{proto}\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 2"
         ));
         let mut sink = Otlp::new("otlp".into(), &c).unwrap();
-        let body = sink.encode(&snapshot()).unwrap().remove(0);
+        let body = bodies(sink.encode(&snapshot())).remove(0);
         let err = sink.send(&body).await.unwrap_err();
         assert!(matches!(err, SendError::Retry { .. }), "{proto}: {err:?}");
     }
@@ -283,29 +290,28 @@ async fn a_receiver_that_is_down_means_retry_on_both_transports() {
 fn example_config_is_valid() {
     let c =
         crate::config::Config::parse(include_str!("../../../examples/otlp.toml"), None).unwrap();
-    assert!(matches!(c.sinks[0], crate::config::SinkConfig::Otlp(_)));
+    assert!(matches!(c.sinks[0], crate::sinks::SinkConfig::Otlp(_)));
 }
 
 #[test]
 fn partial_success_is_counted_once() {
-    let mut sink = Otlp::new("otlp".into(), &config("")).unwrap();
+    let sink = Otlp::new("otlp".into(), &config("")).unwrap();
     let partial = |n| ExportMetricsPartialSuccess {
         rejected_data_points: n,
         error_message: "bad".into(),
     };
-    sink.note_partial(Some(partial(3)));
-    sink.note_partial(Some(partial(-1)));
-    sink.note_partial(None);
-    sink.note_partial(Some(partial(2)));
-    assert_eq!(sink.take_rejected_points(), 5);
-    assert_eq!(sink.take_rejected_points(), 0);
+    let refused: u64 = [Some(partial(3)), Some(partial(-1)), None, Some(partial(2))]
+        .into_iter()
+        .map(|p| sink.note_partial(p))
+        .sum();
+    assert_eq!(refused, 5);
 }
 
 #[test]
 fn tls_paths_are_taken_from_the_config_directory() {
     let text = "[[sinks]]\ntype = \"otlp\"\nendpoint = \"https://h\"\nca_file = \"ca.pem\"\ncert_file = \"/abs/c.pem\"\nkey_file = \"c.key\"\n";
     let c = crate::config::Config::parse(text, Some(std::path::Path::new("/etc/rme"))).unwrap();
-    let crate::config::SinkConfig::Otlp(o) = &c.sinks[0] else {
+    let crate::sinks::SinkConfig::Otlp(o) = &c.sinks[0] else {
         panic!()
     };
     assert_eq!(
@@ -337,7 +343,7 @@ fn otlp_encode_figures() {
     let snap = store.snapshot(crate::store::now_ms());
     let mut sink = Otlp::new("otlp".into(), &config("max_points_per_request = 10000")).unwrap();
     let t = std::time::Instant::now();
-    let bodies = sink.encode(&snap).unwrap();
+    let bodies = bodies(sink.encode(&snap));
     let encode = t.elapsed();
     let t = std::time::Instant::now();
     let zipped = gzip(&bodies[0]);
@@ -390,7 +396,7 @@ async fn http_request_carries_headers_and_gzipped_protobuf() {
         "endpoint = \"http://127.0.0.1:{port}\"\nheaders = {{ authorization = \"Bearer s3cret\" }}"
     ));
     let mut sink = Otlp::new("otlp".into(), &c).unwrap();
-    let body = sink.encode(&snapshot()).unwrap().remove(0);
+    let body = bodies(sink.encode(&snapshot())).remove(0);
     sink.send(&body).await.unwrap();
     let (head, sent) = request.await.unwrap();
     assert!(head.starts_with("post /v1/metrics "), "{head}");
@@ -419,7 +425,7 @@ async fn http_503_with_retry_after_is_retried_after_that_long() {
         "endpoint = \"http://127.0.0.1:{port}\"\ncompression = \"none\""
     ));
     let mut sink = Otlp::new("otlp".into(), &c).unwrap();
-    let body = sink.encode(&snapshot()).unwrap().remove(0);
+    let body = bodies(sink.encode(&snapshot())).remove(0);
     match sink.send(&body).await {
         Err(SendError::Retry { reason, after }) => {
             assert_eq!(after, Some(std::time::Duration::from_secs(7)));
@@ -451,22 +457,18 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     let dir = tempfile::tempdir().unwrap();
     let mut spool = crate::spool::Spool::open(dir.path(), 1 << 20).unwrap();
     spool
-        .append(&sink.encode(&snapshot()).unwrap()[0], 1, 1)
+        .append(&bodies(sink.encode(&snapshot()))[0], 1, 1)
         .unwrap();
-    let shared = std::sync::Mutex::new(crate::push::Shared {
-        store: Store::new(Limits::default()),
-        positions: Default::default(),
-    });
     let retry = crate::push::RetryPolicy {
         attempts: 1,
         min_backoff: std::time::Duration::ZERO,
         max_backoff: std::time::Duration::ZERO,
     };
-    crate::push::deliver(&mut sink, &mut spool, &retry, &shared)
-        .await
-        .unwrap();
+    let (tally, result) = crate::push::deliver(&mut sink, &mut spool, &retry).await;
+    result.unwrap();
     assert_eq!(spool.len(), 0, "an accepted request leaves the spool");
-    let store = &shared.lock().unwrap().store;
+    let mut store = Store::new(Limits::default());
+    crate::push::record_delivery(&mut store, "otlp", &tally);
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
         2

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// Headers the spec reserves; `headers` may not set them.
 const RESERVED_HEADERS: [&str; 6] = [
@@ -18,7 +18,7 @@ const RESERVED_HEADERS: [&str; 6] = [
     "host",
 ];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
     /// Sink name (spool directory, self-metric label). Default `remote_write`.
@@ -42,7 +42,7 @@ pub struct RemoteWriteConfig {
     /// Extra request headers, e.g. `{ "X-Scope-OrgID" = "tenant1" }` for Mimir/Cortex.
     /// The spec's own headers (Content-Type, Content-Encoding, User-Agent,
     /// X-Prometheus-Remote-Write-Version) cannot be overridden.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::masked_values")]
     pub headers: BTreeMap<String, String>,
     /// TLS settings for an https `url`.
     #[serde(default)]
@@ -57,20 +57,24 @@ pub struct RemoteWriteConfig {
     pub external_labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     /// User name.
     pub username: String,
     /// Password, written in the config (prefer `password_file`).
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::sinks::http::masked"
+    )]
     pub password: Option<String>,
     /// File holding the password (trailing newline ignored); read again for every request.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CA(s) that signed the receiver's certificate, added to the system roots.

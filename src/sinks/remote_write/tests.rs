@@ -50,7 +50,7 @@ fn labels(ts: &prompb::TimeSeries) -> Vec<(&str, &str)> {
 fn body_is_snappy_block_protobuf_with_sorted_labels_and_metadata() {
     let mut s = sink("external_labels = { host = \"web1\", jail = \"ignored\" }");
     let snap = snapshot();
-    let batches = s.batches(&snap).unwrap();
+    let batches = s.encode(&snap).unwrap();
     assert_eq!(batches.len(), 1);
     let req = decode(&batches[0].body);
     let bans: Vec<_> = req
@@ -108,7 +108,7 @@ fn body_is_snappy_block_protobuf_with_sorted_labels_and_metadata() {
 fn batch_size_splits_the_snapshot_into_self_contained_bodies() {
     let mut s = sink("batch_size = 2");
     let snap = snapshot();
-    let batches = s.batches(&snap).unwrap();
+    let batches = s.encode(&snap).unwrap();
     let total: u64 = batches.iter().map(|b| b.samples).sum();
     assert_eq!(total, snap.points.len() as u64);
     assert!(batches.len() >= 2);
@@ -139,7 +139,7 @@ fn expired_series_get_a_stale_marker_once() {
     store.inc(Series::new("gone_total", &[]), 1);
     store.set_now(20_000);
     store.inc(Series::new("kept_total", &[]), 1);
-    let first = s.batches(&store.snapshot(5_000)).unwrap();
+    let first = s.encode(&store.snapshot(5_000)).unwrap();
     assert!(
         decode(&first[0].body)
             .timeseries
@@ -152,7 +152,7 @@ fn expired_series_get_a_stale_marker_once() {
             .collect()
     };
     assert!(stale_of(&first).is_empty());
-    let second = s.batches(&store.snapshot(25_000)).unwrap();
+    let second = s.encode(&store.snapshot(25_000)).unwrap();
     let stale = stale_of(&second);
     assert_eq!(stale.len(), 1);
     assert_eq!(labels(&stale[0]), [("__name__", "gone_total")]);
@@ -164,7 +164,7 @@ fn expired_series_get_a_stale_marker_once() {
             .map(|b| decode(&b.body).timeseries.len() as u64)
             .sum::<u64>()
     );
-    assert!(stale_of(&s.batches(&store.snapshot(30_000)).unwrap()).is_empty());
+    assert!(stale_of(&s.encode(&store.snapshot(30_000)).unwrap()).is_empty());
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Linux audit: the kernel's audit status over netlink, and audit.log records.
 //!
-//! Two independent parts: [`AuditStatusProbe`] asks the kernel (`AUDIT_GET`,
-//! needs CAP_AUDIT_CONTROL) once per flush, itself or through `rme helper`;
-//! [`AuditLog`] counts records and events from auditd's log. The tricky point
-//! of each is in its module.
+//! Two independent parts: [`AuditStatusProbe`] (`netlink.rs`) asks the kernel
+//! (`AUDIT_GET`, needs CAP_AUDIT_CONTROL) once per flush, itself or through
+//! `rme helper`; [`AuditLog`] (`log.rs`) counts records and events from auditd's
+//! log. The tricky point of each is in its module.
 
 mod events;
 mod log;
@@ -13,19 +13,16 @@ mod record;
 mod samples;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use log::AuditLog;
-pub use netlink::{AuditStatus, QueryError, query};
+pub use netlink::*;
 
 use super::{Input, LineParser, Parts, Probe};
-use crate::config::Invalid;
-use crate::store::{Kind, Series, Store};
+use crate::invalid::Invalid;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Source name (state file key, `source` label of self-metrics). Default `audit`.
@@ -87,260 +84,5 @@ pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
     Ok((input, probes))
 }
 
-/// Longest wait for the kernel's answer, per flush.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-
-const UP: &str = "audit_status_up";
-const ERRORS: &str = "audit_status_errors_total";
-const ENABLED: &str = "audit_enabled";
-const FAILURE_MODE: &str = "audit_failure_mode";
-const DAEMON_PID: &str = "audit_daemon_pid";
-const RATE_LIMIT: &str = "audit_rate_limit";
-const BACKLOG_LIMIT: &str = "audit_backlog_limit";
-const BACKLOG: &str = "audit_backlog";
-const LOST: &str = "audit_lost_total";
-const WAIT_TIME: &str = "audit_backlog_wait_time_jiffies";
-const WAIT_TIME_ACTUAL: &str = "audit_backlog_wait_time_actual_jiffies_total";
-
-/// Reads the kernel's audit status once per flush.
-#[derive(Debug, Default)]
-pub struct AuditStatusProbe {
-    /// Ask this `rme helper` socket instead of the kernel.
-    helper: Option<PathBuf>,
-    /// The error of the previous probe, so a lasting one is logged once.
-    last_error: Option<&'static str>,
-}
-
-impl AuditStatusProbe {
-    pub fn new(helper: Option<PathBuf>) -> AuditStatusProbe {
-        AuditStatusProbe {
-            helper,
-            last_error: None,
-        }
-    }
-
-    /// The status, or the error label and a message saying what to do.
-    fn read(&self) -> Result<AuditStatus, (&'static str, String)> {
-        let Some(socket) = &self.helper else {
-            return query_kernel(QUERY_TIMEOUT)
-                .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
-        };
-        let asked = crate::helper::ask(socket, crate::helper::Request::AuditStatus, QUERY_TIMEOUT)
-            .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
-        asked.map_err(|e| {
-            let hint = "`rme helper` needs CAP_AUDIT_CONTROL (run it as root) and rme's user in its `--group`";
-            ("helper", format!("{e:#}. {hint}"))
-        })
-    }
-}
-
-/// Asks the kernel directly, with a fresh sequence number.
-pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
-    static SEQ: AtomicU32 = AtomicU32::new(1);
-    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
-}
-
-impl Probe for AuditStatusProbe {
-    fn source(&self) -> &'static str {
-        "audit"
-    }
-
-    fn describe(&self, store: &mut Store) {
-        use Kind::{Counter, Gauge};
-        store.describe(
-            UP,
-            Gauge,
-            "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
-        );
-        store.describe(
-            ERRORS,
-            Counter,
-            "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
-        );
-        store.describe(
-            ENABLED,
-            Gauge,
-            "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
-        );
-        store.describe(
-            FAILURE_MODE,
-            Gauge,
-            "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
-        );
-        store.describe(
-            DAEMON_PID,
-            Gauge,
-            "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
-        );
-        store.describe(
-            RATE_LIMIT,
-            Gauge,
-            "Kernel audit rate limit in messages per second; 0 = none.",
-        );
-        store.describe(BACKLOG_LIMIT, Gauge, "Kernel audit backlog queue size.");
-        store.describe(
-            BACKLOG,
-            Gauge,
-            "Records waiting in the kernel audit backlog queue.",
-        );
-        store.describe(
-            LOST,
-            Counter,
-            "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
-        );
-        store.describe(
-            WAIT_TIME,
-            Gauge,
-            "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
-        );
-        store.describe(
-            WAIT_TIME_ACTUAL,
-            Counter,
-            "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
-        );
-    }
-
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        match self.read() {
-            Ok(status) => {
-                if self.last_error.take().is_some() {
-                    tracing::info!("audit status: readable again");
-                }
-                store.set(Series::new(UP, &[]), 1.0);
-                record_status(&status, store);
-            }
-            Err((label, message)) => {
-                if self.last_error != Some(label) {
-                    tracing::warn!(error = label, "audit status: {message}");
-                }
-                self.last_error = Some(label);
-                store.set(Series::new(UP, &[]), 0.0);
-                store.inc(Series::new(ERRORS, &[("error", label)]), 1);
-                store.inc(Series::new(super::PROBE_ERRORS, &[("source", "audit")]), 1);
-            }
-        }
-        // Failures are counted above; returning them would log the warning again at every flush.
-        Ok(())
-    }
-}
-
-/// What the user can do about a failed query.
-pub fn advice(e: &QueryError) -> &'static str {
-    match e.label() {
-        "eperm" => {
-            "Reading the kernel audit status needs CAP_AUDIT_CONTROL (in the initial user and PID namespaces). \
-             Grant it to rme.service with `AmbientCapabilities=CAP_AUDIT_CONTROL` and \
-             `CapabilityBoundingSet=CAP_AUDIT_CONTROL`, or run `rme helper` as root and set `helper = \"/run/rme/helper.sock\"` in the audit source, \
-             or set `netlink = false` in the audit source"
-        }
-        "econnrefused" => {
-            "The kernel only answers AUDIT_GET in the initial user namespace: run rme on the host, \
-             not in a container, or set `netlink = false` in the audit source"
-        }
-        "eprotonosupport" => {
-            "This kernel has no audit support (CONFIG_AUDIT); set `netlink = false` in the audit source"
-        }
-        _ => "It is retried at the next flush",
-    }
-}
-
-/// Sets the status metrics (also for a status relayed by a privileged helper).
-pub fn record_status(s: &AuditStatus, store: &mut Store) {
-    let gauges = [
-        (ENABLED, s.enabled),
-        (FAILURE_MODE, s.failure),
-        (DAEMON_PID, s.pid),
-        (RATE_LIMIT, s.rate_limit),
-        (BACKLOG_LIMIT, s.backlog_limit),
-        (BACKLOG, s.backlog),
-    ];
-    for (name, v) in gauges {
-        store.set(Series::new(name, &[]), f64::from(v));
-    }
-    store.set_counter(Series::new(LOST, &[]), u64::from(s.lost));
-    if let Some(v) = s.backlog_wait_time {
-        store.set(Series::new(WAIT_TIME, &[]), f64::from(v));
-    }
-    if let Some(v) = s.backlog_wait_time_actual {
-        store.set_counter(Series::new(WAIT_TIME_ACTUAL, &[]), u64::from(v));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{Limits, Value};
-
-    #[test]
-    fn config_needs_log_or_netlink_and_netlink_defaults_on() {
-        let c: AuditConfig = toml::from_str("log = \"/var/log/audit/audit.log\"").unwrap();
-        assert!(c.netlink);
-        assert!(c.validate("sources[0]").is_ok());
-        let c: AuditConfig = toml::from_str("netlink = false").unwrap();
-        let err = c.validate("sources[0]").unwrap_err().to_string();
-        assert!(
-            err.contains("sources[0]") && err.contains("netlink"),
-            "{err}"
-        );
-        assert!(toml::from_str::<AuditConfig>("netlnk = true").is_err());
-        let c: AuditConfig =
-            toml::from_str("netlink = false\nlog = \"/x\"\nhelper = \"/run/rme/helper.sock\"")
-                .unwrap();
-        assert!(
-            c.validate("sources[1]")
-                .unwrap_err()
-                .to_string()
-                .contains("helper")
-        );
-    }
-
-    #[test]
-    fn status_becomes_gauges_and_counters() {
-        let mut store = Store::new(Limits::default());
-        let status = AuditStatus {
-            enabled: 2,
-            failure: 1,
-            lost: 9,
-            backlog_limit: 8192,
-            backlog_wait_time: Some(15000),
-            ..AuditStatus::default()
-        };
-        record_status(&status, &mut store);
-        assert_eq!(
-            store.get(&Series::new(ENABLED, &[])),
-            Some(Value::Gauge(2.0))
-        );
-        assert_eq!(
-            store.get(&Series::new(BACKLOG_LIMIT, &[])),
-            Some(Value::Gauge(8192.0))
-        );
-        assert_eq!(store.get(&Series::new(LOST, &[])), Some(Value::Counter(9)));
-        assert_eq!(
-            store.get(&Series::new(WAIT_TIME, &[])),
-            Some(Value::Gauge(15000.0))
-        );
-        // a 40-byte reply has no backlog_wait_time_actual: no series rather than a false 0
-        assert_eq!(store.get(&Series::new(WAIT_TIME_ACTUAL, &[])), None);
-    }
-
-    /// Against this machine's kernel: the test runs as root with all capabilities in CI;
-    /// elsewhere it prints why it cannot check and passes.
-    #[test]
-    fn real_kernel_answers_audit_get() {
-        match query(77, QUERY_TIMEOUT) {
-            Ok(s) => {
-                assert!(s.enabled <= 2, "{s:?}");
-                assert!(s.failure <= 2, "{s:?}");
-                assert!(s.backlog_limit > 0, "{s:?}");
-                assert!(s.backlog <= s.backlog_limit.max(1) * 2, "{s:?}");
-            }
-            Err(e) if matches!(e.label(), "eperm" | "econnrefused" | "eprotonosupport") => {
-                eprintln!(
-                    "skipped: AUDIT_GET not permitted here ({e}); {}",
-                    advice(&e)
-                );
-            }
-            Err(e) => panic!("AUDIT_GET failed: {e}"),
-        }
-    }
-}
+mod tests;

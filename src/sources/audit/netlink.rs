@@ -7,7 +7,12 @@
 //! with the LOST mask would reset the kernel's counter for everyone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::sources::Probe;
+use crate::store::{Kind, Series, Store};
 
 const NETLINK_AUDIT: libc::c_int = 9;
 const AUDIT_GET: u16 = 1000;
@@ -316,6 +321,192 @@ fn last_error_of(e: std::io::Error, call: &'static str) -> QueryError {
     QueryError::Os {
         call,
         errno: e.raw_os_error().unwrap_or(0),
+    }
+}
+
+/// Longest wait for the kernel's answer, per flush.
+pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+const UP: &str = "audit_status_up";
+const ERRORS: &str = "audit_status_errors_total";
+pub(super) const ENABLED: &str = "audit_enabled";
+const FAILURE_MODE: &str = "audit_failure_mode";
+const DAEMON_PID: &str = "audit_daemon_pid";
+const RATE_LIMIT: &str = "audit_rate_limit";
+pub(super) const BACKLOG_LIMIT: &str = "audit_backlog_limit";
+const BACKLOG: &str = "audit_backlog";
+pub(super) const LOST: &str = "audit_lost_total";
+pub(super) const WAIT_TIME: &str = "audit_backlog_wait_time_jiffies";
+pub(super) const WAIT_TIME_ACTUAL: &str = "audit_backlog_wait_time_actual_jiffies_total";
+
+/// Reads the kernel's audit status once per flush.
+#[derive(Debug, Default)]
+pub struct AuditStatusProbe {
+    /// Ask this `rme helper` socket instead of the kernel.
+    helper: Option<PathBuf>,
+    /// The error of the previous probe, so a lasting one is logged once.
+    last_error: Option<&'static str>,
+}
+
+impl AuditStatusProbe {
+    pub fn new(helper: Option<PathBuf>) -> AuditStatusProbe {
+        AuditStatusProbe {
+            helper,
+            last_error: None,
+        }
+    }
+
+    /// The status, or the error label and a message saying what to do.
+    fn read(&self) -> Result<AuditStatus, (&'static str, String)> {
+        let Some(socket) = &self.helper else {
+            return query_kernel(QUERY_TIMEOUT)
+                .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
+        };
+        let asked = crate::helper_proto::ask(
+            socket,
+            crate::helper_proto::Request::AuditStatus,
+            QUERY_TIMEOUT,
+        )
+        .and_then(|v| Ok(serde_json::from_value::<AuditStatus>(v)?));
+        asked.map_err(|e| {
+            let hint = "`rme helper` needs CAP_AUDIT_CONTROL (run it as root) and rme's user in its `--group`";
+            ("helper", format!("{e:#}. {hint}"))
+        })
+    }
+}
+
+/// Asks the kernel directly, with a fresh sequence number.
+pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
+    static SEQ: AtomicU32 = AtomicU32::new(1);
+    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
+}
+
+impl Probe for AuditStatusProbe {
+    fn source(&self) -> &'static str {
+        "audit"
+    }
+
+    fn describe(&self, store: &mut Store) {
+        use Kind::{Counter, Gauge};
+        store.describe(
+            UP,
+            Gauge,
+            "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
+        );
+        store.describe(
+            ERRORS,
+            Counter,
+            "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
+        );
+        store.describe(
+            ENABLED,
+            Gauge,
+            "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
+        );
+        store.describe(
+            FAILURE_MODE,
+            Gauge,
+            "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
+        );
+        store.describe(
+            DAEMON_PID,
+            Gauge,
+            "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
+        );
+        store.describe(
+            RATE_LIMIT,
+            Gauge,
+            "Kernel audit rate limit in messages per second; 0 = none.",
+        );
+        store.describe(BACKLOG_LIMIT, Gauge, "Kernel audit backlog queue size.");
+        store.describe(
+            BACKLOG,
+            Gauge,
+            "Records waiting in the kernel audit backlog queue.",
+        );
+        store.describe(
+            LOST,
+            Counter,
+            "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
+        );
+        store.describe(
+            WAIT_TIME,
+            Gauge,
+            "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
+        );
+        store.describe(
+            WAIT_TIME_ACTUAL,
+            Counter,
+            "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
+        );
+    }
+
+    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        match self.read() {
+            Ok(status) => {
+                if self.last_error.take().is_some() {
+                    tracing::info!("audit status: readable again");
+                }
+                store.set(Series::new(UP, &[]), 1.0);
+                record_status(&status, store);
+            }
+            Err((label, message)) => {
+                if self.last_error != Some(label) {
+                    tracing::warn!(error = label, "audit status: {message}");
+                }
+                self.last_error = Some(label);
+                store.set(Series::new(UP, &[]), 0.0);
+                store.inc(Series::new(ERRORS, &[("error", label)]), 1);
+                store.inc(
+                    Series::new(crate::sources::PROBE_ERRORS, &[("source", "audit")]),
+                    1,
+                );
+            }
+        }
+        // Failures are counted above; returning them would log the warning again at every flush.
+        Ok(())
+    }
+}
+
+/// What the user can do about a failed query.
+pub fn advice(e: &QueryError) -> &'static str {
+    match e.label() {
+        "eperm" => {
+            "Reading the kernel audit status needs CAP_AUDIT_CONTROL (in the initial user and PID namespaces). \
+             Grant it to rme.service with `AmbientCapabilities=CAP_AUDIT_CONTROL` and \
+             `CapabilityBoundingSet=CAP_AUDIT_CONTROL`, or run `rme helper` as root and set `helper = \"/run/rme/helper.sock\"` in the audit source, \
+             or set `netlink = false` in the audit source"
+        }
+        "econnrefused" => {
+            "The kernel only answers AUDIT_GET in the initial user namespace: run rme on the host, \
+             not in a container, or set `netlink = false` in the audit source"
+        }
+        "eprotonosupport" => {
+            "This kernel has no audit support (CONFIG_AUDIT); set `netlink = false` in the audit source"
+        }
+        _ => "It is retried at the next flush",
+    }
+}
+
+/// Sets the status metrics (also for a status relayed by a privileged helper).
+pub fn record_status(s: &AuditStatus, store: &mut Store) {
+    let gauges = [
+        (ENABLED, s.enabled),
+        (FAILURE_MODE, s.failure),
+        (DAEMON_PID, s.pid),
+        (RATE_LIMIT, s.rate_limit),
+        (BACKLOG_LIMIT, s.backlog_limit),
+        (BACKLOG, s.backlog),
+    ];
+    for (name, v) in gauges {
+        store.set(Series::new(name, &[]), f64::from(v));
+    }
+    store.set_counter(Series::new(LOST, &[]), u64::from(s.lost));
+    if let Some(v) = s.backlog_wait_time {
+        store.set(Series::new(WAIT_TIME, &[]), f64::from(v));
+    }
+    if let Some(v) = s.backlog_wait_time_actual {
+        store.set_counter(Series::new(WAIT_TIME_ACTUAL, &[]), u64::from(v));
     }
 }
 

@@ -3,7 +3,9 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::sources::LINES_UNPARSED;
+use crate::sources::Unparsed;
 use crate::sources::golden::{check, feed_all, render, samples, testdata};
+use crate::store::{Series, Store};
 
 fn parse_one(line: &str) -> (Result<(), Unparsed>, Store) {
     let mut store = Store::new(crate::store::Limits::default());

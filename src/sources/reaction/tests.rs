@@ -1,7 +1,9 @@
 //! reaction parser tests: line tables, golden files, random bytes.
 use super::*;
+
 use crate::sources::LINES_UNPARSED;
 use crate::sources::golden::{check, feed_all, render, samples, testdata};
+use crate::store::{Series, Store};
 
 fn value(store: &Store, name: &str, labels: &[(&str, &str)]) -> u64 {
     match store.get(&Series::new(name, labels)) {
@@ -312,7 +314,7 @@ fn v2_config_directory_is_merged() {
     let ip = Some(&["ip".to_string()][..]);
     assert_eq!(p.get("ssh", "dropbear_failed"), ip);
     assert!(p.len() >= 2, "{p:?}");
-    let merged = config::read_config(&dir).expect("v2 directory");
+    let merged = patterns::read_config(&dir).expect("v2 directory");
     assert!(
         merged["patterns"]["ip"].is_object(),
         "patterns come from config.jsonnet"
@@ -338,7 +340,7 @@ fn every_sample_config_names_its_patterns() {
                 continue;
             }
             let config =
-                config::read_config(&entry.path()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                patterns::read_config(&entry.path()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             let p = FilterPatterns::from_config(&config);
             if name == "config.jsonnet" {
                 assert!(p.is_empty(), "v2 config.jsonnet holds no streams");

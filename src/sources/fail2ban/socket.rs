@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_pickle::Value;
 
-use super::Probe;
+use crate::sources::Probe;
 use crate::store::{Kind, Series, Store};
 
 /// Ends every request and reply on fail2ban's socket.
@@ -273,8 +273,11 @@ impl Fail2banSocket {
         match &self.via {
             Via::Socket(path) => read_status(path, self.timeout),
             Via::Helper(path) => {
-                let json =
-                    crate::helper::ask(path, crate::helper::Request::Fail2banStatus, self.timeout)?;
+                let json = crate::helper_proto::ask(
+                    path,
+                    crate::helper_proto::Request::Fail2banStatus,
+                    self.timeout,
+                )?;
                 serde_json::from_value(json).context("rme helper's fail2ban status")
             }
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use super::Probe;
+use crate::sources::Probe;
 use crate::store::{Kind, Series, Store};
 
 pub const UP: &str = "reaction_up";

@@ -1,5 +1,4 @@
-//! reaction: its log (matches and action runs per stream/filter/action, with
-//! pattern labels from reaction's own config) and pending actions from `reaction show`.
+//! reaction's log lines.
 //!
 //! Reads v1 (Go: `2024/04/28 12:00:01 INFO  ssh.failedlogin: match [1.2.3.4]`)
 //! and v2 (Rust: `INFO ssh.failedlogin: match ["1.2.3.4"]`) lines. The tricky
@@ -8,135 +7,13 @@
 //! the action's command uses) appear in the command (see [`ReactionLog`]).
 
 use std::collections::{HashMap, VecDeque};
-#[cfg(test)]
-use std::path::Path;
-use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde::Deserialize;
 
-use super::{Input, JournalInput, LineParser, Parts, Unparsed};
-use crate::config::Invalid;
+use super::FilterPatterns;
+use crate::sources::{LineParser, Unparsed};
 use crate::store::{Kind, Series, Store};
-
-mod config;
-pub use config::{FilterPatterns, load_patterns};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReactionConfig {
-    /// Source name (state file key, `source` label of self-metrics). Default `reaction`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// reaction's log file (its stderr redirected to a file).
-    #[serde(default)]
-    pub log: Option<PathBuf>,
-    /// Read reaction's log from journald instead of a file.
-    #[serde(default)]
-    pub journal: Option<JournalInput>,
-    /// reaction's config (YAML, JSON, jsonnet, or a v2 directory of them), to learn
-    /// which pattern names each filter uses. Read once at start, only when
-    /// `pattern_labels` is set.
-    #[serde(default)]
-    pub config: Option<PathBuf>,
-    /// Pattern names (e.g. `ip`) whose values become labels. Empty by default:
-    /// IPs as labels are unbounded cardinality, so this is opt-in.
-    #[serde(default)]
-    pub pattern_labels: Vec<String>,
-    /// Run `reaction show` once per flush for the live gauges (`reaction_pending_count`,
-    /// `reaction_current_matches`, `reaction_up`). Pattern values never become labels there.
-    #[serde(default)]
-    pub show: bool,
-    /// reaction's socket, passed to `reaction show -s`; reaction's own default
-    /// (/run/reaction/reaction.sock) when absent. rme's user needs access to it.
-    #[serde(default)]
-    pub socket: Option<PathBuf>,
-    /// The `reaction` binary, for `reaction show` and for `reaction test-config -c
-    /// <config>` (which gives the fully evaluated config; when it cannot run, rme reads
-    /// `config` itself, and .jsonnet needs the `jsonnet` command). Default `reaction` from PATH.
-    #[serde(default = "default_command")]
-    pub command: PathBuf,
-}
-
-impl Default for ReactionConfig {
-    fn default() -> Self {
-        ReactionConfig {
-            name: None,
-            log: None,
-            journal: None,
-            config: None,
-            pattern_labels: Vec::new(),
-            show: false,
-            socket: None,
-            command: default_command(),
-        }
-    }
-}
-
-pub fn default_command() -> PathBuf {
-    PathBuf::from("reaction")
-}
-
-impl ReactionConfig {
-    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        self.log
-            .iter_mut()
-            .chain(self.config.iter_mut())
-            .chain(self.socket.iter_mut())
-            .for_each(fix);
-    }
-
-    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_some() && self.journal.is_some() {
-            return Err(Invalid::new(key, "set `log` or `journal`, not both"));
-        }
-        if !self.pattern_labels.is_empty() && self.config.is_none() {
-            return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
-                "needs `config` (reaction's config names the pattern of each match value)",
-            ));
-        }
-        if let Some(bad) = self
-            .pattern_labels
-            .iter()
-            .find(|p| RESERVED.contains(&p.as_str()))
-        {
-            return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
-                format!("'{bad}' clashes with a label rme sets itself"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
-    let input = match (&config.log, &config.journal) {
-        (Some(p), _) => Some(Input::File(p.clone())),
-        (None, Some(j)) => Some(Input::Journal(j.clone())),
-        _ => None,
-    };
-    let patterns = match (&config.config, config.pattern_labels.is_empty()) {
-        (_, true) => FilterPatterns::default(),
-        (Some(path), false) => load_patterns(path, Some(config.command.as_path()))?,
-        (None, false) => anyhow::bail!(
-            "reaction pattern_labels {:?} need reaction's config (`config`, or --reaction-config)",
-            config.pattern_labels
-        ),
-    };
-    let parser = ReactionLog::new(patterns, config.pattern_labels.clone());
-    let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();
-    if config.show {
-        let show =
-            super::reaction_show::ReactionShow::new(config.command.clone(), config.socket.clone());
-        probes.push(Box::new(show));
-    }
-    Ok((
-        input.map(|i| (i, Box::new(parser) as Box<dyn LineParser>)),
-        probes,
-    ))
-}
 
 pub const MATCHES: &str = "reaction_match_total";
 pub const ACTIONS: &str = "reaction_action_total";
@@ -333,7 +210,7 @@ fn stream_event(msg: &str) -> Option<(&str, &'static str)> {
 
 /// Values of a match: v1 `[value]` (one value, `.` when the filter has no
 /// pattern), v2 `["a", "b"]` (a Rust debug list: `\"` and `\\` escaped).
-fn match_values(params: &str) -> Vec<String> {
+pub(super) fn match_values(params: &str) -> Vec<String> {
     let params = params.trim_end();
     let Some(inner) = params.strip_prefix('[').and_then(|p| p.strip_suffix(']')) else {
         return Vec::new();
@@ -367,7 +244,7 @@ fn match_values(params: &str) -> Vec<String> {
 
 /// `needle` occurs in `hay` with no word character or `.`/`:` glued to either side
 /// (so 1.2.3.4 is not found in 11.2.3.45).
-fn contains_word(hay: &str, needle: &str) -> bool {
+pub(super) fn contains_word(hay: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return false;
     }
@@ -427,6 +304,3 @@ impl LineParser for ReactionLog {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;

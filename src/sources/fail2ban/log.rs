@@ -1,5 +1,4 @@
-//! fail2ban: its log (Found, Ban, Unban, Restore/Increase Ban per jail) and,
-//! with `socket`, its live state.
+//! fail2ban's log lines.
 //!
 //! The log comes in several shapes (0.8 without PID, 0.9–1.1 padded, syslog and
 //! journal headers, `padding=0`), so a line is recognised by its
@@ -9,78 +8,9 @@
 //! bans (`Restore Ban`) and a stopping jail unbans everything it holds.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
-use serde::Deserialize;
-
-use super::{Input, LineParser, Parts, Unparsed};
-use crate::config::Invalid;
+use crate::sources::{LineParser, Unparsed};
 use crate::store::{Kind, Series, Store};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fail2banConfig {
-    /// Source name (state file key, `source` label of self-metrics). Default `fail2ban`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// fail2ban's log file (`logtarget`), e.g. /var/log/fail2ban.log.
-    #[serde(default)]
-    pub log: Option<PathBuf>,
-    /// fail2ban's control socket, e.g. /var/run/fail2ban/fail2ban.sock, read once per
-    /// flush for the live gauges (`fail2ban_up`, `fail2ban_jail_banned_current`, …).
-    /// It is root-only: see `helper`.
-    #[serde(default)]
-    pub socket: Option<PathBuf>,
-    /// Ask `rme helper` listening on this socket (e.g. /run/rme/helper.sock) for the
-    /// live gauges instead of reading `socket`, so rme itself needs no privilege.
-    #[serde(default)]
-    pub helper: Option<PathBuf>,
-}
-
-impl Fail2banConfig {
-    pub fn resolve_paths(&mut self, fix: &dyn Fn(&mut PathBuf)) {
-        self.log
-            .iter_mut()
-            .chain(self.socket.iter_mut())
-            .chain(self.helper.iter_mut())
-            .for_each(fix);
-    }
-
-    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_none() && self.socket.is_none() && self.helper.is_none() {
-            return Err(Invalid::new(
-                key,
-                "a fail2ban source needs `log`, `socket` or `helper`",
-            ));
-        }
-        if self.socket.is_some() && self.helper.is_some() {
-            let why =
-                "set `socket` or `helper`, not both (the helper has its own --fail2ban-socket)";
-            return Err(Invalid::new(key, why));
-        }
-        Ok(())
-    }
-}
-
-pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
-    let input = config.log.clone().map(|p| {
-        (
-            Input::File(p),
-            Box::new(Fail2banLog::default()) as Box<dyn LineParser>,
-        )
-    });
-    use super::fail2ban_socket::{Fail2banSocket, PROBE_TIMEOUT, Via};
-    let via = match (&config.socket, &config.helper) {
-        (_, Some(h)) => Some(Via::Helper(h.clone())),
-        (Some(s), None) => Some(Via::Socket(s.clone())),
-        (None, None) => None,
-    };
-    let probes = via
-        .map(|v| Box::new(Fail2banSocket::new(v, PROBE_TIMEOUT)) as Box<dyn super::Probe>)
-        .into_iter()
-        .collect();
-    Ok((input, probes))
-}
 
 pub const FAILURES: &str = "fail2ban_failures_total";
 pub const BANS: &str = "fail2ban_bans_total";
@@ -94,7 +24,7 @@ pub const ERRORS: &str = "fail2ban_errors_total";
 const MAX_CONTINUATION: u32 = 500;
 
 /// A record's (logger, level, message).
-type Record<'a> = (&'a str, &'a str, &'a str);
+pub(super) type Record<'a> = (&'a str, &'a str, &'a str);
 
 /// Levels fail2ban logs with, its own (`MSG`, `TRACE`, `HEAVY`) included.
 const LEVELS: &[&str] = &[
@@ -105,7 +35,7 @@ const LEVELS: &[&str] = &[
 /// timestamp or syslog header; spaces around `[pid]` and the PID itself are optional.
 /// Returns (logger, level, message). A hand-written scan: this is the hot path and
 /// a capturing regex search made it several times slower.
-fn record(line: &str) -> Option<Record<'_>> {
+pub(super) fn record(line: &str) -> Option<Record<'_>> {
     let mut from = 0;
     while let Some(i) = line[from..].find("fail2ban.") {
         let at = from + i;
@@ -124,7 +54,7 @@ fn record(line: &str) -> Option<Record<'_>> {
 /// A syslog line of `logtarget = SYSTEMD-JOURNAL` (or `SYSLOG` with no logger name):
 /// `… fail2ban[<pid>]: <message>` or `… fail2ban-server: <message>`. There is no
 /// level, so such lines never count as errors.
-fn tagged_message(line: &str) -> Option<&str> {
+pub(super) fn tagged_message(line: &str) -> Option<&str> {
     let mut from = 0;
     while let Some(i) = line[from..].find(" fail2ban") {
         let at = from + i + " fail2ban".len();
@@ -384,6 +314,3 @@ impl LineParser for Fail2banLog {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;

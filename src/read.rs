@@ -1,0 +1,173 @@
+//! Following inputs: each source's log file (through `tail.rs`) or journald
+//! unit (through `journal.rs`), fed line by line to its parser under the shared
+//! lock, with the read position moved in the same lock.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::journal::{self, JournalInput};
+use crate::shared::{Shared, SharedRef, lock};
+use crate::sources::{Input, LineParser, feed};
+use crate::state::SourceState;
+use crate::store::now_ms;
+use crate::tail::Tailer;
+
+/// One source's log input with its parser.
+pub struct Reader {
+    pub name: String,
+    follow: Follow,
+    parser: Box<dyn LineParser>,
+}
+
+enum Follow {
+    File(Tailer),
+    Journal(JournalInput),
+}
+
+impl Reader {
+    pub fn new(
+        name: String,
+        input: Input,
+        parser: Box<dyn LineParser>,
+        saved: Option<&SourceState>,
+    ) -> Reader {
+        let follow = match input {
+            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::Journal(j) => Follow::Journal(j),
+        };
+        Reader {
+            name,
+            follow,
+            parser,
+        }
+    }
+
+    pub fn is_journal(&self) -> bool {
+        matches!(self.follow, Follow::Journal(_))
+    }
+
+    /// Reads everything new into the store. For a journal input this runs
+    /// `journalctl` to the end (once mode); following it is [`follow_journal`]'s job.
+    pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
+        match &mut self.follow {
+            Follow::File(tailer) => {
+                let mut g = lock(shared);
+                let Shared { store, positions } = &mut *g;
+                store.set_now(now_ms());
+                let parser = &mut *self.parser;
+                let offset = tailer.pos().map_or(0, |p| p.offset);
+                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
+                let stats = tailer
+                    .read_new(&mut |line| {
+                        feed(parser, line, store);
+                        if let Some(p) = progress.as_mut() {
+                            p.advance(line.len() as u64 + 1);
+                        }
+                    })
+                    .with_context(|| {
+                        format!("source {}: reading {}", self.name, tailer.path().display())
+                    })?;
+                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                Ok(stats.lines)
+            }
+            Follow::Journal(input) => {
+                journal_batch(&self.name, input, &mut *self.parser, shared, false)
+            }
+        }
+    }
+}
+
+/// Runs `journalctl` after the saved cursor and feeds each entry to `parser`,
+/// moving the cursor with it under the same lock. `follow` keeps it running.
+fn journal_batch(
+    name: &str,
+    input: &JournalInput,
+    parser: &mut dyn LineParser,
+    shared: &Mutex<Shared>,
+    follow: bool,
+) -> anyhow::Result<u64> {
+    let cursor = lock(shared)
+        .positions
+        .get(name)
+        .and_then(|s| s.cursor.clone());
+    let mut n = 0;
+    journal::read(input, cursor.as_deref(), follow, &mut |e| {
+        let mut g = lock(shared);
+        let Shared { store, positions } = &mut *g;
+        store.set_now(now_ms());
+        feed(parser, &e.message, store);
+        positions.entry(name.to_string()).or_default().cursor = Some(e.cursor);
+        n += 1;
+    })?;
+    Ok(n)
+}
+
+/// Reads every reader to its end; errors are logged per source and retried next time.
+pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    for r in readers.iter_mut() {
+        if let Err(e) = r.read_new(shared) {
+            tracing::warn!(source = %r.name, "{e:#}");
+        }
+    }
+}
+
+/// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
+pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
+    let Follow::Journal(input) = &reader.follow else {
+        return;
+    };
+    let input = &input.clone();
+    loop {
+        let result = journal_batch(&reader.name, input, &mut *reader.parser, &shared, true);
+        if let Err(e) = result {
+            tracing::warn!(source = %reader.name, "journal: {e:#}; retrying in 10 s");
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    }
+}
+
+/// Watches the directories of the file inputs; any change there reads the
+/// files again (no polling while idle). The watcher lives as long as the result.
+pub fn watch_files(
+    readers: &Arc<Mutex<Vec<Reader>>>,
+    shared: &SharedRef,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    let dirs: std::collections::BTreeSet<PathBuf> = readers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|r| match &r.follow {
+            Follow::File(t) => Some(match t.path().parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            }),
+            Follow::Journal(_) => None,
+        })
+        .collect();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch: {e}; its files are read at each flush only");
+        }
+    }
+    let readers = readers.clone();
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        while rx.recv().is_ok() {
+            while rx.try_recv().is_ok() {}
+            read_all(&readers, &shared);
+        }
+    });
+    Ok(watcher)
+}

@@ -1,0 +1,22 @@
+//! The store and the read positions behind one lock, shared by the readers,
+//! the flush and `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::state::SourceState;
+use crate::store::Store;
+
+/// The store and where each source stands, behind one lock so a snapshot and
+/// the positions saved with it always agree.
+pub struct Shared {
+    pub store: Store,
+    pub positions: BTreeMap<String, SourceState>,
+}
+
+pub type SharedRef = Arc<Mutex<Shared>>;
+
+/// Locks the shared store; a panic elsewhere must not stop the flushes.
+pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
