@@ -192,7 +192,14 @@ pub fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
             .as_array()
             .expect("values")
             .iter()
-            .map(|x| x.as_f64().expect("value"));
+            // a stale marker (NaN) is exported as null
+            .map(|x| {
+                if x.is_null() {
+                    f64::NAN
+                } else {
+                    x.as_f64().expect("value")
+                }
+            });
         merged.entry(labels).or_default().extend(ts.zip(vals));
     }
     merged

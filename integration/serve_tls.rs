@@ -308,11 +308,11 @@ fn broken_web_config_is_refused_by_check_config_and_by_sighup() {
     let (rme, port) = start_rme(d, &log, &web);
     let config = d.join("rme.toml");
 
-    // check-config: accepted, and prints the users but not their hashes
+    // check-config: accepted; it prints the web config's path, never a hash
     let out = run_rme(&["check-config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("alice") && !stdout(&out).contains(&hashed),
+        stdout(&out).contains("web.yml") && !stdout(&out).contains(&hashed),
         "{}",
         stdout(&out)
     );
