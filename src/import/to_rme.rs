@@ -163,12 +163,15 @@ fn header(c: &ExporterConfig, source_name: &str, notes: &[String], out: &mut Str
             .as_ref()
             .map_or(" (absent)".to_string(), |v| format!(" = {v}"))
     );
-    if let Some(hold) = c.hold {
-        let _ = writeln!(
-            out,
-            "# reaction.hold = {hold}: not translated: rme has no hold time; it counts every `run` line"
-        );
-    }
+    let hold = c
+        .hold
+        .map_or(String::new(), |h| format!(" (reaction.hold = {h})"));
+    let _ = writeln!(
+        out,
+        "# not translated{hold}: after a start command the exporter ignores `run` lines for a while\n\
+         #   (0.2: 120 s, 1.0: reaction.hold s of log time) as reaction replays its pending actions;\n\
+         #   rme has no hold time and counts every `run` line"
+    );
     if c.hold.is_some() || c.commands.given || c.streams.given {
         let _ = writeln!(
             out,
