@@ -57,7 +57,7 @@ struct Labels {
 /// Translates; `patterns` (reaction's filters) must be given when `c.needs_patterns()`.
 pub fn to_rme(
     c: &ExporterConfig,
-    source_name: &str,
+    file: &str,
     patterns: Option<&FilterPatterns>,
 ) -> Result<Imported, Invalid> {
     let listen = listen(c)?;
@@ -73,7 +73,7 @@ pub fn to_rme(
         );
     }
     let mut out = String::new();
-    header(c, source_name, &labels.notes, &mut out);
+    header(c, file, &labels.notes, &mut out);
 
     let _ = writeln!(out, "[serve]");
     let _ = writeln!(
@@ -131,10 +131,10 @@ fn default_mark(given: bool) -> &'static str {
     if given { "" } else { " (default)" }
 }
 
-fn header(c: &ExporterConfig, source_name: &str, notes: &[String], out: &mut String) {
+fn header(c: &ExporterConfig, file: &str, notes: &[String], out: &mut String) {
     let _ = writeln!(
         out,
-        "# rme config imported from reaction-metrics-exporter's {source_name}\n\
+        "# rme config imported from reaction-metrics-exporter's {file}\n\
          # by `rme import reaction-metrics-exporter` (rme {}).\n\
          # Each part names the exporter key it comes from; \"(default)\" marks the exporter's\n\
          # default for a key the file does not set. Pull only, like the exporter:\n\
