@@ -161,7 +161,11 @@ fn push_once_as(dir: &Path, source_line: &str, nobody: bool) -> (String, String)
     use std::os::unix::fs::PermissionsExt as _;
     let state = dir.join(crate::common::unique("state"));
     std::fs::create_dir_all(&state).expect("state dir");
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod state");
+    // rme refuses a state dir others can write: give it to the user rme runs as.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod state");
+    if nobody {
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).expect("chown state");
+    }
     let config = write(
         dir,
         &crate::common::unique("rme-live.toml"),
@@ -463,4 +467,88 @@ fn parse_of_a_fresh_real_log_counts_bans_like_grep() {
     }
     // every line of a real log is understood: no unparsed series at all
     assert!(!text.contains("rme_lines_unparsed_total{"), "{text}");
+}
+
+/// The real fail2ban-server and the real logrotate with fail2ban's own logrotate file
+/// (create, compress, delaycompress, postrotate `fail2ban-client flushlogs`, here after
+/// a 3 s pause so fail2ban logs its bans to the renamed file first): `rme push` must
+/// count in VictoriaMetrics every ban `fail2ban-client status` reports.
+#[test]
+fn real_fail2ban_rotated_by_logrotate_loses_no_ban() {
+    let env = crate::common::peer("vm");
+    let f2b = Fail2ban::start();
+    let d = f2b.dir.path();
+    let log = d.join("fail2ban.log");
+    let job = crate::common::unique("f2brot");
+    let conf = write(
+        d,
+        "logrotate.conf",
+        &format!(
+            "{} {{\n    weekly\n    rotate 4\n    compress\n    notifempty\n    delaycompress\n    missingok\n\
+             \x20   postrotate\n\tsleep 3; fail2ban-client -s {} flushlogs 1>/dev/null\n    endscript\n    create 640\n}}\n",
+            log.display(),
+            f2b.socket.display()
+        ),
+    );
+    let config = write(
+        d,
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{0}/state\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{1}\"\n\
+             [[sinks]]\ntype = \"remote_write\"\nurl = \"{2}\"\nexternal_labels = {{ job = \"{job}\" }}\n",
+            d.display(),
+            log.display(),
+            env["VM_WRITE_URL"]
+        ),
+    );
+    let mut daemon = crate::statsd::Daemon(
+        rme()
+            .args(["push", "--config"])
+            .arg(&config)
+            .stderr(std::fs::File::create(d.join("run/rme.log")).expect("rme.log"))
+            .spawn()
+            .expect("rme push"),
+    );
+    // rme must have read fail2ban's start-up lines before the first rotation
+    let read = format!("rme_lines_read_total{{job=\"{job}\"}}");
+    let end = Instant::now() + Duration::from_secs(30);
+    while crate::common::vm_export(&env["VM_URL"], &read).is_empty() {
+        assert!(Instant::now() < end, "rme never pushed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for round in 1..=3u32 {
+        let rotate = {
+            let (conf, state) = (conf.clone(), d.join("logrotate.state"));
+            std::thread::spawn(move || {
+                Command::new("logrotate")
+                    .arg("-f")
+                    .arg("-s")
+                    .arg(state)
+                    .arg(conf)
+                    .output()
+                    .expect("logrotate (integration/peers/peers.sh install)")
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300)); // renamed, not reopened yet
+        // 3 new addresses each round (the first ones are already banned)
+        f2b.feed("sshd", 9 * round, 3 * round);
+        f2b.wait_for("status sshd", |s| {
+            client_numbers(s).get("Total banned") == Some(&f64::from(3 * round))
+        });
+        let out = rotate.join().expect("logrotate thread");
+        assert!(out.status.success(), "logrotate: {}", stderr(&out));
+    }
+    let banned = client_numbers(&f2b.client(&["status", "sshd"]))["Total banned"];
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.stop();
+    let sel = format!("fail2ban_bans_total{{job=\"{job}\",jail=\"sshd\"}}");
+    let got = crate::remote_write::vm_points(&env["VM_URL"], &sel)
+        .last()
+        .map(|p| p.1);
+    assert_eq!(
+        got,
+        Some(banned),
+        "rme's log:\n{}",
+        std::fs::read_to_string(d.join("run/rme.log")).unwrap_or_default()
+    );
 }

@@ -15,5 +15,7 @@ mod newer_receivers;
 mod otlp;
 mod packaging;
 mod remote_write;
+mod rotation;
 mod serve_tls;
+mod state_dir;
 mod statsd;

@@ -85,7 +85,7 @@ impl Case {
 }
 
 /// The one series of `selector`; polls a little while VM has not indexed it yet (a loaded machine).
-fn vm_points(vm_url: &str, selector: &str) -> Vec<(i64, f64)> {
+pub(crate) fn vm_points(vm_url: &str, selector: &str) -> Vec<(i64, f64)> {
     let mut series = vm_export(vm_url, selector);
     for _ in 0..20 {
         if !series.is_empty() {

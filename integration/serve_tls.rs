@@ -398,11 +398,12 @@ fn any_client_certificate_modes_ask_without_checking_the_chain() {
     ];
     // RequireAnyClientCert: a certificate from any CA, but one is needed
     let web = web_config(d, "RequireAnyClientCert", &[("alice", &hashed)]);
-    let (_rme, port) = start_rme(d, &log, &web);
+    let (first, port) = start_rme(d, &log, &web);
     wait_until("rme to serve", || {
         status(&curl(d, port, &other)) == Some(200)
     });
     assert!(status(&curl(d, port, &["-u", &pw])).is_none());
+    drop(first); // one rme per state_dir
     // RequestClientCert: none is fine too (client_ca_file is not used for checking)
     web_config(d, "RequestClientCert", &[("alice", &hashed)]);
     let (_rme, port) = start_rme(d, &log, &web);

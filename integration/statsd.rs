@@ -358,10 +358,10 @@ fn wait_for_sum(env: &HashMap<String, String>, metric: &str, want: f64) {
 }
 
 /// `rme push` as a child; SIGTERM (a last flush) on `stop`, SIGKILL if the test fails first.
-struct Daemon(Child);
+pub(crate) struct Daemon(pub(crate) Child);
 
 impl Daemon {
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let pid = self.0.id() as libc::pid_t;
         // SAFETY: signalling our own child by its pid.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -430,4 +430,45 @@ fn start_statsd(
         std::thread::sleep(Duration::from_millis(100));
     }
     statsd
+}
+
+/// A daemon and `push --once` runs on one state_dir (both units enabled, or a manual
+/// run): each once run must refuse, naming the daemon's pid, and graphite's sums must
+/// still be exactly what was counted (two writers of one state used to count ~1.5x).
+#[test]
+fn a_second_rme_on_the_same_state_dir_refuses_and_nothing_is_counted_twice() {
+    peer("carbon");
+    let env = peer("statsd");
+    let s = setup(&env["STATSD_ADDR"], "graphite", "");
+    append(&s.log, &fail2ban_lines(0, 40));
+    let mut daemon = Daemon(
+        rme()
+            .args(["push", "--config", s.config.to_str().unwrap()])
+            .stderr(std::fs::File::create(s.dir.path().join("rme.log")).expect("rme.log"))
+            .spawn()
+            .expect("starting rme push"),
+    );
+    let pid = daemon.0.id().to_string();
+    let read_metric = s.graphite_count(
+        "rme_lines_read_total",
+        &[("source".into(), "fail2ban".into())],
+    );
+    wait_for_sum(&env, &read_metric, 40.0);
+    for round in 0..5 {
+        append(&s.log, &fail2ban_lines(40 + round * 10, 10));
+        let out = s.push_once();
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "round {round}: the second rme ran: {err}"
+        );
+        assert!(
+            err.contains("state_dir") && err.contains(&format!("pid {pid}")),
+            "round {round}: {err}"
+        );
+    }
+    wait_for_sum(&env, &read_metric, 90.0);
+    daemon.stop();
+    assert_eq!(lines_read(&s), 90);
+    s.assert_graphite_matches(&env);
 }

@@ -265,6 +265,19 @@ impl Config {
                     format!("two sinks are named '{}'; give one a `name`", s.name()),
                 ));
             }
+            let name_ok = !s.name().is_empty()
+                && s.name()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_ok {
+                return Err(Invalid::new(
+                    format!("sinks[{i}].name"),
+                    format!(
+                        "'{}': only letters, digits, '_' and '-' (it names the sink's spool directory)",
+                        s.name()
+                    ),
+                ));
+            }
             s.validate(&format!("sinks[{i}]"))?;
         }
         if let Some(serve) = &self.serve {
@@ -345,6 +358,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("sources[1].name"), "{err:#}");
+    }
+
+    #[test]
+    fn sink_name_cannot_leave_the_spool() {
+        let err = Config::parse(
+            "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"stdout\"\nname = \"../../x\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("sinks[1].name"), "{err:#}");
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
 //!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
 //! - `state.rs`, `text.rs`; then the ground: `store.rs`, `labels/` (label rule kinds: replace,
-//!   lowercase, selectors), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`.
+//!   lowercase, selectors), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`,
+//!   `safe_fs.rs` (writes in the state dir), `lock.rs` (one rme per state dir).
 
 pub mod config;
 pub mod helper;
@@ -22,9 +23,11 @@ pub mod import;
 pub mod invalid;
 pub mod journal;
 pub mod labels;
+pub mod lock;
 pub mod progress;
 pub mod push;
 pub mod read;
+pub mod safe_fs;
 pub mod serve;
 pub mod shared;
 pub mod sinks;

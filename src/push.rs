@@ -22,7 +22,7 @@ use crate::shared::{Shared, SharedRef, lock};
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Probe};
-use crate::spool::Spool;
+use crate::spool::{Spool, WriteErrors};
 use crate::state::State;
 use crate::store::{Kind, Series, Store, now_ms};
 
@@ -68,6 +68,10 @@ pub struct Agent {
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
+    /// Spool and state writes that failed, logged once per kind.
+    write_errors: WriteErrors,
+    /// Held while this Agent lives: one rme per state_dir.
+    _lock: crate::lock::StateLock,
 }
 
 /// Self-metrics of delivery.
@@ -78,15 +82,20 @@ const SPOOL_BYTES: &str = "rme_spool_bytes";
 const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
 const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
 const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
+const SPOOL_WRITE_ERRORS: &str = "rme_spool_write_errors_total";
+const STATE_WRITE_ERRORS: &str = "rme_state_write_errors_total";
 
 impl Agent {
-    /// Restores counters and positions from `state` and opens each sink's spool.
-    pub fn new(plan: Plan, state: State, retry: RetryPolicy) -> anyhow::Result<Agent> {
+    /// Takes the state_dir lock (one rme per state_dir), loads the state,
+    /// restores counters and positions, and opens each sink's spool.
+    pub fn new(plan: Plan, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let Plan {
             config,
             sources: built,
             sinks,
         } = plan;
+        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
+        let state = State::load(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
@@ -132,12 +141,21 @@ impl Agent {
             outlets,
             retry,
             sink_states,
+            write_errors: WriteErrors::default(),
+            _lock: lock,
         })
     }
 
     /// Reads every file input (and, in once mode, every journal) to its end.
     pub fn read_sources(&self) {
         read::read_all(&self.readers, &self.shared);
+    }
+
+    /// Refuses inputs this run cannot read: anything but a regular file, and a
+    /// FIFO in `--once` (a stream has no end to read to).
+    pub fn check_inputs(&self, once: bool) -> anyhow::Result<()> {
+        let readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.iter().try_for_each(|r| r.check(once))
     }
 
     /// Takes the journal readers out, for `follow_journal` threads.
@@ -181,20 +199,60 @@ impl Agent {
             };
             (snap, state)
         };
-        for o in &mut self.outlets {
+        // A flush's bodies are kept together with the state that made them, or
+        // not at all: when the disk is full the sink forgets it encoded them
+        // (statsd sends those deltas with the next flush that can be written).
+        let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
+        let mut spooled = Vec::new();
+        for (i, o) in self.outlets.iter_mut().enumerate() {
+            let name = o.sink.name().to_string();
             let batches = o
                 .sink
                 .encode(&snap)
-                .with_context(|| format!("sink {}: encoding", o.sink.name()))?;
-            for b in batches {
-                o.spool.append(&b.body, b.samples, at)?;
-            }
-            if let Some(s) = o.sink.save_state() {
-                self.sink_states.insert(o.sink.name().to_string(), s);
+                .with_context(|| format!("sink {name}: encoding"))?;
+            let bodies = batches.iter().map(|b| (&b.body[..], b.samples));
+            match o.spool.append_all(bodies, at) {
+                Ok(seqs) => {
+                    self.write_errors.ok(&name);
+                    spooled.push((i, seqs));
+                    if let Some(s) = o.sink.save_state() {
+                        self.sink_states.insert(name, s);
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s);
+                    }
+                    let kind = self.write_errors.failed(&name, &e);
+                    lock(&self.shared).store.inc(
+                        Series::new(SPOOL_WRITE_ERRORS, &[("sink", &name), ("kind", kind)]),
+                        1,
+                    );
+                }
             }
         }
         state.sinks = self.sink_states.clone();
-        state.save(&self.state_dir)?;
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                // Without the state that made them, this flush's bodies must not
+                // go out (a restart would make them again): take them back.
+                for (i, seqs) in spooled {
+                    let o = &mut self.outlets[i];
+                    for seq in seqs {
+                        let _ = o.spool.remove(seq);
+                    }
+                    if let Some(s) = before[i].clone() {
+                        o.sink.restore_state(s.clone());
+                        self.sink_states.insert(o.sink.name().to_string(), s);
+                    }
+                }
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
         let mut report = FlushReport::default();
         for o in &mut self.outlets {
             let (tally, result) = deliver(&mut o.sink, &mut o.spool, &self.retry).await;
@@ -214,7 +272,15 @@ impl Agent {
                 ..State::default()
             }
         };
-        state.save(&self.state_dir)?;
+        match state.save(&self.state_dir) {
+            Ok(()) => self.write_errors.ok("state"),
+            Err(e) => {
+                let kind = self.write_errors.failed("state", &e);
+                lock(&self.shared)
+                    .store
+                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+            }
+        }
         Ok(report)
     }
 }
@@ -249,6 +315,16 @@ fn describe_delivery_metrics(store: &mut Store) {
         SPOOL_DROPPED,
         Kind::Counter,
         "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+    );
+    store.describe(
+        SPOOL_WRITE_ERRORS,
+        Kind::Counter,
+        "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+    );
+    store.describe(
+        STATE_WRITE_ERRORS,
+        Kind::Counter,
+        "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
     );
     store.describe(
         POINTS_REJECTED,
@@ -421,16 +497,15 @@ pub fn run(
 /// `rme push --once`: read what is new, probe, flush once. Returns the sinks
 /// that could not deliver (their data stays spooled for the next run).
 pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
-    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 3,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
         },
     )?;
+    agent.check_inputs(true)?;
     agent.read_sources();
     agent.probe();
     agent.flush().await
@@ -452,16 +527,15 @@ pub async fn run_daemon(
         .as_ref()
         .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
     let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
-    let state = State::load(&plan.config.state_dir)?;
     let mut agent = Agent::new(
         plan,
-        state,
         RetryPolicy {
             attempts: 4,
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(interval_secs.clamp(1, 60)),
         },
     )?;
+    agent.check_inputs(false)?;
     for r in agent.take_journal_readers() {
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
@@ -571,7 +645,7 @@ mod tests {
         answers: Vec<Result<Accepted, SendError>>,
     ) -> (Scripted, Spool, Store, Result<(), String>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
         for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
             spool.append(body, samples, 1).unwrap();
         }

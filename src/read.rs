@@ -35,13 +35,26 @@ impl Reader {
         saved: Option<&SourceState>,
     ) -> Reader {
         let follow = match input {
-            Input::File(path) => Follow::File(Tailer::new(path, saved.and_then(|s| s.file))),
+            Input::File(path) => Follow::File(
+                Tailer::new(path, saved.and_then(|s| s.file))
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+            ),
             Input::Journal(j) => Follow::Journal(j),
         };
         Reader {
             name,
             follow,
             parser,
+        }
+    }
+
+    /// Refuses an input this run cannot read: anything but a regular file, and
+    /// a FIFO in `--once` (a stream has no end to read to).
+    pub fn check(&self, once: bool) -> anyhow::Result<()> {
+        match &self.follow {
+            Follow::File(t) => crate::tail::check_input(t.path(), once)
+                .with_context(|| format!("source {}", self.name)),
+            Follow::Journal(_) => Ok(()),
         }
     }
 
@@ -70,7 +83,9 @@ impl Reader {
                     .with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;
-                positions.entry(self.name.clone()).or_default().file = tailer.pos();
+                let at = positions.entry(self.name.clone()).or_default();
+                at.file = tailer.pos();
+                at.rotated = tailer.rotated_pos();
                 Ok(stats.lines)
             }
             Follow::Journal(input) => {
@@ -139,7 +154,8 @@ pub fn watch_files(
     use notify::{RecursiveMode, Watcher};
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        // rme's own reads (of rotated files, of first lines) must not trigger reads
+        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })

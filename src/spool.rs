@@ -10,13 +10,12 @@
 //! Record layout: magic `RMS2`, created_ms (i64 LE), samples (u32 LE), body
 //! length (u32 LE), crc32 of those three fields and the body (u32 LE), body.
 
-use std::fs::File;
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::state::sync_dir;
+use crate::safe_fs;
 
 const MAGIC: &[u8; 4] = b"RMS2";
 /// magic + created_ms (i64) + samples (u32) + len (u32) + crc32 (u32)
@@ -64,10 +63,14 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating) the spool in `dir`; temp files of an interrupted write are removed.
+    /// Opens (creating, mode 0700) the spool in `dir`; temp files of an interrupted
+    /// write are removed. `dir` and its parent must be real directories only rme's
+    /// user can write (a symlink there is refused: records are deleted in it).
     pub fn open(dir: &Path, max_bytes: u64) -> anyhow::Result<Spool> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating spool {}", dir.display()))?;
+        for d in dir.parent().into_iter().chain([dir]) {
+            safe_fs::create_dir_private(d, false)
+                .with_context(|| format!("spool {}", d.display()))?;
+        }
         let mut index = Vec::new();
         for entry in
             std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))?
@@ -75,7 +78,7 @@ impl Spool {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".tmp") {
+            if name.ends_with(safe_fs::TEMP_SUFFIX) {
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
@@ -122,15 +125,8 @@ impl Spool {
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(body);
         let path = self.record_path(seq);
-        let tmp = self.dir.join(format!("{seq:020}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
-        };
-        write().with_context(|| format!("writing spool record {}", path.display()))?;
+        safe_fs::write_atomic(&path, &bytes)
+            .with_context(|| format!("writing spool record {}", path.display()))?;
         self.index.push(Entry {
             seq,
             bytes: bytes.len() as u64,
@@ -145,6 +141,30 @@ impl Spool {
             self.dropped.samples += old.samples;
         }
         Ok(seq)
+    }
+
+    /// Appends every body of one flush, or none: on a failure (disk full) the ones
+    /// already written are removed again, so the caller can encode them anew later.
+    pub fn append_all<'a>(
+        &mut self,
+        bodies: impl IntoIterator<Item = (&'a [u8], u64)>,
+        created_ms: i64,
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut done = Vec::new();
+        for (body, samples) in bodies {
+            match self.append(body, samples, created_ms) {
+                Ok(seq) => done.push(seq),
+                Err(e) => {
+                    // the failed one too: its rename may have happened before the error
+                    let failed = self.next_seq - 1;
+                    for seq in done.into_iter().chain([failed]) {
+                        let _ = self.remove(seq);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// The oldest readable record; unreadable ones on the way are removed and counted.
@@ -182,7 +202,7 @@ impl Spool {
     fn read(&self, seq: u64) -> anyhow::Result<Option<Record>> {
         let path = self.record_path(seq);
         let mut bytes = Vec::new();
-        match File::open(&path) {
+        match safe_fs::open_nofollow(&path) {
             Ok(mut f) => f
                 .read_to_end(&mut bytes)
                 .with_context(|| format!("reading spool record {}", path.display()))?,
@@ -218,6 +238,53 @@ impl Spool {
     }
 }
 
+/// Write failures of the spool and the state file, logged once per (what, kind)
+/// until that write works again: a full disk does not log at every flush.
+#[derive(Debug, Default)]
+pub struct WriteErrors {
+    warned: std::collections::BTreeSet<(String, &'static str)>,
+}
+
+impl WriteErrors {
+    /// Logs the failure the first time for this kind; returns the kind, for the counter.
+    pub fn failed(&mut self, what: &str, err: &anyhow::Error) -> &'static str {
+        let kind = error_kind(err);
+        if self.warned.insert((what.to_string(), kind)) {
+            tracing::error!(
+                what,
+                kind,
+                "{err:#}; already spooled bodies still go out; logged once until it works again"
+            );
+        }
+        kind
+    }
+
+    /// A write of `what` worked: the next failure is logged again.
+    pub fn ok(&mut self, what: &str) {
+        let before = self.warned.len();
+        self.warned.retain(|(w, _)| w != what);
+        if self.warned.len() != before {
+            tracing::info!(what, "writing works again");
+        }
+    }
+}
+
+/// The kind of a write failure, from the first OS error in its chain.
+fn error_kind(err: &anyhow::Error) -> &'static str {
+    let code = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error);
+    match code {
+        Some(libc::ENOSPC) => "no_space",
+        Some(libc::EDQUOT) => "quota",
+        Some(libc::EROFS) => "read_only",
+        Some(libc::EACCES | libc::EPERM) => "permission",
+        Some(libc::EIO) => "io",
+        _ => "other",
+    }
+}
+
 /// crc32 of the header fields after the magic, then the body.
 fn checksum(fields: &[u8], body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -229,7 +296,10 @@ fn checksum(fields: &[u8], body: &[u8]) -> u32 {
 /// created_ms and samples from a record's header, without reading the body.
 fn read_header(path: &Path) -> Option<(Option<i64>, u64)> {
     let mut head = [0u8; HEADER];
-    File::open(path).ok()?.read_exact(&mut head).ok()?;
+    safe_fs::open_nofollow(path)
+        .ok()?
+        .read_exact(&mut head)
+        .ok()?;
     if &head[..4] != MAGIC {
         return None;
     }
@@ -265,12 +335,13 @@ mod tests {
 
     #[test]
     fn records_come_back_oldest_first_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         s.append(b"one", 1, 1).unwrap();
         s.append(b"two", 2, 2).unwrap();
         drop(s);
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         let r = s.oldest().unwrap().unwrap();
         assert_eq!((r.body.as_slice(), r.created_ms), (&b"one"[..], 1));
         s.remove(r.seq).unwrap();
@@ -282,29 +353,31 @@ mod tests {
 
     #[test]
     fn torn_record_is_skipped_not_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         let a = s.append(b"first", 1, 1).unwrap();
         s.append(b"second", 2, 2).unwrap();
         // cut the first record short, as a crash mid-write on a bad disk would
-        let p = dir.path().join(format!("{a:020}.rec"));
+        let p = dir.join(format!("{a:020}.rec"));
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 2]).unwrap();
-        std::fs::write(dir.path().join("00000000000000000099.tmp"), b"junk").unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        std::fs::write(dir.join("00000000000000000099.tmp"), b"junk").unwrap();
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         assert_eq!(s.oldest().unwrap().unwrap().body, b"second");
         assert_eq!(s.dropped.corrupt, 1);
         assert_eq!(
             s.dropped.samples, 1,
             "the intact header still tells its sample count"
         );
-        assert!(!dir.path().join("00000000000000000099.tmp").exists());
+        assert!(!dir.join("00000000000000000099.tmp").exists());
     }
 
     #[test]
     fn bound_drops_oldest_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 3 * (HEADER as u64 + 10)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::open(&dir, 3 * (HEADER as u64 + 10)).unwrap();
         for i in 0..5u8 {
             s.append(&[i; 10], 7, i as i64).unwrap();
         }
@@ -317,15 +390,16 @@ mod tests {
 
     #[test]
     fn torn_newest_record_keeps_the_older_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         s.append(b"first", 3, 10).unwrap();
         s.append(b"second", 4, 20).unwrap();
         let c = s.append(b"third", 5, 30).unwrap();
-        let p = dir.path().join(format!("{c:020}.rec"));
+        let p = dir.join(format!("{c:020}.rec"));
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..HEADER / 2]).unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         assert_eq!(s.oldest_created_ms(), Some(10));
         assert_eq!(s.samples(), 7);
         let mut got = Vec::new();
@@ -340,10 +414,11 @@ mod tests {
 
     #[test]
     fn checksum_covers_the_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
         let a = s.append(b"body", 9, 1000).unwrap();
-        let p = dir.path().join(format!("{a:020}.rec"));
+        let p = dir.join(format!("{a:020}.rec"));
         let mut bytes = std::fs::read(&p).unwrap();
         assert!(decode(a, &bytes).is_some());
         for i in 4..HEADER {

@@ -6,8 +6,6 @@
 //! crash leaves the old state or the new one, never a torn mix.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -25,6 +23,9 @@ pub struct SourceState {
     /// File identity and offset, for file inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FilePos>,
+    /// Rotated files still read because their writer may not have reopened yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotated: Vec<FilePos>,
     /// journald cursor of the last entry read, for journal inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -82,32 +83,9 @@ impl State {
         state.version = VERSION;
         let bytes = serde_json::to_vec_pretty(&state)?;
         let path = State::path(dir);
-        atomic_write(&path, &bytes)
+        crate::safe_fs::write_atomic(&path, &bytes)
             .with_context(|| format!("writing state file {}", path.display()))
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    sync_dir(dir)
-}
-
-/// Makes a rename in `dir` durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -131,6 +109,7 @@ mod tests {
                     head: 4,
                 }),
                 cursor: None,
+                rotated: Vec::new(),
             },
         );
         s.counters.push(SavedCounter {

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +44,34 @@ pub struct ReadStats {
     pub lost_rotated: bool,
 }
 
+/// A rotated file is read until it has not grown for this long (by its mtime):
+/// long enough for a writer to reopen late (fail2ban's postrotate `flushlogs`).
+pub const QUIET: Duration = Duration::from_secs(30);
+/// At most this many rotated files are kept open; past it the oldest is read a
+/// last time and let go.
+const MAX_ROTATED: usize = 8;
+
+/// One open file and how far it was handed out.
+struct Open {
+    file: File,
+    pos: FilePos,
+    /// Bytes read past `pos.offset` that do not end in a newline yet.
+    partial: Vec<u8>,
+    /// A FIFO: read as a stream (no offset, no seek, never rotated).
+    stream: bool,
+}
+
 /// Follows one path.
 pub struct Tailer {
     path: PathBuf,
     pos: Option<FilePos>,
-    /// The open file `pos` refers to; kept open so a renamed file can be drained.
-    file: Option<File>,
-    /// Bytes read past `pos.offset` that do not end in a newline yet.
-    partial: Vec<u8>,
+    /// The open file `pos` refers to.
+    file: Option<Open>,
+    /// Files the path named before, still read while their writer may not have
+    /// reopened yet (logrotate `create`); oldest first.
+    rotated: Vec<Open>,
+    /// Positions in rotated files saved by the last run, opened on the first read.
+    saved_rotated: Vec<FilePos>,
     missing_warned: bool,
 }
 
@@ -61,9 +82,16 @@ impl Tailer {
             path,
             pos: saved,
             file: None,
-            partial: Vec::new(),
+            rotated: Vec::new(),
+            saved_rotated: Vec::new(),
             missing_warned: false,
         }
+    }
+
+    /// Also goes on reading these rotated files (as [`Tailer::rotated_pos`] saved them).
+    pub fn with_rotated(mut self, rotated: Vec<FilePos>) -> Tailer {
+        self.saved_rotated = rotated;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -75,16 +103,31 @@ impl Tailer {
         self.pos
     }
 
-    /// Hands every complete line written since the last call to `on_line`,
-    /// draining a rotated file before starting on its successor. A missing file
+    /// Positions in the rotated files still being read, to save beside [`Tailer::pos`].
+    pub fn rotated_pos(&self) -> Vec<FilePos> {
+        if self.rotated.is_empty() {
+            return self.saved_rotated.clone();
+        }
+        self.rotated.iter().map(|o| o.pos).collect()
+    }
+
+    /// Hands every complete line written since the last call to `on_line`: first
+    /// what rotated files still get, then the file the path names. A missing file
     /// is not an error: it is warned about once and tried again next time.
     pub fn read_new(&mut self, on_line: &mut dyn FnMut(&str)) -> io::Result<ReadStats> {
         let mut stats = ReadStats::default();
         if self.file.is_none() {
             self.reopen_saved(&mut stats)?;
         }
-        if self.file.is_some() {
-            self.drain(on_line, &mut stats)?;
+        self.read_rotated(on_line, &mut stats)?;
+        if let Some(open) = self.file.as_mut() {
+            let copy = drain(open, &self.path, on_line, &mut stats)?;
+            if copy {
+                self.read_copy(on_line, &mut stats)?;
+                let open = self.file.as_mut().expect("just drained");
+                drain(open, &self.path, on_line, &mut stats)?;
+            }
+            self.pos = self.file.as_ref().map(|o| o.pos);
         }
         // Has the path moved on to another file (rotation) or appeared at last?
         let current = match std::fs::metadata(&self.path) {
@@ -105,41 +148,102 @@ impl Tailer {
         if !same {
             if self.pos.is_some_and(|p| p.ino != 0) {
                 stats.rotated = true;
-                // The old file's last line may lack its newline for good.
-                self.flush_partial(on_line, &mut stats);
             }
-            self.file = Some(File::open(&self.path)?);
-            self.pos = Some(FilePos {
+            // The old file's writer may not have reopened yet: keep reading it.
+            if let Some(old) = self.file.take()
+                && !old.stream
+            {
+                tracing::debug!(path = %self.path.display(), ino = old.pos.ino, new_ino = current.ino(), "rotated: the old file is read until quiet");
+                self.rotated.push(old);
+                self.limit_rotated(on_line, &mut stats);
+            }
+            let mut open = open_log(&self.path)?;
+            open.pos = FilePos {
                 dev: current.dev(),
                 ino: current.ino(),
                 offset: 0,
                 head: 0,
-            });
-            self.partial.clear();
-            self.drain(on_line, &mut stats)?;
+            };
+            drain(&mut open, &self.path, on_line, &mut stats)?;
+            self.pos = Some(open.pos);
+            self.file = Some(open);
         }
         Ok(stats)
     }
 
-    /// Opens the file a saved position names: the path itself, or, when the path
-    /// is now another file, the renamed one found by inode in the same directory.
-    fn reopen_saved(&mut self, stats: &mut ReadStats) -> io::Result<()> {
-        let Some(pos) = self.pos else { return Ok(()) };
+    /// Reads the rotated files; lets go of those quiet for [`QUIET`].
+    fn read_rotated(
+        &mut self,
+        on_line: &mut dyn FnMut(&str),
+        stats: &mut ReadStats,
+    ) -> io::Result<()> {
+        if !self.saved_rotated.is_empty() {
+            for pos in std::mem::take(&mut self.saved_rotated) {
+                if let Some(open) = self.find(pos)? {
+                    self.rotated.push(open);
+                }
+            }
+        }
+        let mut kept = Vec::new();
+        for mut old in std::mem::take(&mut self.rotated) {
+            let before = stats.lines;
+            drain(&mut old, &self.path, on_line, stats)?;
+            tracing::debug!(path = %self.path.display(), ino = old.pos.ino, offset = old.pos.offset, lines = stats.lines - before, "read a rotated file");
+            let quiet = old
+                .file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age >= QUIET);
+            if quiet {
+                flush_partial(&mut old, on_line, stats);
+            } else {
+                kept.push(old);
+            }
+        }
+        self.rotated = kept;
+        Ok(())
+    }
+
+    fn limit_rotated(&mut self, on_line: &mut dyn FnMut(&str), stats: &mut ReadStats) {
+        while self.rotated.len() > MAX_ROTATED {
+            let mut old = self.rotated.remove(0);
+            let _ = drain(&mut old, &self.path, on_line, stats);
+            flush_partial(&mut old, on_line, stats);
+        }
+    }
+
+    /// Opens the file `pos` names, at its offset: the path itself or, when the
+    /// path is now another file, the renamed one found by inode in the same
+    /// directory (and the same first line).
+    fn find(&self, pos: FilePos) -> io::Result<Option<Open>> {
         let at_path = std::fs::metadata(&self.path)
             .ok()
             .filter(|m| m.dev() == pos.dev && m.ino() == pos.ino);
+        // At the path, another first line means a copytruncate (or a reused
+        // inode): `drain` sees it and looks for the copy.
         let found = if at_path.is_some() {
             Some(self.path.clone())
         } else {
             find_by_inode(&self.path, pos.dev, pos.ino)
+                .filter(|p| pos.head == 0 || head_hash(p).ok() == Some(pos.head))
+        };
+        let Some(p) = found else { return Ok(None) };
+        let mut open = open_log(&p)?;
+        if !open.stream {
+            let len = open.file.metadata()?.len();
+            open.file.seek(SeekFrom::Start(pos.offset.min(len)))?;
         }
-        .filter(|p| pos.head == 0 || head_hash(p).ok() == Some(pos.head));
-        match found {
-            Some(p) => {
-                let mut f = File::open(&p)?;
-                f.seek(SeekFrom::Start(pos.offset.min(f.metadata()?.len())))?;
-                self.file = Some(f);
-            }
+        open.pos = pos;
+        Ok(Some(open))
+    }
+
+    /// Opens the file a saved position names (see [`Tailer::find`]).
+    fn reopen_saved(&mut self, stats: &mut ReadStats) -> io::Result<()> {
+        let Some(pos) = self.pos else { return Ok(()) };
+        match self.find(pos)? {
+            Some(open) => self.file = Some(open),
             None => {
                 tracing::warn!(path = %self.path.display(), "the file read last time is gone (rotated and removed?); lines written to it after the last run are lost");
                 stats.lost_rotated = true;
@@ -156,65 +260,210 @@ impl Tailer {
         Ok(())
     }
 
-    /// Reads the open file to its end, handing out complete lines.
-    fn drain(&mut self, on_line: &mut dyn FnMut(&str), stats: &mut ReadStats) -> io::Result<()> {
-        let (Some(file), Some(pos)) = (self.file.as_mut(), self.pos.as_mut()) else {
+    /// After a copytruncate: the lines past our position are in the copy
+    /// (`name.1`, `name-20250101`, ...), found by its first line; read them there.
+    fn read_copy(
+        &mut self,
+        on_line: &mut dyn FnMut(&str),
+        stats: &mut ReadStats,
+    ) -> io::Result<()> {
+        let Some(open) = self.file.as_mut() else {
             return Ok(());
         };
-        let len = file.metadata()?.len();
-        let read_to = pos.offset + self.partial.len() as u64;
-        if len < read_to {
-            tracing::warn!(path = %self.path.display(), len, offset = read_to, "log file was truncated; reading it again from the start");
-            stats.truncated = true;
-            pos.offset = 0;
-            self.partial.clear();
+        let (was, head) = (std::mem::take(&mut open.pos.offset), open.pos.head);
+        open.pos.head = 0;
+        if head == 0 || was == 0 {
+            return Ok(());
         }
-        file.seek(SeekFrom::Start(pos.offset + self.partial.len() as u64))?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            stats.bytes += n as u64;
-            let mut start = 0;
-            for i in memchr_all(&buf[..n]) {
-                let line = if self.partial.is_empty() {
-                    &buf[start..i]
-                } else {
-                    self.partial.extend_from_slice(&buf[start..i]);
-                    &self.partial[..]
-                };
-                let consumed = line.len() as u64 + 1;
-                if pos.offset == 0 {
-                    pos.head = fnv1a(line);
-                }
-                emit(line, on_line);
-                stats.lines += 1;
-                pos.offset += consumed;
-                self.partial.clear();
-                start = i + 1;
-            }
-            self.partial.extend_from_slice(&buf[start..n]);
-            if self.partial.len() >= MAX_LINE {
-                let consumed = self.partial.len() as u64;
-                emit(&self.partial, on_line);
-                stats.lines += 1;
-                pos.offset += consumed;
-                self.partial.clear();
-            }
-        }
+        let skip: Vec<u64> = self
+            .rotated
+            .iter()
+            .map(|o| o.pos.ino)
+            .chain([open.pos.ino])
+            .collect();
+        let Some(copy) = find_copy(&self.path, head, was, &skip) else {
+            tracing::warn!(path = %self.path.display(), "log file was truncated or replaced and no copy of it was found; lines written to it after the last read are lost");
+            stats.lost_rotated = true;
+            return Ok(());
+        };
+        let mut f = open_log(&copy)?;
+        f.file.seek(SeekFrom::Start(was))?;
+        f.pos = FilePos {
+            offset: was,
+            head,
+            ..FilePos::default()
+        };
+        drain(&mut f, &copy, on_line, stats)?;
+        flush_partial(&mut f, on_line, stats);
+        tracing::info!(path = %self.path.display(), copy = %copy.display(), "log file was truncated (copytruncate); read the rest of its copy");
         Ok(())
     }
+}
 
-    /// Hands out a last line that will never get its newline (its file was rotated away).
-    fn flush_partial(&mut self, on_line: &mut dyn FnMut(&str), stats: &mut ReadStats) {
-        if !self.partial.is_empty() {
-            emit(&self.partial, on_line);
+/// Checks that `path` can be read the way this run reads: a regular file, or
+/// (in the daemon only) a FIFO read as a stream. A missing file is fine.
+pub fn check_input(path: &Path, once: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if m.file_type().is_fifo() && once {
+        return Err(io::Error::other(format!(
+            "{} is a FIFO: `push --once` cannot read a stream to its end; follow it with `rme push`",
+            path.display()
+        )));
+    }
+    if !m.is_file() && !m.file_type().is_fifo() {
+        return Err(not_regular(path));
+    }
+    Ok(())
+}
+
+fn not_regular(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} is not a regular file (nor a FIFO): refusing to read it",
+        path.display()
+    ))
+}
+
+/// Opens a log without blocking on a FIFO with no writer yet.
+fn open_log(path: &Path) -> io::Result<Open> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let m = file.metadata()?;
+    let stream = m.file_type().is_fifo();
+    if !m.is_file() && !stream {
+        return Err(not_regular(path));
+    }
+    Ok(Open {
+        file,
+        pos: FilePos::default(),
+        partial: Vec::new(),
+        stream,
+    })
+}
+
+/// Reads an open file to its end, handing out complete lines. Returns true when
+/// the file was truncated (copytruncate): its position is then still the old one,
+/// for [`Tailer::read_copy`], and the caller drains again from 0.
+fn drain(
+    open: &mut Open,
+    path: &Path,
+    on_line: &mut dyn FnMut(&str),
+    stats: &mut ReadStats,
+) -> io::Result<bool> {
+    let pos = &mut open.pos;
+    if !open.stream {
+        let len = open.file.metadata()?.len();
+        let read_to = pos.offset + open.partial.len() as u64;
+        if len < read_to
+            || (pos.head != 0 && first_line_hash(&open.file).is_some_and(|h| h != pos.head))
+        {
+            tracing::warn!(path = %path.display(), len, offset = read_to, "log file was truncated; reading it again from the start");
+            stats.truncated = true;
+            open.partial.clear();
+            if pos.offset > 0 {
+                return Ok(true);
+            }
+        }
+        open.file
+            .seek(SeekFrom::Start(pos.offset + open.partial.len() as u64))?;
+    }
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match open.file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stats.bytes += n as u64;
+        let mut start = 0;
+        for i in memchr_all(&buf[..n]) {
+            let line = if open.partial.is_empty() {
+                &buf[start..i]
+            } else {
+                open.partial.extend_from_slice(&buf[start..i]);
+                &open.partial[..]
+            };
+            let consumed = line.len() as u64 + 1;
+            if pos.offset == 0 && !open.stream {
+                pos.head = fnv1a(line);
+            }
+            emit(line, on_line);
             stats.lines += 1;
-            self.partial.clear();
+            if !open.stream {
+                pos.offset += consumed;
+            }
+            open.partial.clear();
+            start = i + 1;
+        }
+        open.partial.extend_from_slice(&buf[start..n]);
+        if open.partial.len() >= MAX_LINE {
+            let consumed = open.partial.len() as u64;
+            emit(&open.partial, on_line);
+            stats.lines += 1;
+            if !open.stream {
+                pos.offset += consumed;
+            }
+            open.partial.clear();
         }
     }
+    Ok(false)
+}
+
+/// Hands out a last line that will never get its newline (its file was rotated away).
+fn flush_partial(open: &mut Open, on_line: &mut dyn FnMut(&str), stats: &mut ReadStats) {
+    if !open.partial.is_empty() {
+        emit(&open.partial, on_line);
+        stats.lines += 1;
+        open.pos.offset += open.partial.len() as u64;
+        open.partial.clear();
+    }
+}
+
+/// Hash of an open file's first line, `None` while it has no complete one.
+fn first_line_hash(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 4096];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    match buf[..n].iter().position(|b| *b == b'\n') {
+        Some(i) => Some(fnv1a(&buf[..i])),
+        None if n >= 4095 => Some(fnv1a(&buf[..n])),
+        None => None,
+    }
+}
+
+/// The copy a copytruncate left of `path`: a sibling named `path…` with the same
+/// first line, at least `len` long, not one of `skip` (inodes); the newest one.
+fn find_copy(path: &Path, head: u64, len: u64, skip: &[u64]) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.len() > name.len() && n.starts_with(&name)
+        })
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let ok = m.is_file() && m.len() >= len && !skip.contains(&m.ino());
+            ok.then(|| (m.modified().ok(), e.path()))
+        })
+        .filter(|(_, p)| head_hash(p).ok() == Some(head))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p)
 }
 
 /// Hash of a file's first line, 0 when it has no complete line yet.
@@ -388,5 +637,89 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], "ok");
         assert_eq!(lines[2], "last");
+    }
+    #[test]
+    fn renamed_file_is_read_until_its_writer_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        let old = dir.path().join("f.log.1");
+        append(&p, "a\n");
+        let mut t = Tailer::new(p.clone(), None);
+        assert_eq!(read(&mut t).0, vec!["a"]);
+        std::fs::rename(&p, &old).unwrap();
+        append(&p, "new1\n");
+        assert_eq!(read(&mut t).0, vec!["new1"]);
+        append(&old, "late\n"); // the writer reopens late
+        append(&p, "new2\n");
+        assert_eq!(read(&mut t).0, vec!["late", "new2"]);
+        // saved and restored, the rotated file is still followed
+        let (pos, rotated) = (t.pos(), t.rotated_pos());
+        assert_eq!(rotated.len(), 1);
+        append(&old, "later\n");
+        let mut t = Tailer::new(p, pos).with_rotated(rotated);
+        assert_eq!(read(&mut t).0, vec!["later"]);
+        assert!(read(&mut t).0.is_empty());
+    }
+
+    #[test]
+    fn copytruncate_reads_what_only_the_copy_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        append(&p, "first\n");
+        let mut t = Tailer::new(p.clone(), None);
+        assert_eq!(read(&mut t).0, vec!["first"]);
+        append(&p, "unread\n");
+        std::fs::copy(&p, dir.path().join("f.log.1")).unwrap();
+        std::fs::File::create(&p).unwrap();
+        append(&p, "after\n");
+        let (lines, stats) = read(&mut t);
+        assert_eq!(lines, vec!["unread", "after"]);
+        assert!(stats.truncated);
+        assert!(read(&mut t).0.is_empty());
+    }
+
+    #[test]
+    fn fifo_is_read_as_a_stream_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pipe");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut t = Tailer::new(p.clone(), None);
+        assert!(read(&mut t).0.is_empty(), "no writer yet: nothing, at once");
+        let mut w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        w.write_all(b"one\ntw").unwrap();
+        assert_eq!(read(&mut t).0, vec!["one"]);
+        w.write_all(b"o\n").unwrap();
+        drop(w);
+        assert_eq!(read(&mut t).0, vec!["two"]);
+        assert!(check_input(&p, true).is_err());
+        assert!(check_input(&p, false).is_ok());
+        let err = check_input(Path::new("/dev/zero"), false).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    #[test]
+    fn rename_then_empty_new_file_then_late_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.log");
+        let old = dir.path().join("f.log.1");
+        append(&p, "a\n");
+        let mut t = Tailer::new(p.clone(), None);
+        assert_eq!(read(&mut t).0, vec!["a"]);
+        std::fs::rename(&p, &old).unwrap();
+        std::fs::File::create(&p).unwrap();
+        let (lines, stats) = read(&mut t);
+        assert!(lines.is_empty());
+        assert!(stats.rotated);
+        append(&old, "late\n");
+        assert_eq!(read(&mut t).0, vec!["late"]);
+        std::fs::rename(&old, dir.path().join("f.log.2")).unwrap();
+        std::fs::rename(&p, &old).unwrap();
+        std::fs::File::create(&p).unwrap();
+        let (lines, stats) = read(&mut t);
+        assert!(lines.is_empty());
+        assert!(stats.rotated);
+        append(&old, "late2\n");
+        assert_eq!(read(&mut t).0, vec!["late2"]);
     }
 }

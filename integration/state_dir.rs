@@ -1,0 +1,333 @@
+//! The state directory on a real host: planted symlinks (another local user who
+//! can write there), the umask, a state_dir others can write, sink names that
+//! would leave it, and a full disk (a small tmpfs) with VictoriaMetrics receiving.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::vm_export;
+use crate::common::{append, peer, rme, run_rme, stderr, unique, write};
+use crate::statsd::Daemon;
+
+fn lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "2026-12-01 21:00:00,{:03} fail2ban.actions        [7]: NOTICE  [sshd] Ban 192.0.2.{}\n",
+                i % 1000,
+                i % 250 + 1
+            )
+        })
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+/// `rme push --once` under umask 000.
+fn once_umask0(config: &Path) -> Output {
+    let mut cmd = rme();
+    cmd.args(["push", "--once", "--config"]).arg(config);
+    // SAFETY: umask is async-signal-safe and touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    cmd.output().expect("rme")
+}
+
+/// An rme.toml reading `dir/fail2ban.log`; `sinks` may begin with top-level keys.
+fn config(dir: &Path, state: &Path, sinks: &str) -> PathBuf {
+    let (top, sinks) = sinks.split_at(sinks.find("[[sinks]]").unwrap_or(0));
+    write(
+        dir,
+        "rme.toml",
+        &format!(
+            "{top}state_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n{sinks}",
+            state.display(),
+            dir.join("fail2ban.log").display()
+        ),
+    )
+}
+
+/// Symlinks planted at the old fixed temp name and at a sink's spool directory:
+/// nothing is written or deleted through them; files are 0600 and directories
+/// 0700 under umask 000.
+#[test]
+fn planted_symlinks_are_never_followed_and_modes_ignore_the_umask() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let state = d.join("state");
+    append(&d.join("fail2ban.log"), &lines(5));
+    // a receiver that is down keeps a record in the spool, to check its mode
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/api/v1/write", closed.local_addr().expect("addr"));
+    drop(closed);
+    let cfg = config(
+        d,
+        &state,
+        &format!("[[sinks]]\ntype = \"remote_write\"\nname = \"down\"\nurl = \"{url}\"\n"),
+    );
+    let victim = write(d, "victim", "keep");
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::symlink(&victim, state.join(".state.json.tmp")).expect("symlink");
+
+    let out = once_umask0(&cfg);
+    assert!(
+        stderr(&out).contains("kept in the spool"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep");
+    assert_eq!(mode(&state.join("state.json")), 0o600);
+    assert_eq!(mode(&state.join("lock")), 0o600);
+    assert_eq!(mode(&state.join("spool")), 0o700);
+    assert_eq!(mode(&state.join("spool/down")), 0o700);
+    let records: Vec<_> = std::fs::read_dir(state.join("spool/down"))
+        .expect("spool")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(!records.is_empty(), "the body waits in the spool");
+    for r in &records {
+        assert_eq!(mode(r), 0o600, "{}", r.display());
+    }
+
+    // Another user's directory behind the spool's name: rme refuses, deletes nothing.
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let precious = [
+        write(&elsewhere, "precious.tmp", "a"),
+        write(&elsewhere, "00000000000000000001.rec", "b"),
+    ];
+    std::fs::remove_dir_all(state.join("spool/down")).expect("rm spool");
+    std::os::unix::fs::symlink(&elsewhere, state.join("spool/down")).expect("symlink");
+    let out = once_umask0(&cfg);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    for p in &precious {
+        assert!(
+            p.exists(),
+            "{} was deleted through the symlink",
+            p.display()
+        );
+    }
+}
+
+/// A state_dir others can write is refused, naming the key and the reason; a
+/// sticky one owned by rme's user is fine; a sink name cannot leave the spool.
+#[test]
+fn unsafe_state_dir_and_sink_names_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let state = d.join("state");
+    std::fs::create_dir(&state).expect("state");
+    append(&d.join("fail2ban.log"), &lines(2));
+    let cfg = config(d, &state, "[[sinks]]\ntype = \"stdout\"\n");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = run_rme(&["push", "--once", "--config", cfg.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("state_dir") && err.contains("writable by group or others"),
+        "{err}"
+    );
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let out = run_rme(&["push", "--once", "--config", cfg.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let bad = config(
+        d,
+        &state,
+        "[[sinks]]\ntype = \"stdout\"\nname = \"../../x\"\n",
+    );
+    let out = run_rme(&["check-config", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sinks[0].name"), "{}", stderr(&out));
+}
+
+/// A small tmpfs as the state dir's file system, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(stderr(&out));
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `path` to the last byte.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// Disk full: bodies spooled before still reach VictoriaMetrics while new ones
+/// cannot be written; the failure is counted and logged once per kind, no temp
+/// file is left, and once there is room again everything counted arrives.
+#[test]
+fn full_disk_still_delivers_what_is_spooled() {
+    let env = peer("vm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let fs = match Tmpfs::mount(&d.join("fs"), "256k") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs here: {why}");
+            return;
+        }
+    };
+    let state = fs.0.join("state");
+    let job = unique("diskfull");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let sink = |url: &str| {
+        format!(
+            "interval_secs = 1\nserve = {{ listen = \"127.0.0.1:{port}\" }}\n[[sinks]]\ntype = \"remote_write\"\nname = \"vm\"\n\
+             url = \"{url}\"\nexternal_labels = {{ job = \"{job}\" }}\n"
+        )
+    };
+    // 1. The receiver is down: two runs leave two bodies (10, then 15 lines read).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/api/v1/write", l.local_addr().expect("addr"))
+    };
+    let down = config(d, &state, &sink(&closed));
+    for n in [10, 5] {
+        append(&d.join("fail2ban.log"), &lines(n));
+        let out = run_rme(&["push", "--once", "--config", down.to_str().expect("utf-8")]);
+        assert!(
+            stderr(&out).contains("kept in the spool"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // 2. The disk fills up; the receiver is back; 5 more lines.
+    fill(&fs.0.join("filler"));
+    append(&d.join("fail2ban.log"), &lines(5));
+    let up = config(d, &state, &sink(&env["VM_WRITE_URL"]));
+    let log = d.join("rme.log");
+    let mut daemon = Daemon(
+        rme()
+            .args(["push", "--config"])
+            .arg(&up)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("rme.log"))
+            .spawn()
+            .expect("rme push"),
+    );
+    let sel = format!("rme_lines_read_total{{job=\"{job}\",source=\"fail2ban\"}}");
+    // VM got `want` at some point
+    let wait_vm = |want: f64| {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: Vec<f64> = vm_export(&env["VM_URL"], &sel)
+                .first()
+                .map(|s| s.points.iter().map(|p| p.1).collect())
+                .unwrap_or_default();
+            if got.contains(&want) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "VM never got {want} (got {got:?}); rme's log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let errors = || {
+        let metrics = Command::new("curl")
+            .args(["-sS", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
+        crate::common::metric_value(
+            &text,
+            "rme_spool_write_errors_total{kind=\"no_space\",sink=\"vm\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let logged = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("no_space"))
+            .count()
+    };
+    // What was spooled went out although the new body could not be written.
+    wait_vm(15.0);
+    assert!(errors() >= 1.0);
+    // Sending freed the spooled records' room: fill it again, let a few flushes fail.
+    fill(&fs.0.join("filler2"));
+    std::thread::sleep(Duration::from_secs(1));
+    let (errors0, logged0) = (errors(), logged());
+    std::thread::sleep(Duration::from_secs(4));
+    let (errors1, logged1) = (errors(), logged());
+    assert!(errors1 >= errors0 + 2.0, "{errors0} -> {errors1}");
+    assert!(
+        logged1 - logged0 <= 2,
+        "logged once per kind (spool, state), not per flush:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let temps: Vec<_> = walk(&state)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(temps.is_empty(), "stray temp files: {temps:?}");
+    // 3. Room again: what was counted meanwhile arrives.
+    std::fs::remove_file(fs.0.join("filler")).expect("rm filler");
+    std::fs::remove_file(fs.0.join("filler2")).expect("rm filler");
+    wait_vm(20.0);
+    daemon.stop();
+    let text_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text_log.contains("writing works again"), "{text_log}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
