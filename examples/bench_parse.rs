@@ -41,8 +41,8 @@ fn main() -> anyhow::Result<()> {
         "rme fail2ban parser: {lines} lines in {rme_secs:.3} s = {:.0} lines/s ({:.1} MB/s); bans {}, unparsed {}",
         lines as f64 / rme_secs,
         bytes.len() as f64 / rme_secs / 1e6,
-        store.sum(BANS, &[]),
-        store.sum(LINES_UNPARSED, &[]),
+        store.sum(BANS.name, &[]),
+        store.sum(LINES_UNPARSED.name, &[]),
     );
 
     // The same without `feed`'s per-line self-metrics: the parser and its own store updates.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use rme::sinks::Sink as _;
 use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig, compress};
-use rme::store::{Kind, Limits, Series, Snapshot, Store};
+use rme::store::{Limits, Series, Snapshot, Store};
 
 fn snapshot(series: usize) -> Snapshot {
     let mut store = Store::new(Limits {
@@ -17,16 +17,14 @@ fn snapshot(series: usize) -> Snapshot {
         idle_expiry_ms: 0,
         ..Limits::default()
     });
-    store.describe(
+    store.describe(&rme::store::Metric::counter(
         "fail2ban_bans_total",
-        Kind::Counter,
         "Bans, by jail and IP.",
-    );
-    store.describe(
+    ));
+    store.describe(&rme::store::Metric::counter(
         "fail2ban_found_total",
-        Kind::Counter,
         "Failures found, by jail and IP.",
-    );
+    ));
     store.set_now(1_795_000_000_000);
     let jails = ["sshd", "nginx-http-auth", "postfix", "recidive"];
     for i in 0..series {

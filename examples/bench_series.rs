@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use rme::store::{Kind, Limits, Series, Store};
+use rme::store::{Limits, Series, Store};
 
 fn main() {
     let n: u32 = std::env::args()
@@ -21,7 +21,10 @@ fn main() {
         max_series_per_metric: n as usize + 1,
         ..Limits::default()
     });
-    store.describe("reaction_match_total", Kind::Counter, "Matches.");
+    store.describe(&rme::store::Metric::counter(
+        "reaction_match_total",
+        "Matches.",
+    ));
     for i in 0..n {
         let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
         let labels = [

@@ -29,6 +29,13 @@ fn config_for(dir: &Path, log: &Path) -> std::path::PathBuf {
     )
 }
 
+/// What `rme state` prints: the state directory as JSON.
+fn state_json(config: &Path) -> serde_json::Value {
+    let out = run_rme(&["state", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "rme state failed: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("rme state prints JSON")
+}
+
 fn push_once(config: &Path) -> String {
     let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
     assert!(
@@ -113,10 +120,7 @@ fn counters_and_start_times_survive_between_runs() {
     append(&log, &f2b_line(1));
     let config = config_for(dir.path(), &log);
     push_once(&config);
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = state_json(&config);
     let start = |s: &serde_json::Value| {
         s["counters"]
             .as_array()
@@ -130,10 +134,7 @@ fn counters_and_start_times_survive_between_runs() {
     std::thread::sleep(Duration::from_millis(20));
     append(&log, &f2b_line(2));
     push_once(&config);
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("state/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state = state_json(&config);
     assert_eq!(start(&state), first_start);
 }
 
@@ -589,6 +590,6 @@ fn journal_input_continues_after_the_saved_cursor() {
     }
     assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
     assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
-    let state = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+    let state = state_json(&config).to_string();
     assert!(state.contains("s=abc;i=5"), "{state}");
 }

@@ -80,7 +80,7 @@ fn planted_symlinks_are_never_followed_and_modes_ignore_the_umask() {
     let victim = write(d, "victim", "keep");
     std::fs::create_dir_all(&state).expect("state");
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    std::os::unix::fs::symlink(&victim, state.join(".state.json.tmp")).expect("symlink");
+    std::os::unix::fs::symlink(&victim, state.join(".state.checkpoint.tmp")).expect("symlink");
 
     let out = once_umask0(&cfg);
     assert!(
@@ -89,7 +89,8 @@ fn planted_symlinks_are_never_followed_and_modes_ignore_the_umask() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep");
-    assert_eq!(mode(&state.join("state.json")), 0o600);
+    assert_eq!(mode(&state.join("state.checkpoint")), 0o600);
+    assert_eq!(mode(&state.join("state.journal")), 0o600);
     assert_eq!(mode(&state.join("lock")), 0o600);
     assert_eq!(mode(&state.join("spool")), 0o700);
     assert_eq!(mode(&state.join("spool/down")), 0o700);

@@ -72,9 +72,10 @@ impl Setup {
 
     /// Counters rme saved at its last flush.
     fn counted(&self) -> Vec<Counted> {
-        let path = self.dir.path().join("state/state.json");
-        let text = std::fs::read_to_string(&path).expect("reading rme's state file");
-        let state: serde_json::Value = serde_json::from_str(&text).expect("state is JSON");
+        let out = run_rme(&["state", "--config", self.config.to_str().unwrap()]);
+        assert!(out.status.success(), "rme state: {}", stderr(&out));
+        let state: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("rme state prints JSON");
         let counters = state["counters"].as_array().expect("state has counters");
         counters
             .iter()
@@ -307,7 +308,7 @@ fn gauges_and_ipv6_labels_arrive_as_held() {
     let below = Series::new("rme_below", &[]);
     let hits = Series::new("rme_hits_total", &[("ip", "2001:db8::5")]);
     let point = |series: &Series, value| Point {
-        series: series.clone(),
+        series: std::sync::Arc::new(series.clone()),
         value,
         start_ms: 1,
     };

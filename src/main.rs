@@ -51,6 +51,12 @@ enum Command {
     },
     /// Print a full, commented default config.
     Defaults,
+    /// Print the state rme keeps between runs (read positions, counters, sink
+    /// bookkeeping) as JSON; the files themselves are compact binary.
+    State {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
     /// Dry run: print the metrics a log file would give, as OpenMetrics text.
     Parse {
         /// Which program wrote the log.
@@ -139,6 +145,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
+        Command::State { config } => {
+            println!("{}", rme::state::dump(&load(config.as_deref())?.state_dir)?);
+        }
         Command::Parse {
             source,
             file,

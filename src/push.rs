@@ -17,14 +17,14 @@ use anyhow::Context as _;
 
 use crate::config::Plan;
 use crate::read::{self, Reader};
-use crate::shared::{Shared, SharedRef, lock};
+use crate::shared::{Shared, SharedRef, lock, lock_at};
 #[cfg(test)]
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::sources::{self, Probe};
 use crate::spool::{Spool, WriteErrors};
-use crate::state::State;
-use crate::store::{Kind, Series, Store, now_ms};
+use crate::state::StateFile;
+use crate::store::{Metric, Series, Store, now_ms};
 
 /// How hard one flush tries a sink before leaving the rest in the spool.
 #[derive(Clone, Debug)]
@@ -60,7 +60,7 @@ pub struct FlushReport {
 
 /// Everything `rme push` runs.
 pub struct Agent {
-    pub state_dir: PathBuf,
+    state: StateFile,
     pub shared: SharedRef,
     /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
     pub readers: Arc<Mutex<Vec<Reader>>>,
@@ -75,15 +75,53 @@ pub struct Agent {
 }
 
 /// Self-metrics of delivery.
-const REQUESTS: &str = "rme_sink_requests_total";
-const SAMPLES: &str = "rme_sink_samples_total";
-const SPOOL_RECORDS: &str = "rme_spool_records";
-const SPOOL_BYTES: &str = "rme_spool_bytes";
-const SPOOL_AGE: &str = "rme_spool_oldest_age_seconds";
-const SPOOL_DROPPED: &str = "rme_spool_dropped_total";
-const POINTS_REJECTED: &str = "rme_sink_points_rejected_total";
-const SPOOL_WRITE_ERRORS: &str = "rme_spool_write_errors_total";
-const STATE_WRITE_ERRORS: &str = "rme_state_write_errors_total";
+const REQUESTS: Metric = Metric::counter(
+    "rme_sink_requests_total",
+    "Requests to receivers, by sink and result (sent, retried, rejected).",
+);
+const SAMPLES: Metric = Metric::counter(
+    "rme_sink_samples_total",
+    "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
+);
+const SPOOL_RECORDS: Metric = Metric::gauge(
+    "rme_spool_records",
+    "Request bodies waiting in the spool, by sink.",
+);
+const SPOOL_BYTES: Metric =
+    Metric::gauge("rme_spool_bytes", "Bytes waiting in the spool, by sink.");
+const SPOOL_AGE: Metric = Metric::gauge(
+    "rme_spool_oldest_age_seconds",
+    "Age of the oldest body in the spool, by sink (0 when empty).",
+);
+const SPOOL_DROPPED: Metric = Metric::counter(
+    "rme_spool_dropped_total",
+    "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+);
+const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_spool_write_errors_total",
+    "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
+);
+const STATE_WRITE_ERRORS: Metric = Metric::counter(
+    "rme_state_write_errors_total",
+    "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
+);
+const POINTS_REJECTED: Metric = Metric::counter(
+    "rme_sink_points_rejected_total",
+    "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[
+    REQUESTS,
+    SAMPLES,
+    SPOOL_RECORDS,
+    SPOOL_BYTES,
+    SPOOL_AGE,
+    SPOOL_DROPPED,
+    SPOOL_WRITE_ERRORS,
+    STATE_WRITE_ERRORS,
+    POINTS_REJECTED,
+];
 
 impl Agent {
     /// Takes the state_dir lock (one rme per state_dir), loads the state,
@@ -95,11 +133,11 @@ impl Agent {
             sinks,
         } = plan;
         let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
-        let state = State::load(&config.state_dir)?;
+        let (state_file, mut state) = StateFile::open(&config.state_dir)?;
         let mut store = Store::new(config.store.limits());
         describe_delivery_metrics(&mut store);
         sources::describe_self_metrics(&mut store);
-        store.restore_counters(state.counters);
+        state.restore_into(&mut store);
         let mut readers = Vec::new();
         let mut probes = Vec::new();
         for built in built {
@@ -134,7 +172,7 @@ impl Agent {
             positions: state.sources,
         }));
         Ok(Agent {
-            state_dir: config.state_dir.clone(),
+            state: state_file,
             shared,
             readers: Arc::new(Mutex::new(readers)),
             probes,
@@ -171,12 +209,11 @@ impl Agent {
     /// Runs every probe once; a failure is logged and counted, never fatal.
     pub fn probe(&mut self) {
         for p in &mut self.probes {
-            let mut g = lock(&self.shared);
-            g.store.set_now(now_ms());
+            let mut g = lock_at(&self.shared, now_ms());
             if let Err(e) = p.probe(&mut g.store) {
                 tracing::warn!(source = p.source(), "probe failed: {e:#}");
                 g.store.inc(
-                    Series::new(sources::PROBE_ERRORS, &[("source", p.source())]),
+                    Series::new(sources::PROBE_ERRORS.name, &[("source", p.source())]),
                     1,
                 );
             }
@@ -186,18 +223,14 @@ impl Agent {
     /// Snapshots, spools every sink's bodies, saves the state, delivers, saves it again.
     pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
         let at = now_ms();
-        let (snap, mut state) = {
+        let (snap, mut pending) = {
             let mut g = lock(&self.shared);
             for o in &mut self.outlets {
                 record_spool(&mut g.store, o.sink.name(), &mut o.spool, at);
             }
             let snap = g.store.snapshot(at);
-            let state = State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                ..State::default()
-            };
-            (snap, state)
+            let Shared { store, positions } = &mut *g;
+            (snap, self.state.prepare(store, positions))
         };
         // A flush's bodies are kept together with the state that made them, or
         // not at all: when the disk is full the sink forgets it encoded them
@@ -206,10 +239,13 @@ impl Agent {
         let mut spooled = Vec::new();
         for (i, o) in self.outlets.iter_mut().enumerate() {
             let name = o.sink.name().to_string();
-            let batches = o
-                .sink
-                .encode(&snap)
-                .with_context(|| format!("sink {name}: encoding"))?;
+            let batches = match o.sink.encode(&snap) {
+                Ok(b) => b,
+                Err(e) => {
+                    StateFile::settle(&mut lock(&self.shared).store, pending, false);
+                    return Err(e.context(format!("sink {name}: encoding")));
+                }
+            };
             let bodies = batches.iter().map(|b| (&b.body[..], b.samples));
             match o.spool.append_all(bodies, at) {
                 Ok(seqs) => {
@@ -225,14 +261,15 @@ impl Agent {
                     }
                     let kind = self.write_errors.failed(&name, &e);
                     lock(&self.shared).store.inc(
-                        Series::new(SPOOL_WRITE_ERRORS, &[("sink", &name), ("kind", kind)]),
+                        Series::new(SPOOL_WRITE_ERRORS.name, &[("sink", &name), ("kind", kind)]),
                         1,
                     );
                 }
             }
         }
-        state.sinks = self.sink_states.clone();
-        match state.save(&self.state_dir) {
+        let saved = self.state.commit(&mut pending, &self.sink_states);
+        StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
+        match saved {
             Ok(()) => self.write_errors.ok("state"),
             Err(e) => {
                 // Without the state that made them, this flush's bodies must not
@@ -250,7 +287,7 @@ impl Agent {
                 let kind = self.write_errors.failed("state", &e);
                 lock(&self.shared)
                     .store
-                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
         let mut report = FlushReport::default();
@@ -263,22 +300,18 @@ impl Agent {
         }
         // Delivery moved the self-metric counters; keep them for the next run
         // (positions taken under the same lock, so lines are never counted twice).
-        let state = {
-            let g = lock(&self.shared);
-            State {
-                sources: g.positions.clone(),
-                counters: g.store.saved_counters(),
-                sinks: self.sink_states.clone(),
-                ..State::default()
-            }
+        let saved = {
+            let mut g = lock(&self.shared);
+            let Shared { store, positions } = &mut *g;
+            self.state.save(store, positions, &self.sink_states)
         };
-        match state.save(&self.state_dir) {
+        match saved {
             Ok(()) => self.write_errors.ok("state"),
             Err(e) => {
                 let kind = self.write_errors.failed("state", &e);
                 lock(&self.shared)
                     .store
-                    .inc(Series::new(STATE_WRITE_ERRORS, &[("kind", kind)]), 1);
+                    .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
         Ok(report)
@@ -286,79 +319,35 @@ impl Agent {
 }
 
 fn describe_delivery_metrics(store: &mut Store) {
-    store.describe(
-        REQUESTS,
-        Kind::Counter,
-        "Requests to receivers, by sink and result (sent, retried, rejected).",
-    );
-    store.describe(
-        SAMPLES,
-        Kind::Counter,
-        "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
-    );
-    store.describe(
-        SPOOL_RECORDS,
-        Kind::Gauge,
-        "Request bodies waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_BYTES,
-        Kind::Gauge,
-        "Bytes waiting in the spool, by sink.",
-    );
-    store.describe(
-        SPOOL_AGE,
-        Kind::Gauge,
-        "Age of the oldest body in the spool, by sink (0 when empty).",
-    );
-    store.describe(
-        SPOOL_DROPPED,
-        Kind::Counter,
-        "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
-    );
-    store.describe(
-        SPOOL_WRITE_ERRORS,
-        Kind::Counter,
-        "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
-    );
-    store.describe(
-        STATE_WRITE_ERRORS,
-        Kind::Counter,
-        "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
-    );
-    store.describe(
-        POINTS_REJECTED,
-        Kind::Counter,
-        "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
-    );
+    store.describe_all(METRICS);
 }
 
 fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
     let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES, &l), spool.bytes() as f64);
+    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
+    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
     let age = spool
         .oldest_created_ms()
         .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE, &l), age);
+    store.set(Series::new(SPOOL_AGE.name, &l), age);
     let dropped = std::mem::take(&mut spool.dropped);
     for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
         store.inc(
-            Series::new(SPOOL_DROPPED, &[("sink", sink), ("reason", reason)]),
+            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
             n,
         );
     }
     store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "dropped")]),
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
         dropped.samples,
     );
     // Refusals exist from the first flush at 0, so that a receiver-side
     // `increase()` (examples/alerts.yml) sees the first one.
     store.inc(
-        Series::new(SAMPLES, &[("sink", sink), ("result", "rejected")]),
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "rejected")]),
         0,
     );
-    store.inc(Series::new(POINTS_REJECTED, &[("sink", sink)]), 0);
+    store.inc(Series::new(POINTS_REJECTED.name, &[("sink", sink)]), 0);
 }
 
 /// What one delivery did, recorded into the store once by [`record_delivery`].
@@ -384,14 +373,14 @@ pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
         ("rejected", t.rejected, Some(t.rejected_samples)),
     ] {
         let l = [("sink", sink), ("result", result)];
-        store.inc(Series::new(REQUESTS, &l), requests);
+        store.inc(Series::new(REQUESTS.name, &l), requests);
         if let Some(n) = samples {
-            store.inc(Series::new(SAMPLES, &l), n);
+            store.inc(Series::new(SAMPLES.name, &l), n);
         }
     }
     if t.rejected_points > 0 {
         store.inc(
-            Series::new(POINTS_REJECTED, &[("sink", sink)]),
+            Series::new(POINTS_REJECTED.name, &[("sink", sink)]),
             t.rejected_points,
         );
     }
@@ -669,7 +658,7 @@ mod tests {
     }
 
     fn samples(store: &Store, result: &str) -> u64 {
-        store.sum(SAMPLES, &[("result", result)])
+        store.sum(SAMPLES.name, &[("result", result)])
     }
 
     #[test]
@@ -698,7 +687,7 @@ mod tests {
             (samples(&store, "sent"), samples(&store, "rejected")),
             (3, 4)
         );
-        assert_eq!(store.sum(REQUESTS, &[("result", "retried")]), 3);
+        assert_eq!(store.sum(REQUESTS.name, &[("result", "retried")]), 3);
         assert_eq!(
             spool.len(),
             1,

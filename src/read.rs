@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::journal::{self, JournalInput};
-use crate::shared::{Shared, SharedRef, lock};
+use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sources::{Input, LineParser, feed};
 use crate::state::SourceState;
 use crate::store::now_ms;
@@ -67,9 +67,8 @@ impl Reader {
     pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
         match &mut self.follow {
             Follow::File(tailer) => {
-                let mut g = lock(shared);
+                let mut g = lock_at(shared, now_ms());
                 let Shared { store, positions } = &mut *g;
-                store.set_now(now_ms());
                 let parser = &mut *self.parser;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
                 let mut progress = crate::progress::Progress::start(tailer.path(), offset);
@@ -110,9 +109,8 @@ fn journal_batch(
         .and_then(|s| s.cursor.clone());
     let mut n = 0;
     journal::read(input, cursor.as_deref(), follow, &mut |e| {
-        let mut g = lock(shared);
+        let mut g = lock_at(shared, now_ms());
         let Shared { store, positions } = &mut *g;
-        store.set_now(now_ms());
         feed(parser, &e.message, store);
         positions.entry(name.to_string()).or_default().cursor = Some(e.cursor);
         n += 1;

@@ -261,7 +261,11 @@ fn describe(shared: &SharedRef) {
             "/metrics requests answered 401 (missing or wrong basic auth).",
         ),
     ] {
-        g.store.describe(name, Kind::Counter, help);
+        g.store.describe(&crate::store::Metric {
+            name,
+            kind: Kind::Counter,
+            help,
+        });
     }
 }
 

@@ -20,3 +20,11 @@ pub type SharedRef = Arc<Mutex<Shared>>;
 pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Locks the shared store and sets its clock in one call, so no update made
+/// under this lock carries the time of an earlier batch.
+pub fn lock_at(shared: &Mutex<Shared>, now_ms: i64) -> MutexGuard<'_, Shared> {
+    let mut g = lock(shared);
+    g.store.set_now(now_ms);
+    g
+}

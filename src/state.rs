@@ -2,20 +2,50 @@
 //! held, so counters stay monotonic and no line is counted twice across
 //! restarts and `push --once` runs.
 //!
-//! Written atomically (temp file, fsync, rename, fsync of the directory): a
-//! crash leaves the old state or the new one, never a torn mix.
+//! It is written in proportion to what changed. Two files in the state
+//! directory, both a header (magic, version) then checksummed frames:
+//!
+//! - `state.journal`: one frame per save, appended and fsynced, holding the
+//!   counters that moved since the last save (`Val` records: id, value,
+//!   start), the label set of each counter new since then (`Def`: id, name,
+//!   labels; written once), the ids of counters idle expiry forgot
+//!   (`Forget`), and the read positions and sink bookkeeping when they
+//!   changed (`Meta`, JSON). One frame is one save: positions and counters
+//!   always come back together, and a torn frame at the end (a crash while
+//!   appending) is cut off on the next start, leaving the save before.
+//! - `state.checkpoint`: the whole state as one frame, written atomically
+//!   (temp file, fsync, rename, fsync of the directory) when the journal has
+//!   grown larger than the checkpoint; ids are given anew there and the
+//!   journal starts over. Each frame carries a sequence number, so journal
+//!   frames older than the checkpoint (a crash between the two steps) are
+//!   skipped.
+//!
+//! Frames are deflated (label sets repeat their names). The state of rme
+//! 0.1, one pretty-printed `state.json`, is read on the first start and
+//! turned into a checkpoint at the first save, then kept as
+//! `state.json.migrated`. `rme state` prints the state as that JSON.
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::store::SavedCounter;
+use crate::store::{Changed, NOT_SAVED, SavedCounter, Series, SlotRef, Store};
 use crate::tail::FilePos;
 
-const STATE_FILE: &str = "state.json";
-const VERSION: u32 = 1;
+const JSON_STATE: &str = "state.json";
+const MIGRATED_JSON: &str = "state.json.migrated";
+const CHECKPOINT: &str = "state.checkpoint";
+const JOURNAL: &str = "state.journal";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"RMESTATE";
+const JOURNAL_MAGIC: &[u8; 8] = b"RMEJOURN";
+/// Version of the two files above (1 was `state.json`).
+const VERSION: u32 = 2;
+/// The journal may grow to this before a checkpoint replaces it, even when the checkpoint is smaller.
+const MIN_JOURNAL_BYTES: u64 = 1 << 20;
 
 /// Where one source stopped reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +61,7 @@ pub struct SourceState {
     pub cursor: Option<String>,
 }
 
+/// The whole state as people (and rme 0.1's `state.json`) read it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
@@ -44,90 +75,568 @@ pub struct State {
     pub sinks: BTreeMap<String, serde_json::Value>,
 }
 
-impl State {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join(STATE_FILE)
+/// Read positions and sink bookkeeping: the `Meta` record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Meta {
+    sources: BTreeMap<String, SourceState>,
+    sinks: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a state directory held at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub sources: BTreeMap<String, SourceState>,
+    pub sinks: BTreeMap<String, serde_json::Value>,
+    /// Counters with the id the state file knows each by ([`NOT_SAVED`] after a migration).
+    pub counters: Vec<(u32, SavedCounter)>,
+}
+
+impl Loaded {
+    /// Puts the counters into a fresh store, before any source runs.
+    pub fn restore_into(&mut self, store: &mut Store) {
+        for (id, c) in std::mem::take(&mut self.counters) {
+            store.restore_counter(c.series, c.value, c.start_ms, id);
+        }
     }
 
-    /// Loads the state, or an empty one when there is none yet.
-    pub fn load(dir: &Path) -> anyhow::Result<State> {
-        let path = State::path(dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(State {
-                    version: VERSION,
-                    ..State::default()
-                });
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("reading state file {}", path.display()));
+    pub fn into_state(self) -> State {
+        State {
+            version: VERSION,
+            sources: self.sources,
+            counters: self.counters.into_iter().map(|(_, c)| c).collect(),
+            sinks: self.sinks,
+        }
+    }
+}
+
+/// The open state directory; [`StateFile::save`] writes what changed.
+#[derive(Debug)]
+pub struct StateFile {
+    dir: PathBuf,
+    journal: Option<File>,
+    journal_bytes: u64,
+    checkpoint_bytes: u64,
+    /// Sequence number of the last frame written.
+    seq: u64,
+    next_id: u32,
+    /// The `Meta` last written, to write it again only when it changed.
+    meta: Option<Meta>,
+    /// The next save writes a checkpoint.
+    checkpoint_due: bool,
+    /// `state.json` was read: renamed once the first checkpoint holds it.
+    migrated: bool,
+    /// The journal may grow to this before a checkpoint replaces it, even when the checkpoint is smaller.
+    min_journal_bytes: u64,
+}
+
+/// A decoded frame: its sequence number and records.
+type Frame = (u64, Vec<Record>);
+
+/// One decoded record.
+enum Record {
+    Def(u32, Series),
+    Val(u32, u64, i64),
+    Forget(u32),
+    Meta(Meta),
+}
+
+impl StateFile {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(CHECKPOINT)
+    }
+
+    /// Reads the state directory (an empty state when there is none yet),
+    /// cutting a torn frame off the journal's end.
+    pub fn open(dir: &Path) -> anyhow::Result<(StateFile, Loaded)> {
+        let mut file = StateFile {
+            dir: dir.to_path_buf(),
+            journal: None,
+            journal_bytes: 0,
+            checkpoint_bytes: 0,
+            seq: 0,
+            next_id: 0,
+            meta: None,
+            checkpoint_due: false,
+            migrated: false,
+            min_journal_bytes: MIN_JOURNAL_BYTES,
+        };
+        let checkpoint = dir.join(CHECKPOINT);
+        let mut counters: BTreeMap<u32, SavedCounter> = BTreeMap::new();
+        let mut meta = Meta::default();
+        let mut apply = |records: Vec<Record>, counters: &mut BTreeMap<u32, SavedCounter>| {
+            for r in records {
+                match r {
+                    Record::Def(id, series) => {
+                        counters.insert(
+                            id,
+                            SavedCounter {
+                                series,
+                                value: 0,
+                                start_ms: 0,
+                            },
+                        );
+                    }
+                    Record::Val(id, value, start_ms) => {
+                        if let Some(c) = counters.get_mut(&id) {
+                            c.value = value;
+                            c.start_ms = start_ms;
+                        }
+                    }
+                    Record::Forget(id) => {
+                        counters.remove(&id);
+                    }
+                    Record::Meta(m) => meta = m,
+                }
             }
         };
-        let state: State = serde_json::from_str(&text)
-            .with_context(|| format!("reading state file {}", path.display()))?;
-        if state.version != VERSION {
-            anyhow::bail!(
-                "state file {}: version {} is not the {} this rme writes",
-                path.display(),
-                state.version,
-                VERSION
-            );
+        match read_file(&checkpoint, CHECKPOINT_MAGIC)? {
+            Some((frames, len)) => {
+                let (seq, records) = frames
+                    .into_iter()
+                    .next()
+                    .with_context(|| format!("state file {}: no frame", checkpoint.display()))?;
+                file.seq = seq;
+                file.checkpoint_bytes = len;
+                apply(records, &mut counters);
+            }
+            None => {
+                if let Some(old) = read_json(&dir.join(JSON_STATE))? {
+                    file.checkpoint_due = true;
+                    file.migrated = true;
+                    let loaded = Loaded {
+                        sources: old.sources,
+                        sinks: old.sinks,
+                        counters: old.counters.into_iter().map(|c| (NOT_SAVED, c)).collect(),
+                    };
+                    return Ok((file, loaded));
+                }
+            }
         }
-        Ok(state)
+        let journal = dir.join(JOURNAL);
+        if let Some((frames, good)) = read_file(&journal, JOURNAL_MAGIC)? {
+            for (seq, records) in frames {
+                if seq > file.seq {
+                    file.seq = seq;
+                    apply(records, &mut counters);
+                }
+            }
+            let f = open_append(&journal)
+                .with_context(|| format!("opening state file {}", journal.display()))?;
+            if f.metadata()?.len() > good {
+                tracing::warn!(file = %journal.display(), "state journal ends in a torn frame (a crash while saving); continuing from the save before it");
+                f.set_len(good)?;
+            }
+            file.journal = Some(f);
+            file.journal_bytes = good;
+        }
+        file.next_id = counters.keys().next_back().map_or(0, |k| k + 1);
+        file.meta = Some(meta.clone());
+        Ok((
+            file,
+            Loaded {
+                sources: meta.sources,
+                sinks: meta.sinks,
+                counters: counters.into_iter().collect(),
+            },
+        ))
     }
 
-    /// Writes the state atomically.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        let mut state = self.clone();
-        state.version = VERSION;
-        let bytes = serde_json::to_vec_pretty(&state)?;
-        let path = State::path(dir);
-        crate::safe_fs::write_atomic(&path, &bytes)
-            .with_context(|| format!("writing state file {}", path.display()))
+    /// Writes what changed in the store since the last save: [`StateFile::prepare`],
+    /// [`StateFile::commit`] and [`StateFile::settle`] in one go.
+    pub fn save(
+        &mut self,
+        store: &mut Store,
+        sources: &BTreeMap<String, SourceState>,
+        sinks: &BTreeMap<String, serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        let mut pending = self.prepare(store, sources);
+        let result = self.commit(&mut pending, sinks);
+        StateFile::settle(store, pending, result.is_ok());
+        result
     }
+
+    /// Takes what changed from the store (under the lock that also guards
+    /// `sources`, so counters and positions agree): a journal frame, or the
+    /// whole state when a checkpoint is due.
+    pub fn prepare(
+        &mut self,
+        store: &mut Store,
+        sources: &BTreeMap<String, SourceState>,
+    ) -> Pending {
+        let full = self.checkpoint_due || (self.journal.is_none() && self.checkpoint_bytes == 0);
+        if full {
+            store.mark_all_changed();
+        }
+        let (changed, forgotten) = store.take_changes();
+        let mut pending = Pending {
+            raw: Vec::with_capacity(16 + changed.len() * 24),
+            changed,
+            forgotten,
+            new_ids: Vec::new(),
+            next_id: if full { 0 } else { self.next_id },
+            sources: sources.clone(),
+            full,
+        };
+        pending.encode();
+        if !full {
+            // Deflated, a large frame is a quarter of its records or less; a small one is not.
+            let estimate = pending.raw.len() as u64 / 2 + 16;
+            if self.journal_bytes + estimate > self.checkpoint_bytes.max(self.min_journal_bytes) {
+                store.unwrite(&pending.changed, std::mem::take(&mut pending.forgotten));
+                self.checkpoint_due = true;
+                let again = self.prepare(store, sources);
+                self.checkpoint_due = false;
+                return again;
+            }
+        }
+        pending
+    }
+
+    /// Writes a prepared save (no lock needed): a journal frame appended and
+    /// fsynced, or a checkpoint written atomically and the journal started over.
+    pub fn commit(
+        &mut self,
+        pending: &mut Pending,
+        sinks: &BTreeMap<String, serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        let meta = Meta {
+            sources: std::mem::take(&mut pending.sources),
+            sinks: sinks.clone(),
+        };
+        let seq = self.seq + 1;
+        pending.raw[..8].copy_from_slice(&seq.to_le_bytes());
+        if pending.full || self.meta.as_ref() != Some(&meta) {
+            put_meta(&mut pending.raw, &meta)?;
+        }
+        let frame = frame(&pending.raw)?;
+        if pending.full {
+            let mut bytes = Vec::with_capacity(frame.len() + 12);
+            bytes.extend_from_slice(CHECKPOINT_MAGIC);
+            bytes.extend_from_slice(&VERSION.to_le_bytes());
+            bytes.extend_from_slice(&frame);
+            let path = self.dir.join(CHECKPOINT);
+            write_atomic(&path, &bytes)
+                .with_context(|| format!("writing state file {}", path.display()))?;
+            // The old journal's frames are older than the checkpoint: start it over.
+            let journal = self.dir.join(JOURNAL);
+            self.journal = None;
+            let f = new_journal(&journal)
+                .with_context(|| format!("writing state file {}", journal.display()))?;
+            self.journal = Some(f);
+            self.journal_bytes = (JOURNAL_MAGIC.len() + 4) as u64;
+            self.checkpoint_bytes = bytes.len() as u64;
+            if self.migrated {
+                let old = self.dir.join(JSON_STATE);
+                let _ = std::fs::rename(&old, self.dir.join(MIGRATED_JSON));
+                self.migrated = false;
+            }
+            self.checkpoint_due = false;
+        } else {
+            self.append(&frame)?;
+        }
+        self.next_id = pending.next_id;
+        self.seq = seq;
+        self.meta = Some(meta);
+        Ok(())
+    }
+
+    /// Back under the store's lock: gives new counters their ids, or puts
+    /// the changes back when the write failed so the next save carries them.
+    pub fn settle(store: &mut Store, pending: Pending, written: bool) {
+        if written {
+            for (c, id) in pending.new_ids {
+                store.set_saved_id(c, id);
+            }
+        } else {
+            store.unwrite(&pending.changed, pending.forgotten);
+        }
+    }
+
+    fn append(&mut self, frame: &[u8]) -> anyhow::Result<()> {
+        let path = self.dir.join(JOURNAL);
+        let f = match &mut self.journal {
+            Some(f) => f,
+            None => self.journal.insert(new_journal(&path)?),
+        };
+        f.write_all(frame)
+            .and_then(|()| f.sync_data())
+            .with_context(|| format!("writing state file {}", path.display()))?;
+        self.journal_bytes += frame.len() as u64;
+        Ok(())
+    }
+}
+
+/// A save taken from the store, not yet written.
+#[derive(Debug)]
+pub struct Pending {
+    /// Sequence number (filled in at commit), then the records.
+    raw: Vec<u8>,
+    changed: Vec<Changed>,
+    forgotten: Vec<u32>,
+    /// Counters first written by this save, with the id they get.
+    new_ids: Vec<(SlotRef, u32)>,
+    next_id: u32,
+    sources: BTreeMap<String, SourceState>,
+    /// A checkpoint: every counter, ids from 0.
+    full: bool,
+}
+
+impl Pending {
+    fn encode(&mut self) {
+        put_u64(&mut self.raw, 0);
+        for c in &self.changed {
+            let id = if self.full || c.saved_id == NOT_SAVED {
+                let id = self.next_id;
+                self.next_id += 1;
+                put_def(&mut self.raw, id, &c.series);
+                self.new_ids.push((c.slot, id));
+                id
+            } else {
+                c.saved_id
+            };
+            put_val(&mut self.raw, id, c.value, c.start_ms);
+        }
+        if !self.full {
+            for &id in &self.forgotten {
+                self.raw.push(TAG_FORGET);
+                put_uvar(&mut self.raw, u64::from(id));
+            }
+        }
+    }
+}
+
+/// A new, empty journal (header only), replacing any old one atomically.
+fn new_journal(path: &Path) -> std::io::Result<File> {
+    let mut header = JOURNAL_MAGIC.to_vec();
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    write_atomic(path, &header)?;
+    open_append(path)
+}
+
+/// The state file's one atomic write: a crash leaves the old file or the new one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::safe_fs::write_atomic(path, bytes)
+}
+
+/// The journal opened for appending; a symlink in its place is an error, as
+/// everywhere in the state directory.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads rme 0.1's `state.json`, if there is one.
+fn read_json(path: &Path) -> anyhow::Result<Option<State>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
+    };
+    let state: State = serde_json::from_str(&text)
+        .with_context(|| format!("reading state file {}", path.display()))?;
+    if state.version != 1 {
+        anyhow::bail!(
+            "state file {}: version {} is not the 1 this rme migrates",
+            path.display(),
+            state.version
+        );
+    }
+    Ok(Some(state))
+}
+
+/// Frames of a checkpoint or journal and the length of its intact part;
+/// `None` when the file does not exist. A bad header is an error; a torn or
+/// corrupt frame ends the file there.
+fn read_file(path: &Path, magic: &[u8; 8]) -> anyhow::Result<Option<(Vec<Frame>, u64)>> {
+    let mut bytes = Vec::new();
+    match crate::safe_fs::open_nofollow(path) {
+        Ok(mut f) => f
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading state file {}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
+    };
+    let header = magic.len() + 4;
+    if bytes.len() < header || &bytes[..magic.len()] != magic {
+        anyhow::bail!("state file {}: not an rme state file", path.display());
+    }
+    let version = u32::from_le_bytes(bytes[magic.len()..header].try_into().unwrap_or_default());
+    if version != VERSION {
+        anyhow::bail!(
+            "state file {}: version {version} is not the {VERSION} this rme writes",
+            path.display()
+        );
+    }
+    let mut at = header;
+    let mut frames = Vec::new();
+    while let Some((raw, next)) = unframe(&bytes, at) {
+        match decode(&raw) {
+            Some(f) => frames.push(f),
+            None => break,
+        }
+        at = next;
+    }
+    Ok(Some((frames, at as u64)))
+}
+
+const TAG_DEF: u8 = 1;
+const TAG_VAL: u8 = 2;
+const TAG_FORGET: u8 = 3;
+const TAG_META: u8 = 4;
+
+/// `[len u32][crc32 u32][deflated records]`.
+fn frame(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use flate2::write::DeflateEncoder;
+    let mut enc = DeflateEncoder::new(
+        Vec::with_capacity(raw.len() / 4 + 16),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(raw)?;
+    let body = enc.finish()?;
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The records of the frame at `at` and where the next one starts, if it is whole and intact.
+fn unframe(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
+    let head = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().ok()?);
+    let body = bytes.get(at + 8..at + 8 + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let mut raw = Vec::with_capacity(len * 4);
+    flate2::read::DeflateDecoder::new(body)
+        .read_to_end(&mut raw)
+        .ok()?;
+    Some((raw, at + 8 + len))
+}
+
+fn decode(raw: &[u8]) -> Option<Frame> {
+    let mut r = Reader { bytes: raw, at: 0 };
+    let seq = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+    let mut records = Vec::new();
+    while r.at < raw.len() {
+        let tag = r.take(1)?[0];
+        let record = match tag {
+            TAG_DEF => {
+                let id = r.id()?;
+                let name = r.text()?;
+                let n = r.uvar()? as usize;
+                let mut labels = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    labels.push((r.text()?, r.text()?));
+                }
+                Record::Def(id, Series::new(name, &labels))
+            }
+            TAG_VAL => {
+                let id = r.id()?;
+                let value = r.uvar()?;
+                let z = r.uvar()?;
+                let start = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                Record::Val(id, value, start)
+            }
+            TAG_FORGET => Record::Forget(r.id()?),
+            TAG_META => {
+                let n = r.uvar()? as usize;
+                Record::Meta(serde_json::from_slice(r.take(n)?).ok()?)
+            }
+            _ => return None,
+        };
+        records.push(record);
+    }
+    Some((seq, records))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+
+    fn uvar(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn id(&mut self) -> Option<u32> {
+        u32::try_from(self.uvar()?).ok()
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let n = self.uvar()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_text(out: &mut Vec<u8>, s: &str) {
+    put_uvar(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_def(out: &mut Vec<u8>, id: u32, series: &Series) {
+    out.push(TAG_DEF);
+    put_uvar(out, u64::from(id));
+    put_text(out, series.name());
+    put_uvar(out, series.labels().len() as u64);
+    for (k, v) in series.labels() {
+        put_text(out, k);
+        put_text(out, v);
+    }
+}
+
+fn put_val(out: &mut Vec<u8>, id: u32, value: u64, start_ms: i64) {
+    out.push(TAG_VAL);
+    put_uvar(out, u64::from(id));
+    put_uvar(out, value);
+    put_uvar(out, ((start_ms << 1) ^ (start_ms >> 63)) as u64);
+}
+
+fn put_meta(out: &mut Vec<u8>, meta: &Meta) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(meta)?;
+    out.push(TAG_META);
+    put_uvar(out, json.len() as u64);
+    out.extend_from_slice(&json);
+    Ok(())
+}
+
+/// `rme state`: the state directory as JSON, for people.
+pub fn dump(dir: &Path) -> anyhow::Result<String> {
+    let (_, loaded) = StateFile::open(dir)?;
+    Ok(serde_json::to_string_pretty(&loaded.into_state())?)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Series;
-
-    #[test]
-    fn state_round_trips_and_missing_file_is_empty() {
-        let dir = tempfile::tempdir().unwrap();
-        let empty = State::load(dir.path()).unwrap();
-        assert!(empty.sources.is_empty());
-        let mut s = State::default();
-        s.sources.insert(
-            "fail2ban".into(),
-            SourceState {
-                file: Some(FilePos {
-                    dev: 1,
-                    ino: 2,
-                    offset: 3,
-                    head: 4,
-                }),
-                cursor: None,
-                rotated: Vec::new(),
-            },
-        );
-        s.counters.push(SavedCounter {
-            series: Series::new("a_total", &[("j", "x")]),
-            value: 9,
-            start_ms: 5,
-        });
-        s.save(dir.path()).unwrap();
-        let back = State::load(dir.path()).unwrap();
-        assert_eq!(back.sources, s.sources);
-        assert_eq!(back.counters, s.counters);
-    }
-
-    #[test]
-    fn corrupt_state_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(State::path(dir.path()), "{not json").unwrap();
-        let msg = format!("{:#}", State::load(dir.path()).unwrap_err());
-        assert!(msg.contains("state.json"), "{msg}");
-    }
-}
+mod tests;

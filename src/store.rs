@@ -1,54 +1,179 @@
 //! The one metric store between sources and sinks.
 //!
-//! Sources add to counters and set gauges; sinks and `/metrics` only ever see a
-//! [`Snapshot`]. Three guards keep cardinality the user's choice: label rules
-//! (drop a label, keep an IP's prefix), a per-metric series cap that folds new
-//! series into one overflow series, and expiry of idle series.
+//! Each series is kept once: its name and labels packed into one [`Series`]
+//! behind an `Arc`, found through a hash index, with its value in a slot of an
+//! arena. A parser resolves a [`Handle`] once per distinct key (a jail; a
+//! stream, filter and action) and then bumps the slot without allocating.
+//! Everything that decides *which* series an update lands in happens when a
+//! handle is made, not on every update: label rules (drop a label, keep an
+//! IP's prefix; a rule may also add labels), the per-metric series cap that
+//! folds new series into one overflow series, and a handle going stale when
+//! idle expiry freed its series. Sinks and `/metrics` see a [`Snapshot`],
+//! whose points share the store's `Arc<Series>` instead of copying labels.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::labels::relabel::{self, Selector, WholeRegex};
 
-/// A series: metric name plus labels kept sorted by name, as remote-write requires.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A series: metric name plus labels kept sorted by (name, value), as
+/// remote-write requires. Packed into one string with the end of each part,
+/// so a series costs two allocations whatever its label count.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Series {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+    /// The name, then each label's name and value, back to back.
+    text: Box<str>,
+    /// Where the name, and then each label name and value, end in `text`.
+    ends: Box<[u32]>,
 }
 
 impl Series {
     /// Builds a series; labels are sorted here so callers may pass them in any order.
     pub fn new(name: &str, labels: &[(&str, &str)]) -> Series {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
+        let mut sorted: Vec<(&str, &str)> = labels.to_vec();
+        sorted.sort_unstable();
+        Series::from_sorted(name, sorted.iter().copied())
+    }
+
+    /// Builds a series from labels already sorted by (name, value).
+    fn from_sorted<'a>(
+        name: &str,
+        labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Series {
+        let len = name.len()
+            + labels
+                .clone()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(1 + 2 * labels.clone().count());
+        text.push_str(name);
+        ends.push(text.len() as u32);
+        for (k, v) in labels {
+            text.push_str(k);
+            ends.push(text.len() as u32);
+            text.push_str(v);
+            ends.push(text.len() as u32);
+        }
         Series {
-            name: name.to_string(),
-            labels,
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.text[..self.ends[0] as usize]
+    }
+
+    /// The labels, sorted by name.
+    pub fn labels(&self) -> Labels<'_> {
+        Labels {
+            series: self,
+            at: 1,
         }
     }
 
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.labels().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    fn part(&self, i: usize) -> &str {
+        &self.text[self.ends[i - 1] as usize..self.ends[i] as usize]
+    }
+}
+
+/// The labels of a [`Series`], as (name, value).
+#[derive(Clone)]
+pub struct Labels<'a> {
+    series: &'a Series,
+    at: usize,
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at + 1 >= self.series.ends.len() {
+            return None;
+        }
+        let pair = (self.series.part(self.at), self.series.part(self.at + 1));
+        self.at += 2;
+        Some(pair)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.series.ends.len() - self.at) / 2;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Labels<'_> {}
+
+/// By name, then labels pair by pair (a shorter label list first): the order
+/// every sink sends and the text format lists.
+impl Ord for Series {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name()
+            .cmp(other.name())
+            .then_with(|| self.labels().cmp(other.labels()))
+    }
+}
+
+impl PartialOrd for Series {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 /// `name{k="v",…}`, for tests and logs (the exposition format escapes differently: text.rs).
 impl std::fmt::Display for Series {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{{", self.name)?;
-        for (i, (k, v)) in self.labels.iter().enumerate() {
+        write!(f, "{}{{", self.name())?;
+        for (i, (k, v)) in self.labels().enumerate() {
             write!(f, "{}{k}={v:?}", if i > 0 { "," } else { "" })?;
         }
         f.write_str("}")
+    }
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// How a series reads in JSON (`rme state`, and the state files of rme ≤ 0.1).
+#[derive(Serialize, Deserialize)]
+struct SeriesJson {
+    name: String,
+    labels: Vec<(String, String)>,
+}
+
+impl Serialize for Series {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SeriesJson {
+            name: self.name().to_string(),
+            labels: self
+                .labels()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Series {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Series, D::Error> {
+        let j = SeriesJson::deserialize(d)?;
+        let labels: Vec<(&str, &str)> = j
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Ok(Series::new(&j.name, &labels))
     }
 }
 
@@ -58,6 +183,33 @@ impl std::fmt::Display for Series {
 pub enum Kind {
     Counter,
     Gauge,
+}
+
+/// A metric as a source defines it, once: name, kind and help together.
+/// Each source keeps a `const` per metric and one table of them for `describe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+impl Metric {
+    pub const fn counter(name: &'static str, help: &'static str) -> Metric {
+        Metric {
+            name,
+            kind: Kind::Counter,
+            help,
+        }
+    }
+
+    pub const fn gauge(name: &'static str, help: &'static str) -> Metric {
+        Metric {
+            name,
+            kind: Kind::Gauge,
+            help,
+        }
+    }
 }
 
 /// What a metric is, for `# HELP`/`# TYPE`, remote-write metadata and OTLP descriptions.
@@ -86,20 +238,21 @@ impl Value {
 /// One series at the snapshot's time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
-    pub series: Series,
+    /// Shared with the store: a snapshot copies a pointer, not the labels.
+    pub series: Arc<Series>,
     pub value: Value,
     /// When this counter started counting from zero (unix ms); OTLP's start time.
     pub start_ms: i64,
 }
 
-/// A copy of the store at one instant; what every encoder takes.
+/// The store at one instant; what every encoder takes.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Unix ms of the snapshot; every point is stamped with it.
     pub at_ms: i64,
     /// Sorted by series (name first), so each metric's points are contiguous.
     pub points: Vec<Point>,
-    pub meta: BTreeMap<String, Meta>,
+    pub meta: BTreeMap<&'static str, Meta>,
 }
 
 /// What to do with one label before a series is stored.
@@ -159,6 +312,48 @@ pub struct LabelRule {
     pub action: LabelAction,
 }
 
+/// The label rules, applied in order to a new series' labels when a handle
+/// is made. A rule gets the whole label list, so one that adds labels (a
+/// country for an IP, say) just pushes them: the list is sorted afterwards.
+#[derive(Clone, Debug, Default)]
+pub struct Rules(Vec<LabelRule>);
+
+impl Rules {
+    pub fn compile(rules: &[LabelRule]) -> Rules {
+        Rules(rules.to_vec())
+    }
+
+    /// Rewrites `labels` for metric `name`, then sorts them by (name, value).
+    fn apply(&self, name: &str, labels: &mut Vec<(String, String)>) {
+        for rule in &self.0 {
+            if rule.metric.as_ref().is_some_and(|m| m != name) || !rule.selector.matches(labels) {
+                continue;
+            }
+            match &rule.action {
+                LabelAction::Drop => labels.retain(|(k, _)| *k != rule.label),
+                LabelAction::Prefix { ipv4, ipv6 } => {
+                    for (k, v) in labels.iter_mut() {
+                        if *k == rule.label
+                            && let Some(p) = ip_prefix(v, *ipv4, *ipv6)
+                        {
+                            *v = p;
+                        }
+                    }
+                }
+                LabelAction::Replace { regex, replacement } => {
+                    relabel::rewrite(labels, &rule.label, |v| regex.replace(v, replacement))
+                }
+                LabelAction::Lowercase => relabel::rewrite(labels, &rule.label, relabel::lowercase),
+            }
+        }
+        labels.sort_unstable();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Limits that keep the store bounded.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -183,17 +378,48 @@ impl Default for Limits {
 
 /// Label put on the series that absorbs what the cap refused.
 pub const OVERFLOW_LABEL: &str = "rme_overflow";
-pub const FOLDED_METRIC: &str = "rme_series_folded_total";
-pub const SERIES_METRIC: &str = "rme_series";
+pub const FOLDED: Metric = Metric::counter(
+    "rme_series_folded_total",
+    "Updates folded into an overflow series because a metric hit max_series_per_metric.",
+);
+pub const SERIES: Metric = Metric::gauge("rme_series", "Series held in the store.");
+pub const FOLDED_METRIC: &str = FOLDED.name;
+pub const SERIES_METRIC: &str = SERIES.name;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Entry {
+/// Where updates for one series go: resolved once, then used without a lookup.
+/// A handle made before idle expiry freed its series is stale; the `*_at`
+/// methods then resolve it again from the labels they are given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handle {
+    slot: u32,
+    /// The slot's generation when resolved; 0 = not resolved.
+    generation: u32,
+    /// For a series the cap folded: the `rme_series_folded_total` slot + 1 (else 0),
+    /// its generation, and the store's expiry epoch (expiry may make room).
+    fold: u32,
+    fold_generation: u32,
+    epoch: u32,
+}
+
+/// A series' value and bookkeeping in the arena.
+#[derive(Debug)]
+struct Slot {
+    /// `None` while the slot is free.
+    series: Option<Arc<Series>>,
     kind: Kind,
     counter: u64,
     gauge: f64,
     start_ms: i64,
     updated_ms: i64,
+    generation: u32,
+    /// Counter changed since the state file last took the changes.
+    changed: bool,
+    /// The counter's id in the state file (`NOT_SAVED` until written there).
+    saved_id: u32,
 }
+
+/// `Slot::saved_id` of a counter the state file does not hold yet.
+pub const NOT_SAVED: u32 = u32::MAX;
 
 /// A counter as kept in the state file, so restarts and cron runs continue it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,39 +429,80 @@ pub struct SavedCounter {
     pub start_ms: i64,
 }
 
+/// A slot as it was when taken: a freed and reused slot no longer matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotRef {
+    slot: u32,
+    generation: u32,
+}
+
+/// A counter that changed since the state file last looked (see [`Store::take_changes`]).
+#[derive(Debug)]
+pub struct Changed {
+    pub slot: SlotRef,
+    /// The id the state file gave it, or [`NOT_SAVED`].
+    pub saved_id: u32,
+    pub series: Arc<Series>,
+    pub value: u64,
+    pub start_ms: i64,
+}
+
 /// Everything sources have counted so far.
 #[derive(Debug, Default)]
 pub struct Store {
-    entries: BTreeMap<Series, Entry>,
-    meta: BTreeMap<String, Meta>,
-    series_per_metric: HashMap<String, usize>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashMap<Arc<Series>, u32>,
+    /// Live slots sorted by series; rebuilt when `sorted` is false.
+    order: Vec<u32>,
+    sorted: bool,
+    meta: BTreeMap<&'static str, Meta>,
+    series_per_metric: HashMap<Box<str>, usize>,
     limits: Limits,
+    rules: Rules,
     /// The clock sources' updates are stamped with; set by the caller before a batch.
     now_ms: i64,
+    next_generation: u32,
+    /// Bumped whenever expiry frees series, which may make room under the cap.
+    epoch: u32,
+    /// Counter slots changed since the last `take_changes`.
+    changed: Vec<u32>,
+    /// State-file ids of counters expiry forgot since the last `take_changes`.
+    forgotten: Vec<u32>,
+    series_gauge: Handle,
 }
 
 impl Store {
     pub fn new(limits: Limits) -> Store {
         let mut store = Store {
+            rules: Rules::compile(&limits.rules),
             limits,
             now_ms: now_ms(),
+            next_generation: 1,
+            sorted: true,
             ..Store::default()
         };
-        store.describe(
-            FOLDED_METRIC,
-            Kind::Counter,
-            "Updates folded into an overflow series because a metric hit max_series_per_metric.",
-        );
-        store.describe(SERIES_METRIC, Kind::Gauge, "Series held in the store.");
+        store.describe_all(&[FOLDED, SERIES]);
         store
     }
 
     /// Registers a metric's type and help text; sources call this once at start.
-    pub fn describe(&mut self, name: &str, kind: Kind, help: &'static str) {
-        if self.limits.drop_metrics.contains(name) {
+    pub fn describe(&mut self, m: &Metric) {
+        if self.limits.drop_metrics.contains(m.name) {
             return;
         }
-        self.meta.insert(name.to_string(), Meta { kind, help });
+        self.meta.insert(
+            m.name,
+            Meta {
+                kind: m.kind,
+                help: m.help,
+            },
+        );
+    }
+
+    /// [`Store::describe`] for each metric of a source's table.
+    pub fn describe_all(&mut self, metrics: &[Metric]) {
+        metrics.iter().for_each(|m| self.describe(m));
     }
 
     /// Sets the time stamped on the following updates (ms since the epoch).
@@ -243,60 +510,259 @@ impl Store {
         self.now_ms = now_ms;
     }
 
-    /// Adds `by` to a counter.
-    pub fn inc(&mut self, series: Series, by: u64) {
-        if let Some(e) = self.entry(series, Kind::Counter) {
-            e.counter = e.counter.saturating_add(by);
+    /// Resolves the handle for a series, making the series if it is new:
+    /// label rules, then the series cap. `None` for a metric in `drop_metrics`,
+    /// and when the series exists with another kind than asked (a source bug;
+    /// logged rather than panicking).
+    pub fn handle(&mut self, name: &str, kind: Kind, labels: &[(&str, &str)]) -> Option<Handle> {
+        if self.limits.drop_metrics.contains(name) {
+            return None;
         }
+        let series = if self.rules.is_empty() {
+            Series::new(name, labels)
+        } else {
+            let mut owned: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.rules.apply(name, &mut owned);
+            Series::from_sorted(name, owned.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        };
+        self.handle_of(series, kind)
+    }
+
+    /// [`Store::handle`] for a series whose label rules have been applied.
+    fn handle_of(&mut self, series: Series, kind: Kind) -> Option<Handle> {
+        let now = self.now_ms;
+        let mut handle = Handle {
+            epoch: self.epoch,
+            ..Handle::default()
+        };
+        let slot = match self.index.get(&series) {
+            Some(&slot) => slot,
+            None => {
+                let count = self
+                    .series_per_metric
+                    .get(series.name())
+                    .copied()
+                    .unwrap_or(0);
+                let overflow = series.label(OVERFLOW_LABEL).is_some();
+                if count >= self.limits.max_series_per_metric && !overflow {
+                    let folded = Series::new(FOLDED.name, &[("metric", series.name())]);
+                    let f = match self.index.get(&folded) {
+                        Some(&f) => f,
+                        None => self.insert(folded, Kind::Counter, now, false),
+                    };
+                    handle.fold = f + 1;
+                    handle.fold_generation = self.slots[f as usize].generation;
+                    let over = Series::new(series.name(), &[(OVERFLOW_LABEL, "true")]);
+                    match self.index.get(&over) {
+                        Some(&s) => s,
+                        None => self.insert(over, kind, now, true),
+                    }
+                } else {
+                    self.insert(series, kind, now, true)
+                }
+            }
+        };
+        let s = &self.slots[slot as usize];
+        if s.kind != kind {
+            tracing::error!(
+                ?kind,
+                series = %s.series.as_deref().map(ToString::to_string).unwrap_or_default(),
+                "metric used both as counter and gauge; update ignored"
+            );
+            return None;
+        }
+        handle.slot = slot;
+        handle.generation = s.generation;
+        Some(handle)
+    }
+
+    /// Puts a new series into a free slot (or a new one).
+    fn insert(&mut self, series: Series, kind: Kind, now: i64, counted: bool) -> u32 {
+        if counted {
+            *self
+                .series_per_metric
+                .entry(series.name().into())
+                .or_default() += 1;
+        }
+        let series = Arc::new(series);
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.checked_add(1).unwrap_or(1);
+        let slot = Slot {
+            series: Some(series.clone()),
+            kind,
+            counter: 0,
+            gauge: 0.0,
+            start_ms: now,
+            updated_ms: now,
+            generation,
+            changed: false,
+            saved_id: NOT_SAVED,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(series, i);
+        self.order.push(i);
+        self.sorted = false;
+        i
+    }
+
+    /// Whether a handle still points at its series.
+    fn is_live(&self, h: &Handle) -> bool {
+        let ok = |slot: u32, generation: u32| {
+            generation != 0
+                && self
+                    .slots
+                    .get(slot as usize)
+                    .is_some_and(|s| s.generation == generation)
+        };
+        ok(h.slot, h.generation)
+            && (h.fold == 0 || (h.epoch == self.epoch && ok(h.fold - 1, h.fold_generation)))
+    }
+
+    /// Resolves `h` again when it is stale; false when the series cannot take the update.
+    fn refresh(&mut self, h: &mut Handle, name: &str, kind: Kind, labels: &[(&str, &str)]) -> bool {
+        if self.is_live(h) {
+            return true;
+        }
+        match self.handle(name, kind, labels) {
+            Some(new) => {
+                *h = new;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot an update through a live handle lands in (stamped now; a
+    /// folded update is counted in `rme_series_folded_total`).
+    fn touch(&mut self, h: &Handle) -> &mut Slot {
+        let now = self.now_ms;
+        if h.fold > 0 {
+            let f = h.fold - 1;
+            let fs = &mut self.slots[f as usize];
+            fs.counter = fs.counter.saturating_add(1);
+            fs.updated_ms = now;
+            if !fs.changed {
+                fs.changed = true;
+                self.changed.push(f);
+            }
+        }
+        let s = &mut self.slots[h.slot as usize];
+        s.updated_ms = now;
+        if s.kind == Kind::Counter && !s.changed {
+            s.changed = true;
+            self.changed.push(h.slot);
+        }
+        &mut self.slots[h.slot as usize]
+    }
+
+    /// Adds `by` to the counter of `h`, resolving it from `name` and `labels`
+    /// when it is not resolved yet or went stale. No allocation otherwise.
+    pub fn inc_at(&mut self, h: &mut Handle, name: &str, labels: &[(&str, &str)], by: u64) {
+        if self.refresh(h, name, Kind::Counter, labels) {
+            let s = self.touch(h);
+            s.counter = s.counter.saturating_add(by);
+        }
+    }
+
+    /// Sets the gauge of `h` (see [`Store::inc_at`]).
+    pub fn set_at(&mut self, h: &mut Handle, name: &str, labels: &[(&str, &str)], value: f64) {
+        if self.refresh(h, name, Kind::Gauge, labels) {
+            self.touch(h).gauge = value;
+        }
+    }
+
+    /// Sets the counter of `h` to a value read from elsewhere (see [`Store::set_counter`]).
+    pub fn set_counter_at(
+        &mut self,
+        h: &mut Handle,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) {
+        if self.refresh(h, name, Kind::Counter, labels) {
+            let now = self.now_ms;
+            let s = self.touch(h);
+            if value < s.counter {
+                s.start_ms = now;
+            }
+            s.counter = value;
+        }
+    }
+
+    /// Adds `by` to a counter (resolving its handle each time: for updates off the hot path).
+    pub fn inc(&mut self, series: Series, by: u64) {
+        let labels: Vec<(&str, &str)> = series.labels().collect();
+        self.inc_at(&mut Handle::default(), series.name(), &labels, by);
     }
 
     /// Sets a gauge.
     pub fn set(&mut self, series: Series, value: f64) {
-        if let Some(e) = self.entry(series, Kind::Gauge) {
-            e.gauge = value;
-        }
+        let labels: Vec<(&str, &str)> = series.labels().collect();
+        self.set_at(&mut Handle::default(), series.name(), &labels, value);
     }
 
     /// Sets a counter read from elsewhere (e.g. the kernel's `lost`); a smaller
     /// value than before is a reset, so the start time moves to now.
     pub fn set_counter(&mut self, series: Series, value: u64) {
-        let now = self.now_ms;
-        if let Some(e) = self.entry(series, Kind::Counter) {
-            if value < e.counter {
-                e.start_ms = now;
-            }
-            e.counter = value;
-        }
+        let labels: Vec<(&str, &str)> = series.labels().collect();
+        self.set_counter_at(&mut Handle::default(), series.name(), &labels, value);
     }
 
     /// The current value of a counter or gauge, after label rules.
     pub fn get(&self, series: &Series) -> Option<Value> {
-        let series = self.rewrite(series.clone());
-        self.entries.get(&series).map(|e| match e.kind {
-            Kind::Counter => Value::Counter(e.counter),
-            Kind::Gauge => Value::Gauge(e.gauge),
-        })
+        let series = if self.rules.is_empty() {
+            series.clone()
+        } else {
+            let mut owned: Vec<(String, String)> = series
+                .labels()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.rules.apply(series.name(), &mut owned);
+            Series::from_sorted(
+                series.name(),
+                owned.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+        };
+        let s = &self.slots[*self.index.get(&series)? as usize];
+        Some(s.value())
     }
 
     /// Sum of a counter over all its series whose labels include `filter`.
     pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> u64 {
-        self.entries
-            .iter()
-            .filter(|(s, e)| {
-                s.name == name
-                    && e.kind == Kind::Counter
-                    && filter.iter().all(|(k, v)| s.label(k) == Some(v))
+        self.live()
+            .filter(|(series, s)| {
+                series.name() == name
+                    && s.kind == Kind::Counter
+                    && filter.iter().all(|(k, v)| series.label(k) == Some(v))
             })
-            .map(|(_, e)| e.counter)
+            .map(|(_, s)| s.counter)
             .sum()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&Arc<Series>, &Slot)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.series.as_ref().map(|series| (series, s)))
     }
 
     /// Forgets series idle for longer than the configured expiry.
@@ -305,32 +771,58 @@ impl Store {
         if ttl <= 0 {
             return;
         }
-        let counts = &mut self.series_per_metric;
-        self.entries.retain(|s, e| {
-            let keep = now_ms - e.updated_ms <= ttl;
-            if !keep && let Some(n) = counts.get_mut(&s.name) {
-                *n -= 1;
+        let mut freed = false;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(series) = &s.series else { continue };
+            if now_ms - s.updated_ms <= ttl {
+                continue;
             }
-            keep
-        });
+            if let Some(n) = self.series_per_metric.get_mut(series.name()) {
+                *n = n.saturating_sub(1);
+            }
+            self.index.remove(series);
+            if s.saved_id != NOT_SAVED {
+                self.forgotten.push(s.saved_id);
+            }
+            s.series = None;
+            s.generation = 0;
+            s.changed = false;
+            self.free.push(i as u32);
+            freed = true;
+        }
+        if freed {
+            self.epoch = self.epoch.wrapping_add(1);
+            let slots = &self.slots;
+            self.order.retain(|&i| slots[i as usize].series.is_some());
+            self.changed.retain(|&i| slots[i as usize].series.is_some());
+        }
     }
 
-    /// Copies the store out, stamped `at_ms`, expiring idle series first.
+    /// The store at `at_ms`, expiring idle series first. The points share
+    /// the store's series; only values are copied.
     pub fn snapshot(&mut self, at_ms: i64) -> Snapshot {
         self.expire(at_ms);
-        let n = self.entries.len() as f64;
+        let n = self.len() as f64;
         self.set_now(at_ms);
-        self.set(Series::new(SERIES_METRIC, &[]), n);
+        let mut h = self.series_gauge;
+        self.set_at(&mut h, SERIES.name, &[], n);
+        self.series_gauge = h;
+        if !self.sorted {
+            let slots = &self.slots;
+            self.order
+                .sort_unstable_by(|&a, &b| slots[a as usize].series.cmp(&slots[b as usize].series));
+            self.sorted = true;
+        }
         let points = self
-            .entries
+            .order
             .iter()
-            .map(|(s, e)| Point {
-                series: s.clone(),
-                value: match e.kind {
-                    Kind::Counter => Value::Counter(e.counter),
-                    Kind::Gauge => Value::Gauge(e.gauge),
-                },
-                start_ms: e.start_ms,
+            .map(|&i| {
+                let s = &self.slots[i as usize];
+                Point {
+                    series: s.series.clone().unwrap_or_default(),
+                    value: s.value(),
+                    start_ms: s.start_ms,
+                }
             })
             .collect();
         Snapshot {
@@ -342,13 +834,12 @@ impl Store {
 
     /// Counters to keep in the state file.
     pub fn saved_counters(&self) -> Vec<SavedCounter> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| e.kind == Kind::Counter)
-            .map(|(s, e)| SavedCounter {
-                series: s.clone(),
-                value: e.counter,
-                start_ms: e.start_ms,
+        self.live()
+            .filter(|(_, s)| s.kind == Kind::Counter)
+            .map(|(series, s)| SavedCounter {
+                series: Series::clone(series),
+                value: s.counter,
+                start_ms: s.start_ms,
             })
             .collect()
     }
@@ -356,104 +847,99 @@ impl Store {
     /// Restores counters from the state file (before any source runs).
     pub fn restore_counters(&mut self, saved: Vec<SavedCounter>) {
         for c in saved {
-            let start = c.start_ms;
-            if let Some(e) = self.entry(c.series, Kind::Counter) {
-                e.counter = c.value;
-                e.start_ms = start;
+            self.restore_counter(c.series, c.value, c.start_ms, NOT_SAVED);
+        }
+    }
+
+    /// Restores one counter under the id the state file knows it by.
+    pub fn restore_counter(&mut self, series: Series, value: u64, start_ms: i64, saved_id: u32) {
+        let labels: Vec<(&str, &str)> = series.labels().collect();
+        if let Some(h) = self.handle(series.name(), Kind::Counter, &labels) {
+            let s = &mut self.slots[h.slot as usize];
+            s.counter = value;
+            s.start_ms = start_ms;
+            if h.fold == 0 {
+                s.saved_id = saved_id;
             }
         }
     }
 
-    /// Applies the label rules to a series.
-    fn rewrite(&self, mut series: Series) -> Series {
-        for rule in &self.limits.rules {
-            if rule.metric.as_ref().is_some_and(|m| *m != series.name)
-                || !rule.selector.matches(&series.labels)
+    /// Counters changed since the last call, with the ids expiry forgot. The
+    /// state file calls this to write only what moved, then gives new
+    /// counters their ids with [`Store::set_saved_id`].
+    pub fn take_changes(&mut self) -> (Vec<Changed>, Vec<u32>) {
+        let mut out = Vec::with_capacity(self.changed.len());
+        for i in std::mem::take(&mut self.changed) {
+            let s = &mut self.slots[i as usize];
+            s.changed = false;
+            if let Some(series) = &s.series {
+                out.push(Changed {
+                    slot: SlotRef {
+                        slot: i,
+                        generation: s.generation,
+                    },
+                    saved_id: s.saved_id,
+                    series: series.clone(),
+                    value: s.counter,
+                    start_ms: s.start_ms,
+                });
+            }
+        }
+        (out, std::mem::take(&mut self.forgotten))
+    }
+
+    /// Marks every counter changed and forgets all ids (the state file starts over).
+    pub fn mark_all_changed(&mut self) {
+        self.changed.clear();
+        self.forgotten.clear();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            s.saved_id = NOT_SAVED;
+            if s.series.is_some() && s.kind == Kind::Counter {
+                s.changed = true;
+                self.changed.push(i as u32);
+            }
+        }
+    }
+
+    /// Records the id the state file gave a counter.
+    pub fn set_saved_id(&mut self, slot: SlotRef, id: u32) {
+        if let Some(s) = self.slot_mut(slot) {
+            s.saved_id = id;
+        }
+    }
+
+    fn slot_mut(&mut self, r: SlotRef) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(r.slot as usize)
+            .filter(|s| s.generation == r.generation && s.series.is_some())
+    }
+
+    /// Puts changes back after a failed write, so the next one carries them.
+    pub fn unwrite(&mut self, changed: &[Changed], forgotten: Vec<u32>) {
+        for c in changed {
+            if let Some(s) = self.slot_mut(c.slot)
+                && !s.changed
             {
-                continue;
-            }
-            match &rule.action {
-                LabelAction::Drop => series.labels.retain(|(k, _)| *k != rule.label),
-                LabelAction::Prefix { ipv4, ipv6 } => {
-                    for (k, v) in series.labels.iter_mut() {
-                        if *k == rule.label
-                            && let Some(p) = ip_prefix(v, *ipv4, *ipv6)
-                        {
-                            *v = p;
-                        }
-                    }
-                }
-                LabelAction::Replace { regex, replacement } => {
-                    relabel::rewrite(&mut series.labels, &rule.label, |v| {
-                        regex.replace(v, replacement)
-                    })
-                }
-                LabelAction::Lowercase => {
-                    relabel::rewrite(&mut series.labels, &rule.label, relabel::lowercase)
-                }
+                s.changed = true;
+                self.changed.push(c.slot.slot);
             }
         }
-        series
-    }
-
-    /// Finds or creates the entry for a series, applying rules and the series cap.
-    /// Returns `None` for a dropped metric, and when the series has another kind
-    /// than asked (a source bug; logged once per call rather than panicking).
-    fn entry(&mut self, series: Series, kind: Kind) -> Option<&mut Entry> {
-        if self.limits.drop_metrics.contains(&series.name) {
-            return None;
-        }
-        let mut series = self.rewrite(series);
-        let now = self.now_ms;
-        if !self.entries.contains_key(&series) {
-            let count = self
-                .series_per_metric
-                .get(&series.name)
-                .copied()
-                .unwrap_or(0);
-            let overflow = series.label(OVERFLOW_LABEL).is_some();
-            if count >= self.limits.max_series_per_metric && !overflow {
-                let folded = Series::new(FOLDED_METRIC, &[("metric", &series.name)]);
-                let f = self
-                    .entries
-                    .entry(folded)
-                    .or_insert_with(|| Entry::new(Kind::Counter, now));
-                f.counter += 1;
-                f.updated_ms = now;
-                series = Series::new(&series.name, &[(OVERFLOW_LABEL, "true")]);
-            }
-            if !self.entries.contains_key(&series) {
-                *self
-                    .series_per_metric
-                    .entry(series.name.clone())
-                    .or_default() += 1;
-            }
-        }
-        let e = self
-            .entries
-            .entry(series)
-            .or_insert_with(|| Entry::new(kind, now));
-        if e.kind != kind {
-            tracing::error!(
-                ?kind,
-                "metric used both as counter and gauge; update ignored"
-            );
-            return None;
-        }
-        e.updated_ms = now;
-        Some(e)
+        self.forgotten.extend(forgotten);
     }
 }
 
-impl Entry {
-    fn new(kind: Kind, now: i64) -> Entry {
-        Entry {
-            kind,
-            counter: 0,
-            gauge: 0.0,
-            start_ms: now,
-            updated_ms: now,
+impl Slot {
+    fn value(&self) -> Value {
+        match self.kind {
+            Kind::Counter => Value::Counter(self.counter),
+            Kind::Gauge => Value::Gauge(self.gauge),
         }
+    }
+}
+
+impl Default for Series {
+    fn default() -> Series {
+        Series::new("", &[])
     }
 }
 
@@ -517,9 +1003,9 @@ mod tests {
         let p = snap
             .points
             .iter()
-            .find(|p| p.series.name == "x_total")
+            .find(|p| p.series.name() == "x_total")
             .unwrap();
-        assert_eq!(p.series.labels[0].0, "a");
+        assert_eq!(p.series.labels().next().unwrap().0, "a");
     }
 
     #[test]
@@ -669,12 +1155,12 @@ mod tests {
             drop_metrics: ["gone_total".to_string()].into(),
             ..Limits::default()
         });
-        s.describe("gone_total", Kind::Counter, "x");
+        s.describe(&Metric::counter("gone_total", "x"));
         s.inc(Series::new("gone_total", &[]), 1);
         s.inc(Series::new("kept_total", &[]), 1);
         let snap = s.snapshot(1);
         assert!(!snap.meta.contains_key("gone_total"));
-        let names: Vec<_> = snap.points.iter().map(|p| p.series.name.as_str()).collect();
+        let names: Vec<_> = snap.points.iter().map(|p| p.series.name()).collect();
         assert!(
             names.contains(&"kept_total") && !names.contains(&"gone_total"),
             "{names:?}"
@@ -705,7 +1191,7 @@ mod tests {
         s.set_now(5000);
         s.inc(Series::new("new_total", &[]), 1);
         let snap = s.snapshot(5500);
-        let names: Vec<_> = snap.points.iter().map(|p| p.series.name.as_str()).collect();
+        let names: Vec<_> = snap.points.iter().map(|p| p.series.name()).collect();
         assert!(names.contains(&"new_total"));
         assert!(!names.contains(&"old_total"));
     }
@@ -721,7 +1207,7 @@ mod tests {
         let p = snap
             .points
             .iter()
-            .find(|p| p.series.name == "lost_total")
+            .find(|p| p.series.name() == "lost_total")
             .unwrap();
         assert_eq!((p.value, p.start_ms), (Value::Counter(3), 200));
     }
@@ -740,8 +1226,61 @@ mod tests {
         let p = snap
             .points
             .iter()
-            .find(|p| p.series.name == "c_total")
+            .find(|p| p.series.name() == "c_total")
             .unwrap();
         assert_eq!((p.value, p.start_ms), (Value::Counter(8), 42));
+    }
+
+    #[test]
+    fn a_handle_made_stale_by_expiry_resolves_again_and_never_writes_into_another_series() {
+        let mut s = Store::new(Limits {
+            idle_expiry_ms: 1_000,
+            ..Limits::default()
+        });
+        let mut old = Handle::default();
+        s.set_now(0);
+        s.inc_at(&mut old, "a_total", &[("ip", "192.0.2.1")], 5);
+        s.set_now(5_000);
+        s.snapshot(5_000); // frees a_total{ip="192.0.2.1"}
+        // A new series takes the freed slot.
+        s.inc(Series::new("b_total", &[]), 1);
+        s.inc_at(&mut old, "a_total", &[("ip", "192.0.2.1")], 2);
+        assert_eq!(s.get(&Series::new("b_total", &[])), Some(Value::Counter(1)));
+        let snap = s.snapshot(5_500);
+        let a = snap
+            .points
+            .iter()
+            .find(|p| p.series.name() == "a_total")
+            .unwrap();
+        assert_eq!(
+            (a.value, a.start_ms),
+            (Value::Counter(2), 5_000),
+            "counts again from 0"
+        );
+    }
+
+    #[test]
+    fn a_folded_handle_counts_every_update_and_is_made_again_when_expiry_makes_room() {
+        let mut s = Store::new(Limits {
+            max_series_per_metric: 1,
+            idle_expiry_ms: 1_000,
+            rules: Vec::new(),
+            ..Limits::default()
+        });
+        s.set_now(0);
+        s.inc(Series::new("m_total", &[("ip", "a")]), 1);
+        let mut h = Handle::default();
+        s.set_now(10);
+        for _ in 0..3 {
+            s.inc_at(&mut h, "m_total", &[("ip", "b")], 1);
+        }
+        assert_eq!(s.sum("m_total", &[(OVERFLOW_LABEL, "true")]), 3);
+        assert_eq!(s.sum(FOLDED_METRIC, &[("metric", "m_total")]), 3);
+        // Everything idles out; the next update through the old handle gets a real series.
+        s.set_now(5_000);
+        s.snapshot(5_000);
+        s.inc_at(&mut h, "m_total", &[("ip", "b")], 1);
+        assert_eq!(s.sum("m_total", &[("ip", "b")]), 1);
+        assert_eq!(s.sum("m_total", &[(OVERFLOW_LABEL, "true")]), 0);
     }
 }

@@ -24,7 +24,7 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
     let mut out = String::with_capacity(snap.points.len() * 64);
     let mut current: Option<&str> = None;
     for p in &snap.points {
-        let name = p.series.name.as_str();
+        let name = p.series.name();
         if current != Some(name) {
             current = Some(name);
             let meta = snap.meta.get(name);
@@ -46,9 +46,9 @@ pub fn render(snap: &Snapshot, format: Format) -> String {
             let _ = writeln!(out, "# TYPE {family} {t}");
         }
         out.push_str(name);
-        if !p.series.labels.is_empty() {
+        if p.series.labels().len() > 0 {
             out.push('{');
-            for (i, (k, v)) in p.series.labels.iter().enumerate() {
+            for (i, (k, v)) in p.series.labels().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn openmetrics_strips_total_from_family_and_ends_with_eof() {
         let mut s = Store::new(Limits::default());
-        s.describe("fail2ban_bans_total", Kind::Counter, "Bans.");
+        s.describe(&crate::store::Metric::counter(
+            "fail2ban_bans_total",
+            "Bans.",
+        ));
         s.inc(Series::new("fail2ban_bans_total", &[("jail", "ss\"h")]), 3);
         let text = render(&s.snapshot(0), Format::OpenMetrics);
         assert!(text.contains("# TYPE fail2ban_bans counter\n"), "{text}");

@@ -213,22 +213,22 @@ fn listen(c: &ExporterConfig) -> Result<String, Invalid> {
 fn dropped_metrics(c: &ExporterConfig) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out = Vec::new();
     if !c.matches.value.on {
-        out.push(("metrics.export.matches", vec![reaction::MATCHES]));
+        out.push(("metrics.export.matches", vec![reaction::MATCHES.name]));
     }
     if !c.actions.value.on {
         out.push((
             "metrics.export.actions",
-            vec![reaction::ACTIONS, reaction::ACTION_ERRORS],
+            vec![reaction::ACTIONS.name, reaction::ACTION_ERRORS.name],
         ));
     }
     if !c.commands.value {
         out.push((
             "metrics.export.commands",
-            vec![reaction::COMMANDS, reaction::COMMAND_ERRORS],
+            vec![reaction::COMMANDS.name, reaction::COMMAND_ERRORS.name],
         ));
     }
     if !c.streams.value {
-        out.push(("metrics.export.streams", vec![reaction::STREAM_EVENTS]));
+        out.push(("metrics.export.streams", vec![reaction::STREAM_EVENTS.name]));
     }
     out
 }
@@ -330,11 +330,11 @@ fn pattern_rules(c: &ExporterConfig, patterns: &FilterPatterns) -> Labels {
 fn extra_drops(c: &ExporterConfig, l: &mut Labels) {
     let mut metrics: Vec<(&str, &'static str)> = Vec::new();
     if c.matches.value.on && !c.matches.value.extra {
-        metrics.push(("metrics.export.matches.extra", reaction::MATCHES));
+        metrics.push(("metrics.export.matches.extra", reaction::MATCHES.name));
     }
     if c.actions.value.on && !c.actions.value.extra {
-        metrics.push(("metrics.export.actions.extra", reaction::ACTIONS));
-        metrics.push(("metrics.export.actions.extra", reaction::ACTION_ERRORS));
+        metrics.push(("metrics.export.actions.extra", reaction::ACTIONS.name));
+        metrics.push(("metrics.export.actions.extra", reaction::ACTION_ERRORS.name));
     }
     for (key, metric) in metrics {
         for p in &l.pattern_labels {

@@ -10,6 +10,9 @@ pub mod remote_write;
 pub mod statsd;
 pub mod stdout;
 
+#[cfg(test)]
+mod golden;
+
 use std::time::Duration;
 
 use serde::Deserialize;

@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -16,7 +17,7 @@ use prost::Message as _;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Accepted, Batch, SendError, Sink};
-use crate::store::{Kind, Point, Snapshot};
+use crate::store::{Kind, Point, Series, Snapshot};
 
 /// The remote-write 1.0 messages, generated from proto/ by build.rs.
 #[allow(clippy::all, missing_docs)]
@@ -83,7 +84,7 @@ pub struct RemoteWrite {
     batch_size: usize,
     external_labels: Vec<(String, String)>,
     /// Label sets of the last snapshot with their fingerprints, to mark vanished series stale.
-    last_sent: Vec<(u64, Vec<prompb::Label>)>,
+    last_sent: Vec<(u64, Arc<Series>)>,
 }
 
 impl RemoteWrite {
@@ -118,63 +119,48 @@ impl RemoteWrite {
     pub fn requests(&self, snap: &Snapshot) -> Vec<(prompb::WriteRequest, u64)> {
         snap.points
             .chunks(self.batch_size)
-            .map(|chunk| {
-                let timeseries: Vec<_> = chunk.iter().map(|p| self.series(p, snap.at_ms)).collect();
-                let mut metadata: Vec<prompb::MetricMetadata> = Vec::new();
-                for p in chunk {
-                    let name = &p.series.name;
-                    if metadata
-                        .last()
-                        .is_some_and(|m| &m.metric_family_name == name)
-                    {
-                        continue;
-                    }
-                    if let Some(meta) = snap.meta.get(name) {
-                        metadata.push(prompb::MetricMetadata {
-                            r#type: match meta.kind {
-                                Kind::Counter => MetricType::Counter,
-                                Kind::Gauge => MetricType::Gauge,
-                            } as i32,
-                            metric_family_name: name.clone(),
-                            help: meta.help.to_string(),
-                            unit: String::new(),
-                        });
-                    }
-                }
-                let n = timeseries.len() as u64;
-                (
-                    prompb::WriteRequest {
-                        timeseries,
-                        metadata,
-                    },
-                    n,
-                )
-            })
+            .map(|chunk| self.request(chunk, snap))
             .collect()
+    }
+
+    /// One `WriteRequest` of [`RemoteWrite::requests`].
+    fn request(&self, chunk: &[Point], snap: &Snapshot) -> (prompb::WriteRequest, u64) {
+        let timeseries: Vec<_> = chunk.iter().map(|p| self.series(p, snap.at_ms)).collect();
+        let mut metadata: Vec<prompb::MetricMetadata> = Vec::new();
+        for p in chunk {
+            let name = p.series.name();
+            if metadata
+                .last()
+                .is_some_and(|m| m.metric_family_name == name)
+            {
+                continue;
+            }
+            if let Some(meta) = snap.meta.get(name) {
+                metadata.push(prompb::MetricMetadata {
+                    r#type: match meta.kind {
+                        Kind::Counter => MetricType::Counter,
+                        Kind::Gauge => MetricType::Gauge,
+                    } as i32,
+                    metric_family_name: name.to_string(),
+                    help: meta.help.to_string(),
+                    unit: String::new(),
+                });
+            }
+        }
+        let n = timeseries.len() as u64;
+        (
+            prompb::WriteRequest {
+                timeseries,
+                metadata,
+            },
+            n,
+        )
     }
 
     /// One point as a series: its labels, then external labels it lacks, sorted by name; empty values dropped.
     fn series(&self, p: &Point, at_ms: i64) -> prompb::TimeSeries {
-        let label = |name: &str, value: &str| prompb::Label {
-            name: name.to_string(),
-            value: value.to_string(),
-        };
-        let mut labels = vec![label("__name__", &p.series.name)];
-        labels.extend(
-            p.series
-                .labels
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| label(k, v)),
-        );
-        for (k, v) in &self.external_labels {
-            if p.series.label(k).is_none_or(str::is_empty) {
-                labels.push(label(k, v));
-            }
-        }
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
         prompb::TimeSeries {
-            labels,
+            labels: self.labels(&p.series),
             samples: vec![prompb::Sample {
                 value: p.value.as_f64(),
                 timestamp: at_ms,
@@ -182,27 +168,41 @@ impl RemoteWrite {
         }
     }
 
+    /// A series' labels as sent: `__name__`, its own, the external ones it lacks.
+    fn labels(&self, series: &Series) -> Vec<prompb::Label> {
+        let label = |name: &str, value: &str| prompb::Label {
+            name: name.to_string(),
+            value: value.to_string(),
+        };
+        let mut labels = vec![label("__name__", series.name())];
+        labels.extend(
+            series
+                .labels()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| label(k, v)),
+        );
+        for (k, v) in &self.external_labels {
+            if series.label(k).is_none_or(str::is_empty) {
+                labels.push(label(k, v));
+            }
+        }
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        labels
+    }
+
     /// Stale markers for every series sent last time and absent now (expired
-    /// by the store), as the spec requires; remembered in memory only. Takes
-    /// the already compressed requests to move their labels, not copy them.
+    /// by the store), as the spec requires; remembered in memory only, as the
+    /// fingerprint of the labels sent and the store's shared series.
     fn stale_markers(
         &mut self,
-        sent: Vec<(prompb::WriteRequest, u64)>,
+        now: Vec<(u64, Arc<Series>)>,
         at_ms: i64,
     ) -> Vec<(prompb::WriteRequest, u64)> {
-        let now: Vec<(u64, Vec<prompb::Label>)> = sent
-            .into_iter()
-            .flat_map(|(r, _)| {
-                r.timeseries
-                    .into_iter()
-                    .map(|t| (fingerprint(&t.labels), t.labels))
-            })
-            .collect();
         let present: HashSet<u64> = now.iter().map(|(f, _)| *f).collect();
         let gone = self.last_sent.iter().filter(|(f, _)| !present.contains(f));
         let stale: Vec<_> = gone
-            .map(|(_, labels)| prompb::TimeSeries {
-                labels: labels.clone(),
+            .map(|(_, series)| prompb::TimeSeries {
+                labels: self.labels(series),
                 samples: vec![prompb::Sample {
                     value: f64::from_bits(STALE_NAN),
                     timestamp: at_ms,
@@ -297,12 +297,17 @@ impl Sink for RemoteWrite {
                 samples: *samples,
             })
         };
-        let requests = self.requests(snap);
-        let mut batches = requests
-            .iter()
-            .map(to_batch)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        for stale in self.stale_markers(requests, snap.at_ms) {
+        // One request at a time: only its labels are ever copied out of the store.
+        let mut batches = Vec::with_capacity(snap.points.len() / self.batch_size + 1);
+        let mut sent = Vec::with_capacity(snap.points.len());
+        for chunk in snap.points.chunks(self.batch_size) {
+            let request = self.request(chunk, snap);
+            for (t, p) in request.0.timeseries.iter().zip(chunk) {
+                sent.push((fingerprint(&t.labels), p.series.clone()));
+            }
+            batches.push(to_batch(&request)?);
+        }
+        for stale in self.stale_markers(sent, snap.at_ms) {
             batches.push(to_batch(&stale)?);
         }
         Ok(batches)

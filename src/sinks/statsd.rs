@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -159,7 +160,7 @@ pub struct Statsd {
     name: String,
     config: StatsdConfig,
     /// Last encoded value per counter series: the base of the next delta.
-    last: BTreeMap<Series, (u64, i64)>,
+    last: BTreeMap<Arc<Series>, (u64, i64)>,
     conn: Conn,
 }
 
@@ -189,8 +190,8 @@ impl Statsd {
             key.push_str(prefix);
             key.push('.');
         }
-        key.push_str(&sanitize(&series.name, false));
-        let labels = series.labels.iter().filter(|(_, v)| !v.is_empty());
+        key.push_str(&sanitize(series.name(), false));
+        let labels = series.labels().filter(|(_, v)| !v.is_empty());
         let mut suffix = String::new();
         for (i, (k, v)) in labels.enumerate() {
             let (k, v) = (
@@ -407,7 +408,7 @@ impl Sink for Statsd {
             .last
             .iter()
             .map(|(series, &(value, start_ms))| Sent {
-                series: series.clone(),
+                series: Series::clone(series),
                 value,
                 start_ms,
             })
@@ -421,7 +422,7 @@ impl Sink for Statsd {
                 self.last = saved
                     .counters
                     .into_iter()
-                    .map(|s| (s.series, (s.value, s.start_ms)))
+                    .map(|s| (Arc::new(s.series), (s.value, s.start_ms)))
                     .collect();
             }
             Err(e) => tracing::warn!(
@@ -449,7 +450,7 @@ mod tests {
             points: points
                 .iter()
                 .map(|(s, v, start)| Point {
-                    series: (*s).clone(),
+                    series: std::sync::Arc::new((*s).clone()),
                     value: *v,
                     start_ms: *start,
                 })

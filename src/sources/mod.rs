@@ -10,13 +10,13 @@ pub mod reaction;
 
 #[cfg(test)]
 #[path = "testdata/golden.rs"]
-mod golden;
+pub(crate) mod golden;
 
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
 use crate::journal::JournalInput;
-use crate::store::Store;
+use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
 pub trait LineParser: Send {
@@ -26,6 +26,8 @@ pub trait LineParser: Send {
     fn describe(&self, store: &mut Store);
     /// Updates the store from one line (without its newline).
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
+    /// Where [`feed`] keeps the handles of this parser's line counters.
+    fn line_counts(&mut self) -> &mut LineCounts;
     /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
     fn finish(&mut self, _store: &mut Store) {}
 }
@@ -45,38 +47,40 @@ pub struct Unparsed {
 }
 
 /// Self-metric names shared by all sources.
-pub const LINES_READ: &str = "rme_lines_read_total";
-pub const LINES_UNPARSED: &str = "rme_lines_unparsed_total";
-pub const PROBE_ERRORS: &str = "rme_probe_errors_total";
+pub const LINES_READ: Metric =
+    Metric::counter("rme_lines_read_total", "Log lines read, by source.");
+pub const LINES_UNPARSED: Metric = Metric::counter(
+    "rme_lines_unparsed_total",
+    "Log lines that matched no known format, by source; they are skipped.",
+);
+pub const PROBE_ERRORS: Metric = Metric::counter(
+    "rme_probe_errors_total",
+    "Failed live-state probes, by source.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[LINES_READ, LINES_UNPARSED, PROBE_ERRORS];
 
 /// Registers the self-metrics every source reports.
 pub fn describe_self_metrics(store: &mut Store) {
-    use crate::store::Kind::Counter;
-    store.describe(LINES_READ, Counter, "Log lines read, by source.");
-    store.describe(
-        LINES_UNPARSED,
-        Counter,
-        "Log lines that matched no known format, by source; they are skipped.",
-    );
-    store.describe(
-        PROBE_ERRORS,
-        Counter,
-        "Failed live-state probes, by source.",
-    );
+    store.describe_all(METRICS);
+}
+
+/// The handles of a parser's `rme_lines_read_total` and `rme_lines_unparsed_total`.
+#[derive(Debug, Default)]
+pub struct LineCounts {
+    read: Handle,
+    unparsed: Handle,
 }
 
 /// Feeds one line to a parser and counts it (read, and unparsed when it failed).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
-    let source = parser.source();
-    store.inc(
-        crate::store::Series::new(LINES_READ, &[("source", source)]),
-        1,
-    );
-    if parser.parse(line, store).is_err() {
-        store.inc(
-            crate::store::Series::new(LINES_UNPARSED, &[("source", source)]),
-            1,
-        );
+    let source = [("source", parser.source())];
+    let failed = parser.parse(line, store).is_err();
+    let counts = parser.line_counts();
+    store.inc_at(&mut counts.read, LINES_READ.name, &source, 1);
+    if failed {
+        store.inc_at(&mut counts.unparsed, LINES_UNPARSED.name, &source, 1);
     }
 }
 

@@ -61,12 +61,7 @@ fn data_point(p: &Point, at_ms: i64) -> NumberDataPoint {
         Value::Gauge(v) => (number_data_point::Value::AsDouble(v), 0),
     };
     NumberDataPoint {
-        attributes: p
-            .series
-            .labels
-            .iter()
-            .map(|(k, v)| string_kv(k, v))
-            .collect(),
+        attributes: p.series.labels().map(|(k, v)| string_kv(k, v)).collect(),
         start_time_unix_nano: start,
         time_unix_nano: ms_to_ns(at_ms),
         value: Some(value),
@@ -77,9 +72,9 @@ fn data_point(p: &Point, at_ms: i64) -> NumberDataPoint {
 /// One OTLP metric per metric name: counters as monotonic cumulative sums, gauges as gauges.
 pub fn metrics(snap: &Snapshot) -> Vec<Metric> {
     snap.points
-        .chunk_by(|a, b| a.series.name == b.series.name)
+        .chunk_by(|a, b| a.series.name() == b.series.name())
         .map(|points| {
-            let name = &points[0].series.name;
+            let name = points[0].series.name();
             let data_points = points.iter().map(|p| data_point(p, snap.at_ms)).collect();
             let data = match points[0].value {
                 Value::Counter(_) => metric::Data::Sum(Sum {
@@ -90,7 +85,7 @@ pub fn metrics(snap: &Snapshot) -> Vec<Metric> {
                 Value::Gauge(_) => metric::Data::Gauge(Gauge { data_points }),
             };
             Metric {
-                name: name.clone(),
+                name: name.to_string(),
                 description: snap
                     .meta
                     .get(name)

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use super::encode::host_name;
 use super::transport::gzip;
 use super::*;
-use crate::store::{Kind, Limits, Series, Store};
+use crate::store::{Limits, Series, Store};
 
 fn config(toml_text: &str) -> OtlpConfig {
     toml::from_str(toml_text).unwrap()
@@ -33,8 +33,14 @@ fn attr(kvs: &[KeyValue], key: &str) -> Option<String> {
 
 fn snapshot() -> Snapshot {
     let mut store = Store::new(Limits::default());
-    store.describe("f2b_bans_total", Kind::Counter, "Bans, by jail.");
-    store.describe("f2b_banned", Kind::Gauge, "IPs banned now, by jail.");
+    store.describe(&crate::store::Metric::counter(
+        "f2b_bans_total",
+        "Bans, by jail.",
+    ));
+    store.describe(&crate::store::Metric::gauge(
+        "f2b_banned",
+        "IPs banned now, by jail.",
+    ));
     store.set_now(1_000);
     store.inc(Series::new("f2b_bans_total", &[("jail", "sshd")]), 4);
     store.set(Series::new("f2b_banned", &[("jail", "sshd")]), 2.0);

@@ -22,8 +22,11 @@ fn snapshot() -> Snapshot {
         idle_expiry_ms: 0,
         ..Limits::default()
     });
-    store.describe("f2b_bans_total", Kind::Counter, "Bans by jail.");
-    store.describe("f2b_banned", Kind::Gauge, "Banned now.");
+    store.describe(&crate::store::Metric::counter(
+        "f2b_bans_total",
+        "Bans by jail.",
+    ));
+    store.describe(&crate::store::Metric::gauge("f2b_banned", "Banned now."));
     store.set_now(1_000);
     store.inc(
         Series::new("f2b_bans_total", &[("jail", "sshd"), ("Zone", "eu")]),

@@ -10,15 +10,36 @@ use std::collections::{HashMap, VecDeque};
 use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Header, Outcome, Token, all_tokens, field};
 use crate::sources::{LineParser, Unparsed};
-use crate::store::{Kind, Series, Store};
+use crate::store::{Handle, Metric, Series, Store};
 
-const RECORDS: &str = "audit_records_total";
-const EVENTS: &str = "audit_events_total";
-const USER_AUTH: &str = "audit_user_auth_total";
-const USER_LOGIN: &str = "audit_user_login_total";
-const AVC: &str = "audit_avc_total";
-const ANOMALIES: &str = "audit_anomalies_total";
-const GAPS: &str = "audit_sequence_gaps_total";
+const RECORDS: Metric =
+    Metric::counter("audit_records_total", "audit.log records, by record type.");
+const EVENTS: Metric = Metric::counter(
+    "audit_events_total",
+    "Audit events (records sharing one serial), by the type of their first non-auxiliary record, \
+             SYSCALL rule key ((none) without one; several joined by ',') and result (success, failed, unknown).",
+);
+const USER_AUTH: Metric = Metric::counter(
+    "audit_user_auth_total",
+    "USER_AUTH records (PAM authentication), by result.",
+);
+const USER_LOGIN: Metric =
+    Metric::counter("audit_user_login_total", "USER_LOGIN records, by result.");
+const AVC: Metric = Metric::counter(
+    "audit_avc_total",
+    "AVC and USER_AVC records, by SELinux verdict (denied, granted) or lowercased AppArmor value.",
+);
+const ANOMALIES: Metric = Metric::counter(
+    "audit_anomalies_total",
+    "ANOM_* records (kernel and user-space anomalies), by type.",
+);
+const GAPS: Metric = Metric::counter(
+    "audit_sequence_gaps_total",
+    "Event serial numbers never seen in the log: records lost between the kernel and the file.",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[RECORDS, EVENTS, USER_AUTH, USER_LOGIN, AVC, ANOMALIES, GAPS];
 
 /// Nodes whose serials are followed for gaps (more are not followed).
 const MAX_NODES: usize = 64;
@@ -28,6 +49,42 @@ const MAX_NODES: usize = 64;
 pub struct AuditLog {
     events: Events,
     sequences: HashMap<String, Sequence>,
+    counts: crate::sources::LineCounts,
+    /// `audit_records_total` handles by record type.
+    records: Memo,
+    /// `audit_events_total` handles by type, key and result (joined by NUL).
+    events_by_labels: Memo,
+}
+
+/// Handles by a key that is built without allocating; starts over past `MAX_MEMO`
+/// keys, so odd input cannot grow it without bound.
+#[derive(Debug, Default)]
+struct Memo {
+    handles: HashMap<Box<str>, Handle>,
+    key: String,
+}
+
+const MAX_MEMO: usize = 4096;
+
+impl Memo {
+    /// The handle for `parts`, made (unresolved) the first time they are seen.
+    fn get(&mut self, parts: &[&str]) -> &mut Handle {
+        self.key.clear();
+        for p in parts {
+            self.key.push_str(p);
+            self.key.push('\0');
+        }
+        if !self.handles.contains_key(self.key.as_str()) {
+            if self.handles.len() >= MAX_MEMO {
+                self.handles.clear();
+            }
+            self.handles
+                .insert(self.key.as_str().into(), Handle::default());
+        }
+        self.handles
+            .get_mut(self.key.as_str())
+            .expect("inserted above")
+    }
 }
 
 impl LineParser for AuditLog {
@@ -35,41 +92,19 @@ impl LineParser for AuditLog {
         "audit"
     }
 
+    fn line_counts(&mut self) -> &mut crate::sources::LineCounts {
+        &mut self.counts
+    }
+
     fn describe(&self, store: &mut Store) {
-        use Kind::Counter;
-        store.describe(RECORDS, Counter, "audit.log records, by record type.");
-        store.describe(
-            EVENTS,
-            Counter,
-            "Audit events (records sharing one serial), by the type of their first non-auxiliary record, \
-             SYSCALL rule key ((none) without one; several joined by ',') and result (success, failed, unknown).",
-        );
-        store.describe(
-            USER_AUTH,
-            Counter,
-            "USER_AUTH records (PAM authentication), by result.",
-        );
-        store.describe(USER_LOGIN, Counter, "USER_LOGIN records, by result.");
-        store.describe(
-            AVC,
-            Counter,
-            "AVC and USER_AVC records, by SELinux verdict (denied, granted) or lowercased AppArmor value.",
-        );
-        store.describe(
-            ANOMALIES,
-            Counter,
-            "ANOM_* records (kernel and user-space anomalies), by type.",
-        );
-        store.describe(
-            GAPS,
-            Counter,
-            "Event serial numbers never seen in the log: records lost between the kernel and the file.",
-        );
+        store.describe_all(METRICS);
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
         let (header, body) = record::parse_header(line).ok_or(Unparsed { parser: "audit" })?;
         let tokens = all_tokens(body);
+        let h = self.records.get(&[header.kind]);
+        store.inc_at(h, RECORDS.name, &[("type", header.kind)], 1);
         count_record(&header, &tokens, store);
         if !header.kind.starts_with("DAEMON_") {
             // auditd numbers its own DAEMON_* records apart from the kernel's serials.
@@ -86,17 +121,19 @@ impl LineParser for AuditLog {
 
 /// Per-record metrics.
 fn count_record(h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
-    store.inc(Series::new(RECORDS, &[("type", h.kind)]), 1);
     let res = || field(tokens, "res").map_or(Outcome::Unknown, |(v, _)| Outcome::from_value(v));
     match h.kind {
-        "USER_AUTH" => store.inc(Series::new(USER_AUTH, &[("result", res().label())]), 1),
-        "USER_LOGIN" => store.inc(Series::new(USER_LOGIN, &[("result", res().label())]), 1),
+        "USER_AUTH" => store.inc(Series::new(USER_AUTH.name, &[("result", res().label())]), 1),
+        "USER_LOGIN" => store.inc(
+            Series::new(USER_LOGIN.name, &[("result", res().label())]),
+            1,
+        ),
         "AVC" | "USER_AVC" => {
             if let Some(v) = record::avc_verdict(tokens) {
-                store.inc(Series::new(AVC, &[("result", &v)]), 1);
+                store.inc(Series::new(AVC.name, &[("result", &v)]), 1);
             }
         }
-        k if k.starts_with("ANOM_") => store.inc(Series::new(ANOMALIES, &[("type", k)]), 1),
+        k if k.starts_with("ANOM_") => store.inc(Series::new(ANOMALIES.name, &[("type", k)]), 1),
         _ => {}
     }
 }
@@ -121,14 +158,14 @@ impl AuditLog {
                 syscall,
             },
         ) {
-            count_event(&event, store);
+            count_event(&event, &mut self.events_by_labels, store);
         }
     }
 
     /// Counts every event still waiting, as at the end of a file.
     pub fn close_all(&mut self, store: &mut Store) {
         for event in self.events.drain() {
-            count_event(&event, store);
+            count_event(&event, &mut self.events_by_labels, store);
         }
     }
 
@@ -145,18 +182,19 @@ impl AuditLog {
             }
         };
         if lost > 0 {
-            store.inc(Series::new(GAPS, &[]), lost);
+            store.inc(Series::new(GAPS.name, &[]), lost);
         }
     }
 }
 
-fn count_event(e: &Counted, store: &mut Store) {
+fn count_event(e: &Counted, memo: &mut Memo, store: &mut Store) {
     let labels = [
         ("type", e.kind.as_str()),
         ("key", e.key.as_str()),
         ("result", e.outcome.label()),
     ];
-    store.inc(Series::new(EVENTS, &labels), 1);
+    let h = memo.get(&[labels[0].1, labels[1].1, labels[2].1]);
+    store.inc_at(h, EVENTS.name, &labels, 1);
 }
 
 /// One node's serial numbers: the highest seen and the recent ones skipped,
@@ -234,7 +272,10 @@ mod tests {
     }
 
     fn events(store: &Store, kind: &str, key: &str, result: &str) -> u64 {
-        store.sum(EVENTS, &[("type", kind), ("key", key), ("result", result)])
+        store.sum(
+            EVENTS.name,
+            &[("type", kind), ("key", key), ("result", result)],
+        )
     }
 
     #[test]
@@ -246,9 +287,9 @@ mod tests {
             "type=EOE msg=audit(10.000:5):",
         ]);
         assert_eq!(events(&store, "AVC", "secrets", "failed"), 1);
-        assert_eq!(store.sum(EVENTS, &[]), 1);
-        assert_eq!(store.sum(RECORDS, &[]), 4);
-        assert_eq!(store.sum(AVC, &[("result", "denied")]), 1);
+        assert_eq!(store.sum(EVENTS.name, &[]), 1);
+        assert_eq!(store.sum(RECORDS.name, &[]), 4);
+        assert_eq!(store.sum(AVC.name, &[("result", "denied")]), 1);
         assert_eq!(log.events.held(), 0);
     }
 
@@ -262,8 +303,8 @@ mod tests {
         ]);
         assert_eq!(events(&store, "SERVICE_START", "(none)", "success"), 1);
         assert_eq!(events(&store, "USER_AUTH", "(none)", "failed"), 1);
-        assert_eq!(store.sum(EVENTS, &[]), 2);
-        assert_eq!(store.sum(USER_AUTH, &[("result", "failed")]), 1);
+        assert_eq!(store.sum(EVENTS.name, &[]), 2);
+        assert_eq!(store.sum(USER_AUTH.name, &[("result", "failed")]), 1);
     }
 
     #[test]
@@ -272,14 +313,17 @@ mod tests {
             "type=ANOM_PROMISCUOUS msg=audit(100.000:1): dev=eth0 prom=256",
             "type=NETFILTER_CFG msg=audit(101.000:2): table=filter",
         ]);
-        assert_eq!(store.sum(EVENTS, &[]), 0, "both still within 2 s");
+        assert_eq!(store.sum(EVENTS.name, &[]), 0, "both still within 2 s");
         log.parse(
             "type=NETFILTER_CFG msg=audit(103.000:3): table=nat",
             &mut store,
         )
         .unwrap();
         assert_eq!(events(&store, "ANOM_PROMISCUOUS", "(none)", "unknown"), 1);
-        assert_eq!(store.sum(ANOMALIES, &[("type", "ANOM_PROMISCUOUS")]), 1);
+        assert_eq!(
+            store.sum(ANOMALIES.name, &[("type", "ANOM_PROMISCUOUS")]),
+            1
+        );
         log.close_all(&mut store);
         assert_eq!(events(&store, "NETFILTER_CFG", "(none)", "unknown"), 2);
     }
@@ -356,7 +400,7 @@ mod tests {
         log.close_all(&mut store);
         assert_eq!(log.events.held(), 0);
         assert!(matches!(
-            store.get(&Series::new(GAPS, &[])),
+            store.get(&Series::new(GAPS.name, &[])),
             None | Some(Value::Counter(_))
         ));
     }

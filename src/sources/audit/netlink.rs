@@ -4,7 +4,7 @@
 //! The tricky point: the kernel acknowledges the request (`NLMSG_ERROR`, error 0)
 //! *before* its own thread sends the status, so we read until both arrived,
 //! matching our sequence number. Only `AUDIT_GET` is ever sent: `AUDIT_SET`
-//! with the LOST mask would reset the kernel's counter for everyone.
+//! with the LOST.name mask would reset the kernel's counter for everyone.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sources::Probe;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
 const NETLINK_AUDIT: libc::c_int = 9;
 const AUDIT_GET: u16 = 1000;
@@ -327,17 +327,63 @@ fn last_error_of(e: std::io::Error, call: &'static str) -> QueryError {
 /// Longest wait for the kernel's answer, per flush.
 pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-const UP: &str = "audit_status_up";
-const ERRORS: &str = "audit_status_errors_total";
-pub(super) const ENABLED: &str = "audit_enabled";
-const FAILURE_MODE: &str = "audit_failure_mode";
-const DAEMON_PID: &str = "audit_daemon_pid";
-const RATE_LIMIT: &str = "audit_rate_limit";
-pub(super) const BACKLOG_LIMIT: &str = "audit_backlog_limit";
-const BACKLOG: &str = "audit_backlog";
-pub(super) const LOST: &str = "audit_lost_total";
-pub(super) const WAIT_TIME: &str = "audit_backlog_wait_time_jiffies";
-pub(super) const WAIT_TIME_ACTUAL: &str = "audit_backlog_wait_time_actual_jiffies_total";
+const UP: Metric = Metric::gauge(
+    "audit_status_up",
+    "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
+);
+const ERRORS: Metric = Metric::counter(
+    "audit_status_errors_total",
+    "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
+);
+pub(super) const ENABLED: Metric = Metric::gauge(
+    "audit_enabled",
+    "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
+);
+const FAILURE_MODE: Metric = Metric::gauge(
+    "audit_failure_mode",
+    "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
+);
+const DAEMON_PID: Metric = Metric::gauge(
+    "audit_daemon_pid",
+    "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
+);
+const RATE_LIMIT: Metric = Metric::gauge(
+    "audit_rate_limit",
+    "Kernel audit rate limit in messages per second; 0 = none.",
+);
+pub(super) const BACKLOG_LIMIT: Metric =
+    Metric::gauge("audit_backlog_limit", "Kernel audit backlog queue size.");
+const BACKLOG: Metric = Metric::gauge(
+    "audit_backlog",
+    "Records waiting in the kernel audit backlog queue.",
+);
+pub(super) const LOST: Metric = Metric::counter(
+    "audit_lost_total",
+    "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
+);
+pub(super) const WAIT_TIME: Metric = Metric::gauge(
+    "audit_backlog_wait_time_jiffies",
+    "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
+);
+pub(super) const WAIT_TIME_ACTUAL: Metric = Metric::counter(
+    "audit_backlog_wait_time_actual_jiffies_total",
+    "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
+);
+
+/// Every metric the status probe emits, for `describe`.
+const METRICS: &[Metric] = &[
+    UP,
+    ERRORS,
+    ENABLED,
+    FAILURE_MODE,
+    DAEMON_PID,
+    RATE_LIMIT,
+    BACKLOG_LIMIT,
+    BACKLOG,
+    LOST,
+    WAIT_TIME,
+    WAIT_TIME_ACTUAL,
+];
 
 /// Reads the kernel's audit status once per flush.
 #[derive(Debug, Default)]
@@ -387,58 +433,7 @@ impl Probe for AuditStatusProbe {
     }
 
     fn describe(&self, store: &mut Store) {
-        use Kind::{Counter, Gauge};
-        store.describe(
-            UP,
-            Gauge,
-            "1 if the kernel's audit status (AUDIT_GET, directly or through rme helper) was read at the last flush, else 0.",
-        );
-        store.describe(
-            ERRORS,
-            Counter,
-            "Failed audit status reads, by error (eperm, econnrefused, eprotonosupport, timeout, helper…).",
-        );
-        store.describe(
-            ENABLED,
-            Gauge,
-            "Kernel auditing: 0 off, 1 on, 2 locked (immutable until reboot).",
-        );
-        store.describe(
-            FAILURE_MODE,
-            Gauge,
-            "What the kernel does on audit failure: 0 silent, 1 printk, 2 panic.",
-        );
-        store.describe(
-            DAEMON_PID,
-            Gauge,
-            "PID of the registered audit daemon; 0 = none (records go to the kernel log).",
-        );
-        store.describe(
-            RATE_LIMIT,
-            Gauge,
-            "Kernel audit rate limit in messages per second; 0 = none.",
-        );
-        store.describe(BACKLOG_LIMIT, Gauge, "Kernel audit backlog queue size.");
-        store.describe(
-            BACKLOG,
-            Gauge,
-            "Records waiting in the kernel audit backlog queue.",
-        );
-        store.describe(
-            LOST,
-            Counter,
-            "Audit records the kernel dropped since boot (resets with auditctl --reset-lost).",
-        );
-        store.describe(
-            WAIT_TIME,
-            Gauge,
-            "Kernel backlog_wait_time, in kernel jiffies (HZ is kernel-specific).",
-        );
-        store.describe(
-            WAIT_TIME_ACTUAL,
-            Counter,
-            "Time processes waited on a full audit backlog, in kernel jiffies (kernels ≥ 5.9).",
-        );
+        store.describe_all(METRICS);
     }
 
     fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
@@ -447,7 +442,7 @@ impl Probe for AuditStatusProbe {
                 if self.last_error.take().is_some() {
                     tracing::info!("audit status: readable again");
                 }
-                store.set(Series::new(UP, &[]), 1.0);
+                store.set(Series::new(UP.name, &[]), 1.0);
                 record_status(&status, store);
             }
             Err((label, message)) => {
@@ -455,10 +450,10 @@ impl Probe for AuditStatusProbe {
                     tracing::warn!(error = label, "audit status: {message}");
                 }
                 self.last_error = Some(label);
-                store.set(Series::new(UP, &[]), 0.0);
-                store.inc(Series::new(ERRORS, &[("error", label)]), 1);
+                store.set(Series::new(UP.name, &[]), 0.0);
+                store.inc(Series::new(ERRORS.name, &[("error", label)]), 1);
                 store.inc(
-                    Series::new(crate::sources::PROBE_ERRORS, &[("source", "audit")]),
+                    Series::new(crate::sources::PROBE_ERRORS.name, &[("source", "audit")]),
                     1,
                 );
             }
@@ -491,22 +486,22 @@ pub fn advice(e: &QueryError) -> &'static str {
 /// Sets the status metrics (also for a status relayed by a privileged helper).
 pub fn record_status(s: &AuditStatus, store: &mut Store) {
     let gauges = [
-        (ENABLED, s.enabled),
-        (FAILURE_MODE, s.failure),
-        (DAEMON_PID, s.pid),
-        (RATE_LIMIT, s.rate_limit),
-        (BACKLOG_LIMIT, s.backlog_limit),
-        (BACKLOG, s.backlog),
+        (ENABLED.name, s.enabled),
+        (FAILURE_MODE.name, s.failure),
+        (DAEMON_PID.name, s.pid),
+        (RATE_LIMIT.name, s.rate_limit),
+        (BACKLOG_LIMIT.name, s.backlog_limit),
+        (BACKLOG.name, s.backlog),
     ];
     for (name, v) in gauges {
         store.set(Series::new(name, &[]), f64::from(v));
     }
-    store.set_counter(Series::new(LOST, &[]), u64::from(s.lost));
+    store.set_counter(Series::new(LOST.name, &[]), u64::from(s.lost));
     if let Some(v) = s.backlog_wait_time {
-        store.set(Series::new(WAIT_TIME, &[]), f64::from(v));
+        store.set(Series::new(WAIT_TIME.name, &[]), f64::from(v));
     }
     if let Some(v) = s.backlog_wait_time_actual {
-        store.set_counter(Series::new(WAIT_TIME_ACTUAL, &[]), u64::from(v));
+        store.set_counter(Series::new(WAIT_TIME_ACTUAL.name, &[]), u64::from(v));
     }
 }
 

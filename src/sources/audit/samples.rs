@@ -145,7 +145,7 @@ fn oracle(lines: &[String]) -> Oracle {
 fn measured(store: &Store) -> Oracle {
     Oracle {
         records: store.sum("audit_records_total", &[]),
-        unparsed: store.sum(crate::sources::LINES_UNPARSED, &[]),
+        unparsed: store.sum(crate::sources::LINES_UNPARSED.name, &[]),
         events: store.sum("audit_events_total", &[]),
         events_failed: store.sum("audit_events_total", &[("result", "failed")]),
         user_auth_failed: store.sum("audit_user_auth_total", &[("result", "failed")]),

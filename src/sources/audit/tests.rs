@@ -37,20 +37,23 @@ fn status_becomes_gauges_and_counters() {
     };
     record_status(&status, &mut store);
     assert_eq!(
-        store.get(&Series::new(ENABLED, &[])),
+        store.get(&Series::new(ENABLED.name, &[])),
         Some(Value::Gauge(2.0))
     );
     assert_eq!(
-        store.get(&Series::new(BACKLOG_LIMIT, &[])),
+        store.get(&Series::new(BACKLOG_LIMIT.name, &[])),
         Some(Value::Gauge(8192.0))
     );
-    assert_eq!(store.get(&Series::new(LOST, &[])), Some(Value::Counter(9)));
     assert_eq!(
-        store.get(&Series::new(WAIT_TIME, &[])),
+        store.get(&Series::new(LOST.name, &[])),
+        Some(Value::Counter(9))
+    );
+    assert_eq!(
+        store.get(&Series::new(WAIT_TIME.name, &[])),
         Some(Value::Gauge(15000.0))
     );
     // a 40-byte reply has no backlog_wait_time_actual: no series rather than a false 0
-    assert_eq!(store.get(&Series::new(WAIT_TIME_ACTUAL, &[])), None);
+    assert_eq!(store.get(&Series::new(WAIT_TIME_ACTUAL.name, &[])), None);
 }
 
 /// Against this machine's kernel: the test runs as root with all capabilities in CI;

@@ -7,18 +7,63 @@
 //! observer repeats filter `Found` lines (`Found …, bad`), a restart restores
 //! bans (`Restore Ban`) and a stopping jail unbans everything it holds.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
-use crate::sources::{LineParser, Unparsed};
-use crate::store::{Kind, Series, Store};
+use memchr::memmem;
 
-pub const FAILURES: &str = "fail2ban_failures_total";
-pub const BANS: &str = "fail2ban_bans_total";
-pub const BAN_RESTORES: &str = "fail2ban_ban_restores_total";
-pub const UNBANS: &str = "fail2ban_unbans_total";
-pub const BAN_INCREASES: &str = "fail2ban_ban_increases_total";
-pub const ALREADY_BANNED: &str = "fail2ban_already_banned_total";
-pub const ERRORS: &str = "fail2ban_errors_total";
+use crate::sources::{LineCounts, LineParser, Unparsed};
+use crate::store::{Handle, Metric, Store};
+
+pub const FAILURES: Metric = Metric::counter(
+    "fail2ban_failures_total",
+    "Failures found by a jail's filter (`Found`).",
+);
+pub const BANS: Metric = Metric::counter(
+    "fail2ban_bans_total",
+    "New bans by jail (`Ban`, not restored ones).",
+);
+pub const BAN_RESTORES: Metric = Metric::counter(
+    "fail2ban_ban_restores_total",
+    "Bans restored from the database at start (`Restore Ban`).",
+);
+pub const UNBANS: Metric = Metric::counter(
+    "fail2ban_unbans_total",
+    "Unbans by jail; cause=flush when the jail stops or is flushed, else expiry.",
+);
+pub const BAN_INCREASES: Metric = Metric::counter(
+    "fail2ban_ban_increases_total",
+    "Ban times increased for repeat offenders (`Increase Ban`).",
+);
+pub const ALREADY_BANNED: Metric = Metric::counter(
+    "fail2ban_already_banned_total",
+    "Bans asked for ids already banned.",
+);
+pub const ERRORS: Metric = Metric::counter(
+    "fail2ban_errors_total",
+    "ERROR and CRITICAL records by fail2ban logger.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[
+    FAILURES,
+    BANS,
+    BAN_RESTORES,
+    UNBANS,
+    BAN_INCREASES,
+    ALREADY_BANNED,
+    ERRORS,
+];
+
+/// The literals every record or tagged line holds, searched with memchr's
+/// SIMD substring finder before any field is looked at.
+static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new("fail2ban."));
+static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(" fail2ban"));
+
+/// Jails (or error loggers) whose handles are kept; past this the memo starts over.
+const MAX_MEMO: usize = 4096;
 
 /// Lines a multi-line record may add before we stop believing it.
 const MAX_CONTINUATION: u32 = 500;
@@ -37,7 +82,7 @@ const LEVELS: &[&str] = &[
 /// a capturing regex search made it several times slower.
 pub(super) fn record(line: &str) -> Option<Record<'_>> {
     let mut from = 0;
-    while let Some(i) = line[from..].find("fail2ban.") {
+    while let Some(i) = FAIL2BAN_DOT.find(&line.as_bytes()[from..]) {
         let at = from + i;
         let glued = line[..at]
             .chars()
@@ -56,7 +101,7 @@ pub(super) fn record(line: &str) -> Option<Record<'_>> {
 /// level, so such lines never count as errors.
 pub(super) fn tagged_message(line: &str) -> Option<&str> {
     let mut from = 0;
-    while let Some(i) = line[from..].find(" fail2ban") {
+    while let Some(i) = SPACE_FAIL2BAN.find(&line.as_bytes()[from..]) {
         let at = from + i + " fail2ban".len();
         let rest = line[at..].strip_prefix("-server").unwrap_or(&line[at..]);
         let rest = match rest.strip_prefix('[') {
@@ -129,6 +174,23 @@ pub struct Fail2banLog {
     /// The server logged `Stopping all jails` / `Shutdown in progress` (a stop
     /// without flushable actions logs no `Flush` line).
     stopping: bool,
+    /// Each jail's handles, resolved at its first event of each kind.
+    jails: HashMap<String, JailHandles>,
+    /// `fail2ban_errors_total` per logger: the `logger` label and its handle.
+    errors: HashMap<String, (String, Handle)>,
+    counts: LineCounts,
+}
+
+/// The series one jail's events go to.
+#[derive(Debug, Default)]
+struct JailHandles {
+    failures: Handle,
+    bans: Handle,
+    restores: Handle,
+    increases: Handle,
+    already: Handle,
+    unban_flush: Handle,
+    unban_expiry: Handle,
 }
 
 /// What a jail message (`[jail] …`) says.
@@ -200,8 +262,17 @@ impl Fail2banLog {
         let multi_line = matches!(level, "ERROR" | "CRITICAL");
         self.open_record = multi_line.then_some(0);
         if multi_line {
-            let logger = format!("fail2ban.{logger}");
-            store.inc(Series::new(ERRORS, &[("logger", &logger)]), 1);
+            if self.errors.len() >= MAX_MEMO && !self.errors.contains_key(logger) {
+                self.errors.clear();
+            }
+            let (label, h) = match self.errors.get_mut(logger) {
+                Some(e) => e,
+                None => self
+                    .errors
+                    .entry(logger.to_string())
+                    .or_insert_with(|| (format!("fail2ban.{logger}"), Handle::default())),
+            };
+            store.inc_at(h, ERRORS.name, &[("logger", label)], 1);
         }
         if let Some((jail, rest)) = split_jail(msg) {
             self.jail_message(logger, jail, rest, store);
@@ -219,27 +290,51 @@ impl Fail2banLog {
     }
 
     fn jail_message(&mut self, logger: &str, jail: &str, rest: &str, store: &mut Store) {
-        let count =
-            |store: &mut Store, name: &str| store.inc(Series::new(name, &[("jail", jail)]), 1);
-        match jail_event(rest) {
-            JailEvent::Found if logger != "observer" => count(store, FAILURES),
-            JailEvent::Found | JailEvent::ObserverFound | JailEvent::Other => {}
-            JailEvent::Ban => count(store, BANS),
-            JailEvent::RestoreBan => count(store, BAN_RESTORES),
-            JailEvent::IncreaseBan => count(store, BAN_INCREASES),
-            JailEvent::AlreadyBanned => count(store, ALREADY_BANNED),
+        let event = jail_event(rest);
+        match event {
+            JailEvent::Found if logger == "observer" => {}
+            JailEvent::ObserverFound | JailEvent::Other => {}
             JailEvent::Flush => {
                 self.flushing.insert(jail.to_string());
                 return;
             }
             JailEvent::Unban => {
                 let flush = self.stopping || self.flushing.contains(jail);
-                let cause = if flush { "flush" } else { "expiry" };
-                store.inc(Series::new(UNBANS, &[("jail", jail), ("cause", cause)]), 1);
+                let h = self.handles(jail);
+                let (h, cause) = if flush {
+                    (&mut h.unban_flush, "flush")
+                } else {
+                    (&mut h.unban_expiry, "expiry")
+                };
+                store.inc_at(h, UNBANS.name, &[("jail", jail), ("cause", cause)], 1);
                 return;
             }
+            _ => {
+                let h = self.handles(jail);
+                let (h, name) = match event {
+                    JailEvent::Found => (&mut h.failures, FAILURES.name),
+                    JailEvent::Ban => (&mut h.bans, BANS.name),
+                    JailEvent::RestoreBan => (&mut h.restores, BAN_RESTORES.name),
+                    JailEvent::IncreaseBan => (&mut h.increases, BAN_INCREASES.name),
+                    _ => (&mut h.already, ALREADY_BANNED.name),
+                };
+                store.inc_at(h, name, &[("jail", jail)], 1);
+            }
         }
-        self.flushing.remove(jail);
+        if !self.flushing.is_empty() {
+            self.flushing.remove(jail);
+        }
+    }
+
+    /// The handles of a jail's series (allocates only for a jail not seen yet).
+    fn handles(&mut self, jail: &str) -> &mut JailHandles {
+        if self.jails.len() >= MAX_MEMO && !self.jails.contains_key(jail) {
+            self.jails.clear();
+        }
+        if !self.jails.contains_key(jail) {
+            self.jails.insert(jail.to_string(), JailHandles::default());
+        }
+        self.jails.get_mut(jail).expect("inserted above")
     }
 
     fn continuation(&mut self, line: &str) -> Result<(), Unparsed> {
@@ -261,43 +356,12 @@ impl LineParser for Fail2banLog {
         "fail2ban"
     }
 
+    fn line_counts(&mut self) -> &mut LineCounts {
+        &mut self.counts
+    }
+
     fn describe(&self, store: &mut Store) {
-        use Kind::Counter;
-        store.describe(
-            FAILURES,
-            Counter,
-            "Failures found by a jail's filter (`Found`).",
-        );
-        store.describe(
-            BANS,
-            Counter,
-            "New bans by jail (`Ban`, not restored ones).",
-        );
-        store.describe(
-            BAN_RESTORES,
-            Counter,
-            "Bans restored from the database at start (`Restore Ban`).",
-        );
-        store.describe(
-            UNBANS,
-            Counter,
-            "Unbans by jail; cause=flush when the jail stops or is flushed, else expiry.",
-        );
-        store.describe(
-            BAN_INCREASES,
-            Counter,
-            "Ban times increased for repeat offenders (`Increase Ban`).",
-        );
-        store.describe(
-            ALREADY_BANNED,
-            Counter,
-            "Bans asked for ids already banned.",
-        );
-        store.describe(
-            ERRORS,
-            Counter,
-            "ERROR and CRITICAL records by fail2ban logger.",
-        );
+        store.describe_all(METRICS);
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {

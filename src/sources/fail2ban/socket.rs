@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_pickle::Value;
 
 use crate::sources::Probe;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
 /// Ends every request and reply on fail2ban's socket.
 pub const END: &[u8] = b"<F2B_END_COMMAND>";
@@ -29,15 +29,49 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Replies larger than this are refused (a jail with 100k bans is ~3 MB).
 const MAX_REPLY: usize = 64 << 20;
 
-pub const UP: &str = "fail2ban_up";
-pub const JAILS: &str = "fail2ban_jails";
-pub const FAILED_CURRENT: &str = "fail2ban_jail_failed_current";
-pub const BANNED_CURRENT: &str = "fail2ban_jail_banned_current";
-pub const FAILED: &str = "fail2ban_jail_failed";
-pub const BANNED: &str = "fail2ban_jail_banned";
-pub const BANTIME: &str = "fail2ban_jail_config_bantime_seconds";
-pub const FINDTIME: &str = "fail2ban_jail_config_findtime_seconds";
-pub const MAXRETRY: &str = "fail2ban_jail_config_maxretry";
+pub const UP: Metric = Metric::gauge(
+    "fail2ban_up",
+    "1 if fail2ban answered on its socket at the last probe, else 0.",
+);
+pub const JAILS: Metric = Metric::gauge("fail2ban_jails", "Jails fail2ban runs.");
+pub const FAILED_CURRENT: Metric = Metric::gauge(
+    "fail2ban_jail_failed_current",
+    "Failures fail2ban currently holds for the jail (within findtime).",
+);
+pub const BANNED_CURRENT: Metric = Metric::gauge(
+    "fail2ban_jail_banned_current",
+    "Addresses currently banned by the jail.",
+);
+pub const FAILED: Metric = Metric::gauge(
+    "fail2ban_jail_failed",
+    "fail2ban's own total of failures since the jail started (resets with fail2ban).",
+);
+pub const BANNED: Metric = Metric::gauge(
+    "fail2ban_jail_banned",
+    "fail2ban's own total of bans since the jail started (resets with fail2ban).",
+);
+pub const BANTIME: Metric = Metric::gauge(
+    "fail2ban_jail_config_bantime_seconds",
+    "The jail's bantime in seconds (-1: permanent).",
+);
+pub const FINDTIME: Metric = Metric::gauge(
+    "fail2ban_jail_config_findtime_seconds",
+    "The jail's findtime in seconds.",
+);
+pub const MAXRETRY: Metric = Metric::gauge("fail2ban_jail_config_maxretry", "The jail's maxretry.");
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[
+    UP,
+    JAILS,
+    FAILED_CURRENT,
+    BANNED_CURRENT,
+    FAILED,
+    BANNED,
+    BANTIME,
+    FINDTIME,
+    MAXRETRY,
+];
 
 /// What one probe learns; also the JSON `rme helper` answers with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -286,18 +320,24 @@ impl Fail2banSocket {
 
 /// Sets the gauges from one status; returns the jail names it saw.
 pub fn record(status: &Fail2banStatus, store: &mut Store) -> BTreeSet<String> {
-    store.set(Series::new(UP, &[]), 1.0);
-    store.set(Series::new(JAILS, &[]), status.jails.len() as f64);
+    store.set(Series::new(UP.name, &[]), 1.0);
+    store.set(Series::new(JAILS.name, &[]), status.jails.len() as f64);
     for j in &status.jails {
         let jail = [("jail", j.name.as_str())];
-        store.set(Series::new(FAILED_CURRENT, &jail), j.failed_current as f64);
-        store.set(Series::new(FAILED, &jail), j.failed_total as f64);
-        store.set(Series::new(BANNED_CURRENT, &jail), j.banned_current as f64);
-        store.set(Series::new(BANNED, &jail), j.banned_total as f64);
+        store.set(
+            Series::new(FAILED_CURRENT.name, &jail),
+            j.failed_current as f64,
+        );
+        store.set(Series::new(FAILED.name, &jail), j.failed_total as f64);
+        store.set(
+            Series::new(BANNED_CURRENT.name, &jail),
+            j.banned_current as f64,
+        );
+        store.set(Series::new(BANNED.name, &jail), j.banned_total as f64);
         for (name, value) in [
-            (BANTIME, j.bantime),
-            (FINDTIME, j.findtime),
-            (MAXRETRY, j.maxretry),
+            (BANTIME.name, j.bantime),
+            (FINDTIME.name, j.findtime),
+            (MAXRETRY.name, j.maxretry),
         ] {
             if let Some(v) = value {
                 store.set(Series::new(name, &jail), v as f64);
@@ -313,39 +353,14 @@ impl Probe for Fail2banSocket {
     }
 
     fn describe(&self, store: &mut Store) {
-        let g = Kind::Gauge;
-        store.describe(
-            UP,
-            g,
-            "1 if fail2ban answered on its socket at the last probe, else 0.",
-        );
-        store.describe(JAILS, g, "Jails fail2ban runs.");
-        store.describe(
-            FAILED_CURRENT,
-            g,
-            "Failures fail2ban currently holds for the jail (within findtime).",
-        );
-        store.describe(BANNED_CURRENT, g, "Addresses currently banned by the jail.");
-        store.describe(
-            FAILED,
-            g,
-            "fail2ban's own total of failures since the jail started (resets with fail2ban).",
-        );
-        store.describe(
-            BANNED,
-            g,
-            "fail2ban's own total of bans since the jail started (resets with fail2ban).",
-        );
-        store.describe(BANTIME, g, "The jail's bantime in seconds (-1: permanent).");
-        store.describe(FINDTIME, g, "The jail's findtime in seconds.");
-        store.describe(MAXRETRY, g, "The jail's maxretry.");
+        store.describe_all(METRICS);
     }
 
     fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
         let status = match self.read() {
             Ok(s) => s,
             Err(e) => {
-                store.set(Series::new(UP, &[]), 0.0);
+                store.set(Series::new(UP.name, &[]), 0.0);
                 return Err(e);
             }
         };
@@ -359,8 +374,8 @@ impl Fail2banSocket {
     fn apply(&mut self, status: &Fail2banStatus, store: &mut Store) {
         let seen = record(status, store);
         for gone in self.jails.difference(&seen) {
-            store.set(Series::new(FAILED_CURRENT, &[("jail", gone)]), 0.0);
-            store.set(Series::new(BANNED_CURRENT, &[("jail", gone)]), 0.0);
+            store.set(Series::new(FAILED_CURRENT.name, &[("jail", gone)]), 0.0);
+            store.set(Series::new(BANNED_CURRENT.name, &[("jail", gone)]), 0.0);
         }
         self.jails = seen;
     }
@@ -491,18 +506,18 @@ mod tests {
             store.get(&Series::new(name, labels)).map(|v| v.as_f64())
         };
         let sshd = [("jail", "sshd")];
-        assert_eq!(gauge(&store, UP, &[]), Some(1.0));
-        assert_eq!(gauge(&store, JAILS, &[]), Some(1.0));
-        assert_eq!(gauge(&store, BANNED, &sshd), Some(5.0));
-        assert_eq!(gauge(&store, FAILED_CURRENT, &sshd), Some(1.0));
-        assert_eq!(gauge(&store, BANTIME, &sshd), Some(-1.0));
-        assert_eq!(gauge(&store, FINDTIME, &sshd), None);
+        assert_eq!(gauge(&store, UP.name, &[]), Some(1.0));
+        assert_eq!(gauge(&store, JAILS.name, &[]), Some(1.0));
+        assert_eq!(gauge(&store, BANNED.name, &sshd), Some(5.0));
+        assert_eq!(gauge(&store, FAILED_CURRENT.name, &sshd), Some(1.0));
+        assert_eq!(gauge(&store, BANTIME.name, &sshd), Some(-1.0));
+        assert_eq!(gauge(&store, FINDTIME.name, &sshd), None);
 
         probe.apply(&Fail2banStatus::default(), &mut store);
-        assert_eq!(gauge(&store, JAILS, &[]), Some(0.0));
-        assert_eq!(gauge(&store, BANNED_CURRENT, &sshd), Some(0.0));
+        assert_eq!(gauge(&store, JAILS.name, &[]), Some(0.0));
+        assert_eq!(gauge(&store, BANNED_CURRENT.name, &sshd), Some(0.0));
         assert_eq!(
-            gauge(&store, BANNED, &sshd),
+            gauge(&store, BANNED.name, &sshd),
             Some(5.0),
             "fail2ban's total is left to expire"
         );
@@ -513,6 +528,6 @@ mod tests {
             format!("{e:#}").contains("is fail2ban-server running"),
             "{e:#}"
         );
-        assert_eq!(gauge(&store, UP, &[]), Some(0.0));
+        assert_eq!(gauge(&store, UP.name, &[]), Some(0.0));
     }
 }

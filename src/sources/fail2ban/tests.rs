@@ -26,92 +26,92 @@ fn one_line_gives_one_series() {
     let cases: &[Case] = &[
         (
             "2026-11-22 23:13:44,086 fail2ban.filter         [23131]: INFO    [sshd] Found 192.0.2.10 - 2026-11-22 23:13:43",
-            FAILURES,
+            FAILURES.name,
             &[("jail", "sshd")],
         ),
         (
             "2026-11-22 23:13:44,109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.10",
-            BANS,
+            BANS.name,
             &[("jail", "sshd")],
         ),
         (
             "2026-11-22 23:13:55,334 fail2ban.actions        [23131]: NOTICE  [my-web_app.v2] Ban 2001:db8::5",
-            BANS,
+            BANS.name,
             &[("jail", "my-web_app.v2")],
         ),
         (
             "2014-10-14 12:58:56,964 fail2ban.actions: WARNING [ssh] Ban 122.225.97.85",
-            BANS,
+            BANS.name,
             &[("jail", "ssh")],
         ),
         (
             "2014-10-12 07:35:02,876 fail2ban.filter : INFO   [ssh] Found 1.2.3.4",
-            FAILURES,
+            FAILURES.name,
             &[("jail", "ssh")],
         ),
         (
             "Sep 16 00:44:55 spaceman fail2ban.actions: NOTICE [jail] Ban 10.0.0.7",
-            BANS,
+            BANS.name,
             &[("jail", "jail")],
         ),
         (
             "Jan 16 17:11:25 testorg fail2ban.actions[6605]: NOTICE [postfix-auth] Ban 192.0.2.1",
-            BANS,
+            BANS.name,
             &[("jail", "postfix-auth")],
         ),
         (
             "Mar 05 08:41:28 test.org fail2ban-server[11524]: fail2ban.actions        [11524]: NOTICE  [postfix-auth] Ban 192.0.2.2",
-            BANS,
+            BANS.name,
             &[("jail", "postfix-auth")],
         ),
         (
             "fail2ban.actions[1]: NOTICE [sshd] Ban root",
-            BANS,
+            BANS.name,
             &[("jail", "sshd")],
         ),
         (
             "Nov 24 10:03:52 host fail2ban[6604]: [sshd] Ban 192.0.2.7",
-            BANS,
+            BANS.name,
             &[("jail", "sshd")],
         ),
         (
             "Nov 24 10:03:52 host fail2ban-server: [web] Found 192.0.2.7 - 2026-11-24 10:03:51",
-            FAILURES,
+            FAILURES.name,
             &[("jail", "web")],
         ),
         (
             "2026-11-22 23:14:31,829 fail2ban.actions        [23993]: NOTICE  [sshd] Restore Ban 192.0.2.10",
-            BAN_RESTORES,
+            BAN_RESTORES.name,
             &[("jail", "sshd")],
         ),
         (
             "2026-11-22 23:14:03,344 fail2ban.actions        [23131]: NOTICE  [my-web_app.v2] Unban 198.51.100.7",
-            UNBANS,
+            UNBANS.name,
             &[("jail", "my-web_app.v2"), ("cause", "expiry")],
         ),
         (
             "2026-11-22 23:14:26,972 fail2ban.observer       [23131]: NOTICE  [sshd] Increase Ban 192.0.2.10 (2 # 40s -> 2026-11-22 23:15:06)",
-            BAN_INCREASES,
+            BAN_INCREASES.name,
             &[("jail", "sshd")],
         ),
         (
             "2026-11-22 23:13:58,543 fail2ban.actions        [23131]: NOTICE  [sshd] 192.0.2.10 already banned",
-            ALREADY_BANNED,
+            ALREADY_BANNED.name,
             &[("jail", "sshd")],
         ),
         (
             "2019-01-02 10:00:00,000 fail2ban.actions        [1]: WARNING [ssh-iptables] 2001:db8::1 already banned",
-            ALREADY_BANNED,
+            ALREADY_BANNED.name,
             &[("jail", "ssh-iptables")],
         ),
         (
             "2026-11-22 23:14:30,000 fail2ban.utils          [23131]: ERROR   7f3a -- returned 1",
-            ERRORS,
+            ERRORS.name,
             &[("logger", "fail2ban.utils")],
         ),
         (
             "2026-11-22 23:14:30,000 fail2ban.actions        [23131]: CRITICAL Unhandled exception",
-            ERRORS,
+            ERRORS.name,
             &[("logger", "fail2ban.actions")],
         ),
     ];
@@ -213,13 +213,13 @@ fn stop_time_unbans_are_flushes() {
 2026-11-22 23:15:03,344 fail2ban.actions        [2]: NOTICE  [sshd] Unban 192.0.2.10
 ";
     let store = feed_all(&mut Fail2banLog::default(), log, false);
-    let unbans = |jail, cause| value(&store, UNBANS, &[("jail", jail), ("cause", cause)]);
+    let unbans = |jail, cause| value(&store, UNBANS.name, &[("jail", jail), ("cause", cause)]);
     assert_eq!(unbans("sshd", "expiry"), 2);
     assert_eq!(unbans("sshd", "flush"), 1);
     assert_eq!(unbans("web", "expiry"), 1);
     assert_eq!(unbans("web", "flush"), 1);
-    assert_eq!(value(&store, BAN_RESTORES, &[("jail", "sshd")]), 1);
-    assert_eq!(store.sum(BANS, &[]), 0);
+    assert_eq!(value(&store, BAN_RESTORES.name, &[("jail", "sshd")]), 1);
+    assert_eq!(store.sum(BANS.name, &[]), 0);
 }
 
 #[test]
@@ -233,10 +233,13 @@ Traceback (most recent call last):
 this line follows a NOTICE record
 ";
     let mut store = feed_all(&mut Fail2banLog::default(), log, false);
-    assert_eq!(value(&store, ERRORS, &[("logger", "fail2ban.actions")]), 1);
-    assert_eq!(value(&store, BANS, &[("jail", "sshd")]), 1);
     assert_eq!(
-        store.sum(LINES_UNPARSED, &[]),
+        value(&store, ERRORS.name, &[("logger", "fail2ban.actions")]),
+        1
+    );
+    assert_eq!(value(&store, BANS.name, &[("jail", "sshd")]), 1);
+    assert_eq!(
+        store.sum(LINES_UNPARSED.name, &[]),
         1,
         "{}",
         render(&mut store, "fail2ban_")
@@ -262,13 +265,13 @@ fn garbage_is_unparsed_and_never_panics() {
         crate::sources::feed(&mut parser, &line, &mut store);
         garbage += 1;
     }
-    let unparsed = store.sum(LINES_UNPARSED, &[]);
+    let unparsed = store.sum(LINES_UNPARSED.name, &[]);
     // Random bytes of length ≥ 1 nearly always hold a control byte or invalid UTF-8.
     assert!(
         unparsed > garbage * 95 / 100,
         "{unparsed} of {garbage} garbage lines unparsed"
     );
-    assert_eq!(store.sum(BANS, &[]), 0);
+    assert_eq!(store.sum(BANS.name, &[]), 0);
 }
 
 /// Counts taken with plain string operations, independent of the parser.
@@ -305,7 +308,7 @@ fn assert_counts_agree(name: &str, store: &Store, text: &str) {
     for (key, n) in &other {
         if let Some(jail) = key.strip_prefix("bans ") {
             assert_eq!(
-                value(store, BANS, &[("jail", jail)]),
+                value(store, BANS.name, &[("jail", jail)]),
                 *n,
                 "{name}: bans of {jail}"
             );
@@ -316,24 +319,24 @@ fn assert_counts_agree(name: &str, store: &Store, text: &str) {
         .filter(|(k, _)| k.starts_with("bans "))
         .map(|(_, n)| n)
         .sum();
-    assert_eq!(store.sum(BANS, &[]), bans_total, "{name}: bans");
-    assert_eq!(store.sum(UNBANS, &[]), get("unbans"), "{name}: unbans");
+    assert_eq!(store.sum(BANS.name, &[]), bans_total, "{name}: bans");
+    assert_eq!(store.sum(UNBANS.name, &[]), get("unbans"), "{name}: unbans");
     assert_eq!(
-        store.sum(BAN_RESTORES, &[]),
+        store.sum(BAN_RESTORES.name, &[]),
         get("restores"),
         "{name}: restores"
     );
     assert_eq!(
-        store.sum(FAILURES, &[]),
+        store.sum(FAILURES.name, &[]),
         get("failures"),
         "{name}: failures"
     );
     assert_eq!(
-        store.sum(ALREADY_BANNED, &[]),
+        store.sum(ALREADY_BANNED.name, &[]),
         get("already_banned"),
         "{name}: already banned"
     );
-    assert_eq!(store.sum(ERRORS, &[]), get("errors"), "{name}: errors");
+    assert_eq!(store.sum(ERRORS.name, &[]), get("errors"), "{name}: errors");
 }
 
 /// fail2ban 1.0.2 on this machine, two jails (`sshd`, `web-app.v2`).
@@ -347,13 +350,13 @@ fn acceptance_bans_per_jail_in_the_example_log() {
         let expected = text.lines().filter(|l| l.contains(&needle)).count() as u64;
         assert!(expected > 0, "no ban of {jail} in the example log");
         assert_eq!(
-            value(&store, BANS, &[("jail", jail)]),
+            value(&store, BANS.name, &[("jail", jail)]),
             expected,
             "bans of {jail}"
         );
     }
     assert_counts_agree("examples/logs/fail2ban.log", &store, &text);
-    assert_eq!(store.sum(LINES_UNPARSED, &[]), 0);
+    assert_eq!(store.sum(LINES_UNPARSED.name, &[]), 0);
 }
 
 /// Every sample written by others, read in place: golden file plus an independent count.
@@ -377,7 +380,7 @@ fn golden_samples() {
         let text = String::from_utf8_lossy(&bytes);
         let mut store = feed_all(&mut Fail2banLog::default(), &text, true);
         assert_counts_agree(&name, &store, &text);
-        assert_eq!(store.sum(LINES_UNPARSED, &[]), 0, "{name}");
+        assert_eq!(store.sum(LINES_UNPARSED.name, &[]), 0, "{name}");
         check(
             &testdata(&format!("fail2ban/{name}.golden")),
             &render(&mut store, "fail2ban_"),

@@ -13,14 +13,42 @@ use regex::Regex;
 
 use super::FilterPatterns;
 use crate::sources::{LineParser, Unparsed};
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
-pub const MATCHES: &str = "reaction_match_total";
-pub const ACTIONS: &str = "reaction_action_total";
-pub const ACTION_ERRORS: &str = "reaction_action_errors_total";
-pub const COMMANDS: &str = "reaction_commands_total";
-pub const COMMAND_ERRORS: &str = "reaction_command_errors_total";
-pub const STREAM_EVENTS: &str = "reaction_stream_events_total";
+pub const MATCHES: Metric = Metric::counter(
+    "reaction_match_total",
+    "Lines a reaction filter matched, by stream and filter.",
+);
+pub const ACTIONS: Metric = Metric::counter(
+    "reaction_action_total",
+    "Actions reaction ran, by stream, filter and action.",
+);
+pub const ACTION_ERRORS: Metric = Metric::counter(
+    "reaction_action_errors_total",
+    "Action runs that failed, by stream, filter and action.",
+);
+pub const COMMANDS: Metric = Metric::counter(
+    "reaction_commands_total",
+    "Start and stop commands reaction ran, by moment.",
+);
+pub const COMMAND_ERRORS: Metric = Metric::counter(
+    "reaction_command_errors_total",
+    "Start and stop commands that failed, by moment.",
+);
+pub const STREAM_EVENTS: Metric = Metric::counter(
+    "reaction_stream_events_total",
+    "Stream starts, exits and errors, by stream and event.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[
+    MATCHES,
+    ACTIONS,
+    ACTION_ERRORS,
+    COMMANDS,
+    COMMAND_ERRORS,
+    STREAM_EVENTS,
+];
 
 /// Labels rme sets itself; a pattern may not take their name.
 pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
@@ -59,6 +87,7 @@ pub struct ReactionLog {
     patterns: FilterPatterns,
     pattern_labels: Vec<String>,
     recent: HashMap<(String, String), VecDeque<PatternValues>>,
+    counts: crate::sources::LineCounts,
 }
 
 impl ReactionLog {
@@ -67,6 +96,7 @@ impl ReactionLog {
             patterns,
             pattern_labels,
             recent: HashMap::new(),
+            counts: crate::sources::LineCounts::default(),
         }
     }
 
@@ -74,7 +104,7 @@ impl ReactionLog {
         let named = self.named_values(stream, filter, params);
         let mut labels = vec![("stream", stream), ("filter", filter)];
         labels.extend(self.labelled(&named));
-        store.inc(Series::new(MATCHES, &labels), 1);
+        store.inc(Series::new(MATCHES.name, &labels), 1);
         if labels.len() > 2 {
             let recent = self
                 .recent
@@ -131,7 +161,11 @@ impl ReactionLog {
         if let Some(named) = found {
             labels.extend(self.labelled(named));
         }
-        let name = if failed { ACTION_ERRORS } else { ACTIONS };
+        let name = if failed {
+            ACTION_ERRORS.name
+        } else {
+            ACTIONS.name
+        };
         store.inc(Series::new(name, &labels), 1);
     }
 
@@ -142,7 +176,11 @@ impl ReactionLog {
                 .strip_prefix(moment)
                 .is_some_and(|m| m.starts_with(" command: run "))
             {
-                let name = if failed { COMMAND_ERRORS } else { COMMANDS };
+                let name = if failed {
+                    COMMAND_ERRORS.name
+                } else {
+                    COMMANDS.name
+                };
                 store.inc(Series::new(name, &[("moment", moment)]), 1);
                 return;
             }
@@ -162,7 +200,7 @@ impl ReactionLog {
         }
         if let Some((stream, event)) = stream_event(msg) {
             store.inc(
-                Series::new(STREAM_EVENTS, &[("stream", stream), ("event", event)]),
+                Series::new(STREAM_EVENTS.name, &[("stream", stream), ("event", event)]),
                 1,
             );
         }
@@ -260,38 +298,12 @@ impl LineParser for ReactionLog {
         "reaction"
     }
 
+    fn line_counts(&mut self) -> &mut crate::sources::LineCounts {
+        &mut self.counts
+    }
+
     fn describe(&self, store: &mut Store) {
-        use Kind::Counter;
-        store.describe(
-            MATCHES,
-            Counter,
-            "Lines a reaction filter matched, by stream and filter.",
-        );
-        store.describe(
-            ACTIONS,
-            Counter,
-            "Actions reaction ran, by stream, filter and action.",
-        );
-        store.describe(
-            ACTION_ERRORS,
-            Counter,
-            "Action runs that failed, by stream, filter and action.",
-        );
-        store.describe(
-            COMMANDS,
-            Counter,
-            "Start and stop commands reaction ran, by moment.",
-        );
-        store.describe(
-            COMMAND_ERRORS,
-            Counter,
-            "Start and stop commands that failed, by moment.",
-        );
-        store.describe(
-            STREAM_EVENTS,
-            Counter,
-            "Stream starts, exits and errors, by stream and event.",
-        );
+        store.describe_all(METRICS);
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {

@@ -17,12 +17,24 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::sources::Probe;
-use crate::store::{Kind, Series, Store};
+use crate::store::{Metric, Series, Store};
 
-pub const UP: &str = "reaction_up";
+pub const UP: Metric = Metric::gauge(
+    "reaction_up",
+    "1 if `reaction show` succeeded at the last probe, else 0.",
+);
 /// reaction-metrics-exporter's name, kept for its dashboards.
-pub const PENDING: &str = "reaction_pending_count";
-pub const MATCHES: &str = "reaction_current_matches";
+pub const PENDING: Metric = Metric::gauge(
+    "reaction_pending_count",
+    "Pending delayed runs of the action (e.g. unbans), from `reaction show`.",
+);
+pub const MATCHES: Metric = Metric::gauge(
+    "reaction_current_matches",
+    "Matches inside the filter's retry period, all match values summed.",
+);
+
+/// Every metric this module emits, for `describe`.
+pub const METRICS: &[Metric] = &[UP, PENDING, MATCHES];
 /// Bound on one `reaction show` run.
 pub const SHOW_TIMEOUT: Duration = Duration::from_secs(10);
 /// Output larger than this is cut (and then fails to parse): a runaway, not a state.
@@ -62,11 +74,12 @@ pub fn gauges(tree: &ShowTree) -> BTreeMap<Series, f64> {
         for (filter, values) in filters {
             let sf = [("stream", stream.as_str()), ("filter", filter.as_str())];
             let matches: u64 = values.values().map(|m| m.matches).sum();
-            out.insert(Series::new(MATCHES, &sf), matches as f64);
+            out.insert(Series::new(MATCHES.name, &sf), matches as f64);
             for state in values.values() {
                 for (action, times) in &state.actions {
                     let labels = [sf[0], sf[1], ("action", action.as_str())];
-                    *out.entry(Series::new(PENDING, &labels)).or_insert(0.0) += times.len() as f64;
+                    *out.entry(Series::new(PENDING.name, &labels)).or_insert(0.0) +=
+                        times.len() as f64;
                 }
             }
         }
@@ -201,33 +214,18 @@ impl Probe for ReactionShow {
     }
 
     fn describe(&self, store: &mut Store) {
-        let g = Kind::Gauge;
-        store.describe(
-            UP,
-            g,
-            "1 if `reaction show` succeeded at the last probe, else 0.",
-        );
-        store.describe(
-            PENDING,
-            g,
-            "Pending delayed runs of the action (e.g. unbans), from `reaction show`.",
-        );
-        store.describe(
-            MATCHES,
-            g,
-            "Matches inside the filter's retry period, all match values summed.",
-        );
+        store.describe_all(METRICS);
     }
 
     fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
         match self.read() {
             Ok(tree) => {
-                store.set(Series::new(UP, &[]), 1.0);
+                store.set(Series::new(UP.name, &[]), 1.0);
                 self.apply(&tree, store);
                 Ok(())
             }
             Err(e) => {
-                store.set(Series::new(UP, &[]), 0.0);
+                store.set(Series::new(UP.name, &[]), 0.0);
                 Err(e)
             }
         }
@@ -307,7 +305,7 @@ web:
 
     fn pending(stream: &str, filter: &str, action: &str) -> Series {
         Series::new(
-            PENDING,
+            PENDING.name,
             &[("stream", stream), ("filter", filter), ("action", action)],
         )
     }
@@ -318,11 +316,14 @@ web:
         assert_eq!(gauges(&parse_show(YAML).unwrap()), from_json);
         let want: BTreeMap<Series, f64> = [
             (
-                Series::new(MATCHES, &[("stream", "ssh"), ("filter", "failedlogin")]),
+                Series::new(
+                    MATCHES.name,
+                    &[("stream", "ssh"), ("filter", "failedlogin")],
+                ),
                 3.0,
             ),
             (
-                Series::new(MATCHES, &[("stream", "web"), ("filter", "bots")]),
+                Series::new(MATCHES.name, &[("stream", "web"), ("filter", "bots")]),
                 0.0,
             ),
             (pending("ssh", "failedlogin", "unban"), 3.0),
@@ -334,7 +335,7 @@ web:
         assert_eq!(from_json, want);
         let labels: Vec<_> = want
             .keys()
-            .flat_map(|s| s.labels.iter().map(|(_, v)| v.clone()))
+            .flat_map(|s| s.labels().map(|(_, v)| v.to_string()))
             .collect();
         assert!(
             !labels
@@ -389,7 +390,7 @@ web:
         let mut probe = ReactionShow::new(cmd, Some(PathBuf::from("/run/r.sock")));
         let mut store = Store::new(crate::store::Limits::default());
         probe.probe(&mut store).unwrap();
-        assert_eq!(value(&store, &Series::new(UP, &[])), Some(1.0));
+        assert_eq!(value(&store, &Series::new(UP.name, &[])), Some(1.0));
         assert_eq!(
             value(&store, &pending("ssh", "failedlogin", "unban")),
             Some(3.0)
@@ -435,7 +436,7 @@ web:
         let mut probe = ReactionShow::new(cmd, None);
         let e = probe.probe(&mut store).unwrap_err();
         assert!(format!("{e:#}").contains("cannot connect"), "{e:#}");
-        assert_eq!(value(&store, &Series::new(UP, &[])), Some(0.0));
+        assert_eq!(value(&store, &Series::new(UP.name, &[])), Some(0.0));
 
         let mut missing = ReactionShow::new(dir.path().join("no-such-reaction"), None);
         assert!(missing.probe(&mut store).is_err());

@@ -20,17 +20,17 @@ fn one_line_gives_one_series() {
         // v1 (Go), format strings of app/daemon.go
         (
             "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [203.0.113.9]",
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "failedlogin")],
         ),
         (
             "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [.]",
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "failedlogin")],
         ),
         (
             "2024/04/28 12:00:01 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 203.0.113.9 -j DROP]",
-            ACTIONS,
+            ACTIONS.name,
             &[
                 ("stream", "ssh"),
                 ("filter", "failedlogin"),
@@ -39,7 +39,7 @@ fn one_line_gives_one_series() {
         ),
         (
             "2024/04/28 12:00:01 ERROR ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 203.0.113.9 -j DROP], code exit status 1",
-            ACTION_ERRORS,
+            ACTION_ERRORS.name,
             &[
                 ("stream", "ssh"),
                 ("filter", "failedlogin"),
@@ -48,33 +48,33 @@ fn one_line_gives_one_series() {
         ),
         (
             "2024/04/28 12:00:00 INFO  start command: run [ip46tables -w -N reaction]",
-            COMMANDS,
+            COMMANDS.name,
             &[("moment", "start")],
         ),
         (
             "2024/04/28 12:00:00 ERROR stop command: run [ip46tables -w -X reaction]: exit status 1",
-            COMMAND_ERRORS,
+            COMMAND_ERRORS.name,
             &[("moment", "stop")],
         ),
         (
             "2024/04/28 12:00:01 INFO  ssh: start [journalctl -fn0 -u sshd.service]",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "ssh"), ("event", "start")],
         ),
         (
             "2024/04/28 12:00:01 ERROR ssh stream finished",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "ssh"), ("event", "exit")],
         ),
         // v2 (Rust), shapes from reaction-metrics-exporter's regexes
         (
             "INFO ssh.failedlogin: match [\"203.0.113.9\"]",
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "failedlogin")],
         ),
         (
             "INFO ssh.failedlogin.ban: run [\"nft\" \"add\" \"element\" \"inet\" \"reaction\" \"bans\" \"{ 203.0.113.9 }\"]",
-            ACTIONS,
+            ACTIONS.name,
             &[
                 ("stream", "ssh"),
                 ("filter", "failedlogin"),
@@ -83,32 +83,32 @@ fn one_line_gives_one_series() {
         ),
         (
             "ERROR stop command: run [\"nft\" \"delete\" \"table\" \"inet\" \"reaction\"]: exit code: 1",
-            COMMAND_ERRORS,
+            COMMAND_ERRORS.name,
             &[("moment", "stop")],
         ),
         (
             "INFO start command: run [\"nft\" \"-f\" \"/etc/nft.conf\"]",
-            COMMANDS,
+            COMMANDS.name,
             &[("moment", "start")],
         ),
         (
             "ERROR could not execute stream ssh cmd: No such file",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "ssh"), ("event", "exec")],
         ),
         (
             "ERROR stream web exited: exit status: 1",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "web"), ("event", "exit")],
         ),
         (
             "ERROR child process of stream ssh did not terminate",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "ssh"), ("event", "timeout")],
         ),
         (
             "ERROR impossible to read output from stream ssh: broken pipe",
-            STREAM_EVENTS,
+            STREAM_EVENTS.name,
             &[("stream", "ssh"), ("event", "read")],
         ),
     ];
@@ -222,7 +222,7 @@ INFO ssh.nopattern: match [.]
     let m = |ip| {
         value(
             &store,
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "failedlogin"), ("ip", ip)],
         )
     };
@@ -234,7 +234,7 @@ INFO ssh.nopattern: match [.]
             ("action", "ban"),
         ];
         l.extend_from_slice(labels);
-        value(&store, ACTIONS, &l)
+        value(&store, ACTIONS.name, &l)
     };
     // The run names 203.0.113.9: the older match is found, not the latest one.
     assert_eq!(a(&[("ip", "203.0.113.9")]), 1);
@@ -243,7 +243,7 @@ INFO ssh.nopattern: match [.]
     assert_eq!(
         value(
             &store,
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "nopattern")]
         ),
         1
@@ -257,7 +257,7 @@ INFO ssh.nopattern: match [.]
         ("ip", "203.0.113.9"),
         ("user", "root"),
     ];
-    assert_eq!(value(&store, MATCHES, &labels), 1);
+    assert_eq!(value(&store, MATCHES.name, &labels), 1);
     // The ban's command uses only <ip> (reaction's config says so): the match whose
     // <ip> it names labels it with <user> too.
     let ban = [
@@ -267,14 +267,14 @@ INFO ssh.nopattern: match [.]
         ("ip", "203.0.113.9"),
         ("user", "root"),
     ];
-    assert_eq!(value(&store, ACTIONS, &ban), 1);
+    assert_eq!(value(&store, ACTIONS.name, &ban), 1);
 
     let mut none = ReactionLog::new(multi_pattern(), Vec::new());
     let store = feed_all(&mut none, log, false);
     assert_eq!(
         value(
             &store,
-            MATCHES,
+            MATCHES.name,
             &[("stream", "ssh"), ("filter", "failedlogin")]
         ),
         2
@@ -392,7 +392,7 @@ fn garbage_is_unparsed_and_never_panics() {
         crate::sources::feed(&mut parser, &String::from_utf8_lossy(&line), &mut store);
     }
     assert!(
-        store.sum(LINES_UNPARSED, &[]) >= 1990,
+        store.sum(LINES_UNPARSED.name, &[]) >= 1990,
         "random bytes are unparsed"
     );
 }
@@ -408,17 +408,20 @@ fn golden_example_log() {
             .filter(|l| l.contains(needle) && l.contains(level))
             .count() as u64
     };
-    assert_eq!(store.sum(MATCHES, &[]), count(": match [", " INFO "));
+    assert_eq!(store.sum(MATCHES.name, &[]), count(": match [", " INFO "));
     assert_eq!(
-        store.sum(ACTIONS, &[]),
+        store.sum(ACTIONS.name, &[]),
         count(": run [", " INFO  ") - count("command: run", " INFO  ")
     );
     assert_eq!(
-        store.sum(ACTION_ERRORS, &[]),
+        store.sum(ACTION_ERRORS.name, &[]),
         count(": run [", " ERROR ") - count("command: run", " ERROR ")
     );
-    assert_eq!(store.sum(COMMANDS, &[]), count("command: run", " INFO  "));
-    assert_eq!(store.sum(LINES_UNPARSED, &[]), 0);
+    assert_eq!(
+        store.sum(COMMANDS.name, &[]),
+        count("command: run", " INFO  ")
+    );
+    assert_eq!(store.sum(LINES_UNPARSED.name, &[]), 0);
     check(
         &testdata("reaction/example-log.golden"),
         &render(&mut store, "reaction_"),

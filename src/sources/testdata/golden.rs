@@ -25,8 +25,8 @@ pub fn render(store: &mut Store, prefix: &str) -> String {
     let snap = store.snapshot(0);
     let mut out = String::new();
     for p in snap.points {
-        let name = &p.series.name;
-        if !name.starts_with(prefix) && name != crate::sources::LINES_UNPARSED {
+        let name = p.series.name();
+        if !name.starts_with(prefix) && name != crate::sources::LINES_UNPARSED.name {
             continue;
         }
         out.push_str(&format!("{} {}\n", p.series, p.value.as_f64()));

@@ -1,0 +1,277 @@
+use super::*;
+use crate::store::{Limits, Series, Store, Value};
+
+fn store() -> Store {
+    Store::new(Limits {
+        max_series_per_metric: 100_000,
+        idle_expiry_ms: 0,
+        rules: Vec::new(),
+        ..Limits::default()
+    })
+}
+
+fn positions(offset: u64) -> BTreeMap<String, SourceState> {
+    let pos = FilePos {
+        dev: 1,
+        ino: 2,
+        offset,
+        head: 4,
+    };
+    BTreeMap::from([(
+        "fail2ban".to_string(),
+        SourceState {
+            file: Some(pos),
+            cursor: None,
+            rotated: Vec::new(),
+        },
+    )])
+}
+
+/// Opens the directory as `rme push` does at start: a fresh store with the counters restored.
+fn reopen(dir: &Path) -> (StateFile, Loaded, Store) {
+    let (file, mut loaded) = StateFile::open(dir).unwrap();
+    let mut s = store();
+    let counters = loaded.counters.clone();
+    loaded.restore_into(&mut s);
+    loaded.counters = counters;
+    (file, loaded, s)
+}
+
+fn value(s: &Store, name: &str, labels: &[(&str, &str)]) -> Option<Value> {
+    s.get(&Series::new(name, labels))
+}
+
+fn len(dir: &Path, name: &str) -> u64 {
+    std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())
+}
+
+#[test]
+fn state_round_trips_and_missing_dir_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, empty) = StateFile::open(dir.path()).unwrap();
+    assert!(empty.sources.is_empty() && empty.counters.is_empty());
+    let mut s = store();
+    s.set_now(5);
+    s.inc(Series::new("a_total", &[("j", "x")]), 9);
+    s.set(Series::new("g", &[]), 3.0);
+    let sinks = BTreeMap::from([("statsd".to_string(), serde_json::json!({"k": 1}))]);
+    file.save(&mut s, &positions(3), &sinks).unwrap();
+    s.inc(Series::new("a_total", &[("j", "x")]), 1);
+    s.inc(Series::new("b_total", &[]), 2);
+    file.save(&mut s, &positions(7), &sinks).unwrap();
+    let (_, back, mut b) = reopen(dir.path());
+    assert_eq!(back.sources, positions(7));
+    assert_eq!(back.sinks, sinks);
+    assert_eq!(
+        value(&b, "a_total", &[("j", "x")]),
+        Some(Value::Counter(10))
+    );
+    assert_eq!(value(&b, "b_total", &[]), Some(Value::Counter(2)));
+    assert_eq!(value(&b, "g", &[]), None, "gauges are not kept");
+    let a = b.snapshot(100);
+    let p = a
+        .points
+        .iter()
+        .find(|p| p.series.name() == "a_total")
+        .unwrap();
+    assert_eq!(p.start_ms, 5);
+}
+
+#[test]
+fn a_save_writes_what_changed_not_every_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = StateFile::open(dir.path()).unwrap();
+    let mut s = store();
+    for i in 0..20_000 {
+        s.inc(
+            Series::new(
+                "m_total",
+                &[("ip", &format!("10.0.{}.{}", i >> 8, i & 255))],
+            ),
+            1,
+        );
+    }
+    file.save(&mut s, &positions(1), &BTreeMap::new()).unwrap();
+    let checkpoint = len(dir.path(), CHECKPOINT);
+    let journal = len(dir.path(), JOURNAL);
+    assert!(
+        checkpoint < 20_000 * 16,
+        "label sets deflate: {checkpoint} bytes"
+    );
+    // Nothing moved: a frame with the sequence number only.
+    file.save(&mut s, &positions(1), &BTreeMap::new()).unwrap();
+    let idle = len(dir.path(), JOURNAL) - journal;
+    assert!(idle < 40, "an idle save wrote {idle} bytes");
+    s.inc(Series::new("m_total", &[("ip", "10.0.0.7")]), 5);
+    s.inc(Series::new("m_total", &[("ip", "192.0.2.1")]), 1);
+    file.save(&mut s, &positions(2), &BTreeMap::new()).unwrap();
+    let moved = len(dir.path(), JOURNAL) - journal - idle;
+    assert!(
+        moved < 200,
+        "two counters and a position wrote {moved} bytes"
+    );
+    assert_eq!(len(dir.path(), CHECKPOINT), checkpoint, "no new checkpoint");
+    let (_, back, b) = reopen(dir.path());
+    assert_eq!(back.counters.len(), 20_001);
+    assert_eq!(back.sources, positions(2));
+    assert_eq!(
+        value(&b, "m_total", &[("ip", "10.0.0.7")]),
+        Some(Value::Counter(6))
+    );
+    assert_eq!(
+        value(&b, "m_total", &[("ip", "192.0.2.1")]),
+        Some(Value::Counter(1))
+    );
+}
+
+#[test]
+fn torn_last_frame_is_cut_and_the_save_before_it_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = StateFile::open(dir.path()).unwrap();
+    let mut s = store();
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(1), &BTreeMap::new()).unwrap();
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(2), &BTreeMap::new()).unwrap();
+    let good = len(dir.path(), JOURNAL);
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(3), &BTreeMap::new()).unwrap();
+    // A crash in the middle of the third save's append.
+    let torn = len(dir.path(), JOURNAL) - 3;
+    File::options()
+        .write(true)
+        .open(dir.path().join(JOURNAL))
+        .unwrap()
+        .set_len(torn)
+        .unwrap();
+    let (mut file, back, mut b) = reopen(dir.path());
+    assert_eq!(back.sources, positions(2));
+    assert_eq!(value(&b, "c_total", &[]), Some(Value::Counter(2)));
+    assert_eq!(len(dir.path(), JOURNAL), good, "the torn frame is cut off");
+    b.inc(Series::new("c_total", &[]), 5);
+    file.save(&mut b, &positions(9), &BTreeMap::new()).unwrap();
+    let (_, back, b) = reopen(dir.path());
+    assert_eq!(back.sources, positions(9));
+    assert_eq!(value(&b, "c_total", &[]), Some(Value::Counter(7)));
+}
+
+#[test]
+fn journal_larger_than_the_checkpoint_is_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = StateFile::open(dir.path()).unwrap();
+    file.min_journal_bytes = 2_000;
+    let mut s = store();
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(0), &BTreeMap::new()).unwrap();
+    let mut checkpoints = 0;
+    let mut last = len(dir.path(), CHECKPOINT);
+    for i in 1..300u64 {
+        s.inc(Series::new("c_total", &[("n", &i.to_string())]), i);
+        file.save(&mut s, &positions(i), &BTreeMap::new()).unwrap();
+        let now = len(dir.path(), CHECKPOINT);
+        if now != last {
+            checkpoints += 1;
+            last = now;
+        }
+        let bound = len(dir.path(), CHECKPOINT).max(2_000) + 200;
+        assert!(len(dir.path(), JOURNAL) <= bound);
+    }
+    assert!(checkpoints >= 2, "{checkpoints} checkpoints");
+    let (_, back, b) = reopen(dir.path());
+    assert_eq!(back.sources, positions(299));
+    assert_eq!(back.counters.len(), 300);
+    assert_eq!(
+        value(&b, "c_total", &[("n", "299")]),
+        Some(Value::Counter(299))
+    );
+    assert_eq!(value(&b, "c_total", &[]), Some(Value::Counter(1)));
+}
+
+#[test]
+fn journal_frames_older_than_the_checkpoint_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = StateFile::open(dir.path()).unwrap();
+    let mut s = store();
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(1), &BTreeMap::new()).unwrap();
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(2), &BTreeMap::new()).unwrap();
+    let old_journal = std::fs::read(dir.path().join(JOURNAL)).unwrap();
+    // A checkpoint, then a crash before the journal was started over.
+    file.checkpoint_due = true;
+    s.inc(Series::new("c_total", &[]), 1);
+    file.save(&mut s, &positions(3), &BTreeMap::new()).unwrap();
+    std::fs::write(dir.path().join(JOURNAL), old_journal).unwrap();
+    let (_, back, b) = reopen(dir.path());
+    assert_eq!(back.sources, positions(3));
+    assert_eq!(value(&b, "c_total", &[]), Some(Value::Counter(3)));
+}
+
+#[test]
+fn expired_counters_are_forgotten_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut file, _) = StateFile::open(dir.path()).unwrap();
+    let mut s = Store::new(Limits {
+        idle_expiry_ms: 1_000,
+        ..Limits::default()
+    });
+    s.set_now(0);
+    s.inc(Series::new("old_total", &[]), 1);
+    file.save(&mut s, &positions(1), &BTreeMap::new()).unwrap();
+    s.set_now(5_000);
+    s.inc(Series::new("new_total", &[]), 1);
+    s.snapshot(5_000);
+    file.save(&mut s, &positions(2), &BTreeMap::new()).unwrap();
+    let (_, back, _) = reopen(dir.path());
+    let names: Vec<_> = back
+        .counters
+        .iter()
+        .map(|(_, c)| c.series.name().to_string())
+        .collect();
+    assert!(names.contains(&"new_total".to_string()), "{names:?}");
+    assert!(!names.contains(&"old_total".to_string()), "{names:?}");
+}
+
+#[test]
+fn state_json_of_rme_0_1_is_migrated_at_the_first_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/state/testdata/state-v1.json");
+    std::fs::copy(&fixture, dir.path().join(JSON_STATE)).unwrap();
+    let old: State = serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    let (mut file, loaded, mut s) = reopen(dir.path());
+    assert_eq!(loaded.sources, old.sources);
+    assert_eq!(loaded.sinks, old.sinks);
+    for c in &old.counters {
+        let labels: Vec<_> = c.series.labels().collect();
+        assert_eq!(
+            value(&s, c.series.name(), &labels),
+            Some(Value::Counter(c.value))
+        );
+    }
+    file.save(&mut s, &loaded.sources, &loaded.sinks).unwrap();
+    assert!(!dir.path().join(JSON_STATE).exists());
+    assert!(dir.path().join(MIGRATED_JSON).exists());
+    let dumped: State = serde_json::from_str(&dump(dir.path()).unwrap()).unwrap();
+    assert_eq!(dumped.version, VERSION);
+    assert_eq!(dumped.sources, old.sources);
+    assert_eq!(dumped.sinks, old.sinks);
+    let mut want = old.counters.clone();
+    let mut got = dumped.counters;
+    want.sort_by(|a, b| a.series.cmp(&b.series));
+    got.sort_by(|a, b| a.series.cmp(&b.series));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn damaged_files_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(JSON_STATE), "{not json").unwrap();
+    let msg = format!("{:#}", StateFile::open(dir.path()).unwrap_err());
+    assert!(msg.contains("state.json"), "{msg}");
+    std::fs::write(dir.path().join(CHECKPOINT), "RMESTATE\x09\0\0\0").unwrap();
+    let msg = format!("{:#}", StateFile::open(dir.path()).unwrap_err());
+    assert!(
+        msg.contains("state.checkpoint") && msg.contains("version 9"),
+        "{msg}"
+    );
+}
