@@ -36,16 +36,6 @@ fn state_json(config: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).expect("rme state prints JSON")
 }
 
-fn push_once(config: &Path) -> String {
-    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "rme push --once failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
 const LINES: &str = "rme_lines_read_total{source=\"fail2ban\"}";
 
 #[test]
@@ -399,15 +389,6 @@ fn pull_endpoint_follows_appends_and_passes_promtool() {
     let report = format!("{}{}", stdout(&res), stderr(&res));
     assert_ne!(res.status.code(), Some(3), "{report}");
     assert!(!report.contains("error while linting"), "{report}");
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Minimal HTTP GET on loopback (no client crate needed in tests); empty on any failure.

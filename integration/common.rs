@@ -21,6 +21,36 @@ pub fn run_rme(args: &[&str]) -> Output {
     rme().args(args).output().expect("running rme")
 }
 
+/// `rme push --once --config CONFIG`, as it ended.
+pub fn push_once_output(config: &Path) -> Output {
+    run_rme(&[
+        "push",
+        "--once",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// `rme push --once --config CONFIG`, which must succeed; its standard output.
+pub fn push_once(config: &Path) -> String {
+    let out = push_once_output(config);
+    assert!(
+        out.status.success(),
+        "rme push --once failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding a port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

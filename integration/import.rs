@@ -11,9 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
-use crate::cli::{free_port, wait_for};
+use crate::cli::http_get;
 use crate::common::*;
 
 /// A reaction config with one- and two-pattern filters (actions use only <ip>).
@@ -101,16 +101,6 @@ metrics:
     commands:
     streams:
 ";
-
-/// Kills the child when the test ends, also when it fails.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn import(file: &Path, extra: &[&str]) -> (String, String) {
     let mut args = vec![
@@ -329,7 +319,9 @@ metrics:
             .unwrap(),
     );
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = wait_for(&url, |t| metric_value(t, LINES) == Some(12.0));
+    let text = wait_for("rme to serve the whole log", 15, || {
+        Some(http_get(&url, None)).filter(|t| metric_value(t, LINES) == Some(12.0))
+    });
     let want = expected(&[
         // ssh.failedlogin: <ip> as it is, <user> cut to 3 characters (metrics.for beats metrics.all's false)
         (

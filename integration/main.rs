@@ -11,6 +11,7 @@ mod cli;
 mod fail2ban_live;
 mod fleet;
 mod import;
+mod journal;
 mod newer_receivers;
 mod otlp;
 mod packaging;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    append, closed_url, curl_get, metric_value, peer, rme, run_rme, stderr, stdout, unique,
-    vm_export, write,
+    append, closed_url, curl_get, metric_value, peer, push_once_output, rme, run_rme, stderr,
+    stdout, unique, vm_export, write,
 };
 
 /// A Ban line in fail2ban 1.0.2's own format (jail sshd): counted in fail2ban_bans_total and rme_lines_read_total.
@@ -75,12 +75,7 @@ impl Case {
     }
 
     fn push_once(&self, config: &Path) -> Output {
-        run_rme(&[
-            "push",
-            "--once",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ])
+        push_once_output(config)
     }
 }
 

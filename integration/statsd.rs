@@ -13,7 +13,9 @@ use rme::sinks::Sink as _;
 use rme::sinks::statsd::{Statsd, StatsdConfig};
 use rme::store::{Point, Series, Snapshot, Value};
 
-use crate::common::{append, peer, rme, root, run_rme, samples, stderr, unique, write};
+use crate::common::{
+    append, free_port, peer, push_once_output, rme, root, samples, stderr, unique, write,
+};
 
 /// Lines of a real fail2ban log; rme counts each in `rme_lines_read_total{source="fail2ban"}`.
 fn fail2ban_lines(from: usize, n: usize) -> String {
@@ -67,12 +69,12 @@ fn setup(address: &str, style: &'static str, extra: &str) -> Setup {
 
 impl Setup {
     fn push_once(&self) -> std::process::Output {
-        run_rme(&["push", "--once", "--config", self.config.to_str().unwrap()])
+        push_once_output(&self.config)
     }
 
     /// Counters rme saved at its last flush.
     fn counted(&self) -> Vec<Counted> {
-        let out = run_rme(&["state", "--config", self.config.to_str().unwrap()]);
+        let out = crate::common::run_rme(&["state", "--config", self.config.to_str().unwrap()]);
         assert!(out.status.success(), "rme state: {}", stderr(&out));
         let state: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("rme state prints JSON");
@@ -381,11 +383,6 @@ impl Drop for Daemon {
 fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a port");
     s.local_addr().expect("local addr").port()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// A second Etsy statsd on `port` (udp or tcp), flushing to the shared carbon.

@@ -157,14 +157,24 @@ pub struct Plan {
     pub sinks: Vec<AnySink>,
 }
 
+/// A build error named by its entry: a key the part names itself (`url`) is put
+/// under the entry (`sinks[1].url: …`, as `validate` names keys), any other error
+/// gets the entry as context (`sinks[1]: …`).
+fn keyed(e: anyhow::Error, entry: &str) -> anyhow::Error {
+    match e.downcast::<Invalid>() {
+        Ok(invalid) => invalid.under(entry).into(),
+        Err(e) => e.context(entry.to_string()),
+    }
+}
+
 impl Config {
     /// Builds every source and sink; an error names the entry (`sinks[0]`) and its key.
     pub fn plan(self) -> anyhow::Result<Plan> {
         let sources = (self.sources.iter().enumerate())
-            .map(|(i, s)| sources::build(s).with_context(|| format!("sources[{i}]")))
+            .map(|(i, s)| sources::build(s).map_err(|e| keyed(e, &format!("sources[{i}]"))))
             .collect::<anyhow::Result<_>>()?;
         let sinks: Vec<AnySink> = (self.sinks.iter().enumerate())
-            .map(|(i, s)| AnySink::build(s).with_context(|| format!("sinks[{i}]")))
+            .map(|(i, s)| AnySink::build(s).map_err(|e| keyed(e, &format!("sinks[{i}]"))))
             .collect::<anyhow::Result<_>>()?;
         debug_assert!(
             sinks

@@ -1,6 +1,6 @@
-//! Following inputs: each source's log file (through `tail.rs`) or journald
-//! unit (through `journal.rs`), fed line by line to its parser under the shared
-//! lock, with the read position moved in the same lock.
+//! Following inputs: each source's log file (through `tail.rs`) or journal
+//! entries (through `journal.rs`), fed line by line (entry by entry) to its
+//! parser under the shared lock, with the read position moved in the same lock.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::journal::{self, JournalInput};
 use crate::shared::{Shared, SharedRef, lock, lock_at};
-use crate::sources::{Input, LineParser, feed};
+use crate::sources::{Input, LineParser, feed, feed_entry};
 use crate::state::SourceState;
 use crate::store::now_ms;
 use crate::tail::Tailer;
@@ -111,7 +111,7 @@ fn journal_batch(
     journal::read(input, cursor.as_deref(), follow, &mut |e| {
         let mut g = lock_at(shared, now_ms());
         let Shared { store, positions } = &mut *g;
-        feed(parser, &e.message, store);
+        feed_entry(parser, &e, store);
         positions.entry(name.to_string()).or_default().cursor = Some(e.cursor);
         n += 1;
     })?;

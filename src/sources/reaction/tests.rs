@@ -162,15 +162,16 @@ fn pattern_labels_need_a_config_and_a_free_name() {
         pattern_labels: vec!["ip".into()],
         ..Default::default()
     };
-    let e = c.validate("sources[1]").unwrap_err().to_string();
+    let check = |c: &ReactionConfig| c.check_pattern_labels().map_err(|e| e.under("sources[1]"));
+    let e = check(&c).unwrap_err().to_string();
     assert!(
         e.contains("sources[1].pattern_labels") && e.contains("config"),
         "{e}"
     );
     c.config = Some("reaction.yml".into());
-    assert!(c.validate("sources[1]").is_ok());
+    assert!(check(&c).is_ok());
     c.pattern_labels.push("stream".into());
-    let e = c.validate("sources[1]").unwrap_err().to_string();
+    let e = check(&c).unwrap_err().to_string();
     assert!(e.contains("'stream'"), "{e}");
 }
 
