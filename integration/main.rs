@@ -10,6 +10,7 @@ mod audit;
 mod cli;
 mod fail2ban_live;
 mod fleet;
+mod import;
 mod journal;
 mod logging;
 mod newer_receivers;

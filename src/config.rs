@@ -122,9 +122,13 @@ pub struct StoreConfig {
     /// Series not updated for this many seconds are forgotten (0 = never). Default 0.
     #[serde(default)]
     pub idle_expiry_secs: u64,
-    /// Label rewrites: drop a label, or keep an IP's prefix.
+    /// Label rewrites: drop, prefix, replace, lowercase; each optionally for one metric
+    /// and for series matching `match`.
     #[serde(default)]
     pub labels: Vec<LabelRule>,
+    /// Metrics not kept at all (e.g. `["reaction_match_total"]`). Default none.
+    #[serde(default)]
+    pub drop_metrics: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -133,6 +137,7 @@ impl Default for StoreConfig {
             max_series_per_metric: default_max_series(),
             idle_expiry_secs: 0,
             labels: Vec::new(),
+            drop_metrics: Vec::new(),
         }
     }
 }
@@ -147,6 +152,7 @@ impl StoreConfig {
             max_series_per_metric: self.max_series_per_metric,
             idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
             rules: self.labels.clone(),
+            drop_metrics: self.drop_metrics.iter().cloned().collect(),
         }
     }
 }
@@ -327,6 +333,27 @@ mod tests {
     #[test]
     fn reference_config_is_valid() {
         Config::parse(REFERENCE_CONFIG, None).unwrap();
+    }
+
+    #[test]
+    fn label_rules_of_every_kind_parse() {
+        let c = Config::parse(
+            "[store]\ndrop_metrics = [\"a_total\"]\n\
+             [[store.labels]]\nlabel = \"ip\"\naction = \"drop\"\n\
+             [[store.labels]]\nlabel = \"ip\"\nmetric = \"m\"\naction = \"prefix\"\nipv4 = 16\n\
+             [[store.labels]]\nlabel = \"email\"\nmatch = { stream = \"mail\" }\naction = \"replace\"\nregex = \"(?:.*@)?(.*)\"\n\
+             [[store.labels]]\nlabel = \"email\"\naction = \"lowercase\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.store.labels.len(), 4);
+        assert_eq!(c.store.drop_metrics, ["a_total"]);
+        let err = Config::parse(
+            "[[store.labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"[\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("regex \"[\""), "{err:#}");
     }
 
     #[test]

@@ -70,6 +70,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pattern_labels: Vec<String>,
     },
+    /// Print an rme config that does what another tool's config does, e.g.
+    /// `rme import reaction-metrics-exporter /etc/reaction-metrics-exporter/config.yml > /etc/rme/rme.toml`.
+    Import {
+        #[arg(value_parser = rme::import::TOOLS.to_vec())]
+        tool: String,
+        /// The tool's config file (YAML or JSON).
+        file: PathBuf,
+        /// reaction's config, when not at the path the file names (read for its pattern names).
+        #[arg(long)]
+        reaction_config: Option<PathBuf>,
+    },
     /// The privileged helper: answers fixed status requests (fail2ban-status, audit-status) as JSON on a
     /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
     Helper {
@@ -143,6 +154,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 sources::parse_file(&source, &file, reaction_config, pattern_labels)?
             );
+        }
+        Command::Import {
+            tool: _,
+            file,
+            reaction_config,
+        } => {
+            let imported =
+                rme::import::reaction_metrics_exporter(&file, reaction_config.as_deref())?;
+            for warning in &imported.warnings {
+                eprintln!("rme: warning: {warning}");
+            }
+            print!("{}", imported.toml);
         }
         Command::Helper {
             listen,

@@ -11,11 +11,13 @@
 //! idle expiry freed its series. Sinks and `/metrics` see a [`Snapshot`],
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::labels::relabel::{self, Selector, WholeRegex};
 
 /// A series: metric name plus labels kept sorted by (name, value), as
 /// remote-write requires. Packed into one string with the end of each part,
@@ -266,6 +268,21 @@ pub enum LabelAction {
         #[serde(default = "default_ipv6_prefix")]
         ipv6: u8,
     },
+    /// Prometheus `replace`: `regex` (default `(.*)`) must match the whole value, which
+    /// becomes `replacement` (default `$1`) with `$1`/`${name}` groups; no match keeps
+    /// the value, an empty result removes the label (see labels/relabel.rs).
+    Replace {
+        #[serde(default)]
+        regex: WholeRegex,
+        #[serde(default = "default_replacement")]
+        replacement: String,
+    },
+    /// The value lower-cased.
+    Lowercase,
+}
+
+fn default_replacement() -> String {
+    relabel::DEFAULT_REPLACEMENT.to_string()
 }
 
 const fn default_ipv4_prefix() -> u8 {
@@ -276,14 +293,21 @@ const fn default_ipv6_prefix() -> u8 {
 }
 
 /// A label rewrite, applied to every metric (or to one, when `metric` is set).
+///
+/// Unknown keys are rejected by [`LabelAction`], which gets every key this struct
+/// does not take (serde's `deny_unknown_fields` does not work beside `flatten`:
+/// it rejected every rule).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LabelRule {
     /// Label name the rule applies to, e.g. `ip`.
     pub label: String,
     /// Only this metric; all metrics when absent.
     #[serde(default)]
     pub metric: Option<String>,
+    /// Only series whose labels have these values, e.g. `match = { stream = "ssh" }`
+    /// (an absent label counts as ""). Rules see the labels earlier rules left.
+    #[serde(default, rename = "match", skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     #[serde(flatten)]
     pub action: LabelAction,
 }
@@ -302,7 +326,7 @@ impl Rules {
     /// Rewrites `labels` for metric `name`, then sorts them by (name, value).
     fn apply(&self, name: &str, labels: &mut Vec<(String, String)>) {
         for rule in &self.0 {
-            if rule.metric.as_ref().is_some_and(|m| m != name) {
+            if rule.metric.as_ref().is_some_and(|m| m != name) || !rule.selector.matches(labels) {
                 continue;
             }
             match &rule.action {
@@ -316,6 +340,10 @@ impl Rules {
                         }
                     }
                 }
+                LabelAction::Replace { regex, replacement } => {
+                    relabel::rewrite(labels, &rule.label, |v| regex.replace(v, replacement))
+                }
+                LabelAction::Lowercase => relabel::rewrite(labels, &rule.label, relabel::lowercase),
             }
         }
         labels.sort_unstable();
@@ -333,6 +361,8 @@ pub struct Limits {
     /// Series not updated for this long are forgotten (0 = never).
     pub idle_expiry_ms: i64,
     pub rules: Vec<LabelRule>,
+    /// Metrics not kept at all: their updates are ignored.
+    pub drop_metrics: BTreeSet<String>,
 }
 
 impl Default for Limits {
@@ -341,6 +371,7 @@ impl Default for Limits {
             max_series_per_metric: 10_000,
             idle_expiry_ms: 0,
             rules: Vec::new(),
+            drop_metrics: BTreeSet::new(),
         }
     }
 }
@@ -457,6 +488,9 @@ impl Store {
 
     /// Registers a metric's type and help text; sources call this once at start.
     pub fn describe(&mut self, m: &Metric) {
+        if self.limits.drop_metrics.contains(m.name) {
+            return;
+        }
         self.meta.insert(
             m.name,
             Meta {
@@ -477,9 +511,13 @@ impl Store {
     }
 
     /// Resolves the handle for a series, making the series if it is new:
-    /// label rules, then the series cap. `None` when the series exists with
-    /// another kind than asked (a source bug; logged rather than panicking).
+    /// label rules, then the series cap. `None` for a metric in `drop_metrics`,
+    /// and when the series exists with another kind than asked (a source bug;
+    /// logged rather than panicking).
     pub fn handle(&mut self, name: &str, kind: Kind, labels: &[(&str, &str)]) -> Option<Handle> {
+        if self.limits.drop_metrics.contains(name) {
+            return None;
+        }
         let series = if self.rules.is_empty() {
             Series::new(name, labels)
         } else {
@@ -948,6 +986,7 @@ mod tests {
             max_series_per_metric: cap,
             idle_expiry_ms: 0,
             rules,
+            ..Limits::default()
         })
     }
 
@@ -974,6 +1013,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Selector::default(),
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
         };
         let mut s = store_with(vec![rule], 100);
@@ -991,6 +1031,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: Some("a_total".into()),
+            selector: Selector::default(),
             action: LabelAction::Drop,
         };
         let mut s = store_with(vec![rule], 100);
@@ -999,6 +1040,131 @@ mod tests {
         s.inc(Series::new("b_total", &[("ip", "1.1.1.1")]), 1);
         assert_eq!(s.get(&Series::new("a_total", &[])), Some(Value::Counter(2)));
         assert_eq!(s.sum("b_total", &[("ip", "1.1.1.1")]), 1);
+    }
+
+    fn rules(toml_text: &str) -> Vec<LabelRule> {
+        #[derive(Deserialize)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        toml::from_str::<Rules>(toml_text).unwrap().labels
+    }
+
+    #[test]
+    fn replace_lowercase_and_selectors_apply_in_order() {
+        let rules = rules(
+            r#"
+            [[labels]]
+            label = "email"
+            match = { stream = "mail" }
+            action = "replace"
+            regex = "(?:.*@)?(.*)"
+            [[labels]]
+            label = "email"
+            action = "lowercase"
+            [[labels]]
+            label = "user"
+            match = { stream = "ssh", filter = "failedlogin" }
+            action = "replace"
+            regex = "(.{0,3}).*"
+            replacement = "${1}"
+            "#,
+        );
+        let mut s = store_with(rules, 100);
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "A@Example.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "b@example.org")]),
+            1,
+        );
+        // another stream: only the rule without `match` applies
+        s.inc(
+            Series::new("m_total", &[("stream", "web"), ("email", "C@X.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "other"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        assert_eq!(s.sum("m_total", &[("email", "example.org")]), 2);
+        assert_eq!(s.sum("m_total", &[("email", "c@x.org")]), 1);
+        assert_eq!(
+            s.sum("m_total", &[("filter", "failedlogin"), ("user", "Adm")]),
+            1
+        );
+        assert_eq!(
+            s.sum("m_total", &[("filter", "other"), ("user", "Administrator")]),
+            1
+        );
+    }
+
+    #[test]
+    fn replace_to_empty_removes_the_label() {
+        let r = rules(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"10\\\\..*\"\nreplacement = \"\"\n",
+        );
+        let mut s = store_with(r, 100);
+        s.inc(Series::new("m_total", &[("ip", "10.1.2.3")]), 1);
+        s.inc(Series::new("m_total", &[("ip", "192.0.2.1")]), 1);
+        assert_eq!(s.get(&Series::new("m_total", &[])), Some(Value::Counter(1)));
+        assert_eq!(s.sum("m_total", &[("ip", "192.0.2.1")]), 1);
+    }
+
+    #[test]
+    fn bad_regex_and_unknown_keys_are_config_errors() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"(\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regex \"(\""), "{err}");
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregexp = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regexp"), "{err}");
+    }
+
+    #[test]
+    fn dropped_metrics_are_not_kept_or_described() {
+        let mut s = Store::new(Limits {
+            drop_metrics: ["gone_total".to_string()].into(),
+            ..Limits::default()
+        });
+        s.describe(&Metric::counter("gone_total", "x"));
+        s.inc(Series::new("gone_total", &[]), 1);
+        s.inc(Series::new("kept_total", &[]), 1);
+        let snap = s.snapshot(1);
+        assert!(!snap.meta.contains_key("gone_total"));
+        let names: Vec<_> = snap.points.iter().map(|p| p.series.name()).collect();
+        assert!(
+            names.contains(&"kept_total") && !names.contains(&"gone_total"),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -1099,6 +1265,7 @@ mod tests {
             max_series_per_metric: 1,
             idle_expiry_ms: 1_000,
             rules: Vec::new(),
+            ..Limits::default()
         });
         s.set_now(0);
         s.inc(Series::new("m_total", &[("ip", "a")]), 1);

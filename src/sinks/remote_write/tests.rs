@@ -20,7 +20,7 @@ fn snapshot() -> Snapshot {
     let mut store = Store::new(Limits {
         max_series_per_metric: 100,
         idle_expiry_ms: 0,
-        rules: Vec::new(),
+        ..Limits::default()
     });
     store.describe(&crate::store::Metric::counter(
         "f2b_bans_total",
@@ -136,7 +136,7 @@ fn expired_series_get_a_stale_marker_once() {
     let mut store = Store::new(Limits {
         max_series_per_metric: 100,
         idle_expiry_ms: 10_000,
-        rules: Vec::new(),
+        ..Limits::default()
     });
     store.set_now(1_000);
     store.inc(Series::new("gone_total", &[]), 1);

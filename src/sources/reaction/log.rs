@@ -3,8 +3,8 @@
 //! Reads v1 (Go: `2024/04/28 12:00:01 INFO  ssh.failedlogin: match [1.2.3.4]`)
 //! and v2 (Rust: `INFO ssh.failedlogin: match ["1.2.3.4"]`) lines. The tricky
 //! point is that match and run lines carry no shared id: a `run` line gets
-//! pattern labels only from a recent match of its filter whose values all
-//! appear in the command (see [`ReactionLog`]).
+//! pattern labels only from a recent match of its filter whose values (those
+//! the action's command uses) appear in the command (see [`ReactionLog`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
@@ -51,7 +51,7 @@ pub const METRICS: &[Metric] = &[
 ];
 
 /// Labels rme sets itself; a pattern may not take their name.
-pub(super) const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
+pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
 
 /// Recent matches kept per filter to label the `run` lines that follow them.
 const RECENT_MATCHES: usize = 64;
@@ -62,7 +62,7 @@ static LINE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-/// (pattern name, value) pairs of one match, the ones opted in as labels.
+/// (pattern name, value) pairs of one match, all of them.
 type PatternValues = Vec<(String, String)>;
 
 /// Parses reaction log lines (v1 Go and v2 Rust formats).
@@ -76,8 +76,12 @@ type PatternValues = Vec<(String, String)>;
 /// names, sorted alphabetically (reaction-metrics-exporter's convention). A run
 /// line names no value, and runs are concurrent or delayed (`after: 48h`), so "the
 /// previous match" would often be wrong: instead the newest of the filter's last
-/// 64 matches whose values all appear, as whole words, in the command gives the
-/// labels; with none, the run is counted without pattern labels.
+/// 64 matches whose values appear, as whole words, in the command gives the
+/// labels; with none, the run is counted without pattern labels. The values
+/// checked are those of the patterns the action's `cmd` names in reaction's
+/// config (a ban uses `<ip>`, not `<user>`: the match still labels it with both;
+/// an action using no pattern takes the newest match, as reaction-metrics-exporter
+/// does); without that knowledge, every labelled value must appear.
 #[derive(Debug, Default)]
 pub struct ReactionLog {
     patterns: FilterPatterns,
@@ -97,11 +101,11 @@ impl ReactionLog {
     }
 
     fn on_match(&mut self, stream: &str, filter: &str, params: &str, store: &mut Store) {
-        let labelled = self.match_labels(stream, filter, params);
+        let named = self.named_values(stream, filter, params);
         let mut labels = vec![("stream", stream), ("filter", filter)];
-        labels.extend(labelled.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        labels.extend(self.labelled(&named));
         store.inc(Series::new(MATCHES.name, &labels), 1);
-        if !labelled.is_empty() {
+        if labels.len() > 2 {
             let recent = self
                 .recent
                 .entry((stream.to_string(), filter.to_string()))
@@ -109,12 +113,21 @@ impl ReactionLog {
             if recent.len() == RECENT_MATCHES {
                 recent.pop_front();
             }
-            recent.push_back(labelled);
+            recent.push_back(named);
         }
     }
 
-    /// The opted-in (pattern, value) pairs of a match, or none if they cannot be named.
-    fn match_labels(&self, stream: &str, filter: &str, params: &str) -> Vec<(String, String)> {
+    /// The opted-in pairs, as labels.
+    fn labelled<'a>(&self, named: &'a PatternValues) -> impl Iterator<Item = (&'a str, &'a str)> {
+        named
+            .iter()
+            .filter(|(n, _)| self.pattern_labels.contains(n))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The (pattern, value) pairs of a match, or none if they cannot be named
+    /// (or no pattern is a label).
+    fn named_values(&self, stream: &str, filter: &str, params: &str) -> PatternValues {
         if self.pattern_labels.is_empty() {
             return Vec::new();
         }
@@ -125,30 +138,29 @@ impl ReactionLog {
         if values.len() != names.len() {
             return Vec::new();
         }
-        names
-            .iter()
-            .zip(values)
-            .filter(|(n, _)| self.pattern_labels.contains(n))
-            .map(|(n, v)| (n.clone(), v))
-            .collect()
+        names.iter().cloned().zip(values).collect()
     }
 
     fn on_run(&self, names: [&str; 3], command: &str, failed: bool, store: &mut Store) {
         let [stream, filter, action] = names;
         let key = (stream.to_string(), filter.to_string());
-        let labelled = self.recent.get(&key).and_then(|recent| {
-            recent
-                .iter()
-                .rev()
-                .find(|pairs| pairs.iter().all(|(_, v)| contains_word(command, v)))
+        let uses = self.patterns.action(stream, filter, action);
+        let checked = |n: &String| match uses {
+            Some(uses) => uses.contains(n),
+            None => self.pattern_labels.contains(n),
+        };
+        let found = self.recent.get(&key).and_then(|recent| {
+            recent.iter().rev().find(|pairs| {
+                pairs
+                    .iter()
+                    .filter(|(n, _)| checked(n))
+                    .all(|(_, v)| contains_word(command, v))
+            })
         });
         let mut labels = vec![("stream", stream), ("filter", filter), ("action", action)];
-        labels.extend(
-            labelled
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        if let Some(named) = found {
+            labels.extend(self.labelled(named));
+        }
         let name = if failed {
             ACTION_ERRORS.name
         } else {

@@ -259,6 +259,16 @@ INFO ssh.nopattern: match [.]
         ("user", "root"),
     ];
     assert_eq!(value(&store, MATCHES.name, &labels), 1);
+    // The ban's command uses only <ip> (reaction's config says so): the match whose
+    // <ip> it names labels it with <user> too.
+    let ban = [
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+        ("action", "ban"),
+        ("ip", "203.0.113.9"),
+        ("user", "root"),
+    ];
+    assert_eq!(value(&store, ACTIONS.name, &ban), 1);
 
     let mut none = ReactionLog::new(multi_pattern(), Vec::new());
     let store = feed_all(&mut none, log, false);
@@ -275,6 +285,12 @@ INFO ssh.nopattern: match [.]
 #[test]
 fn config_pattern_names() {
     let p = multi_pattern();
+    assert_eq!(
+        p.action("ssh", "failedlogin", "ban"),
+        Some(&["ip".to_string()][..])
+    );
+    assert_eq!(p.action("ssh", "nopattern", "alert"), Some(&[][..]));
+    assert_eq!(p.action("ssh", "failedlogin", "nope"), None);
     assert_eq!(
         p.get("ssh", "failedlogin"),
         Some(&["ip".to_string(), "user".to_string()][..])
