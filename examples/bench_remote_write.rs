@@ -15,7 +15,6 @@ fn snapshot(series: usize) -> Snapshot {
     let mut store = Store::new(Limits {
         max_series_per_metric: series,
         idle_expiry_ms: 0,
-        rules: Vec::new(),
         ..Limits::default()
     });
     store.describe(&rme::store::Metric::counter(

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{append, metric_value, rme, samples, stderr, stdout, write};
+use crate::common::{append, metric_value, push_once_output, rme, samples, stderr, stdout, write};
 
 fn config(dir: &Path, netlink: bool, log: Option<&Path>) -> std::path::PathBuf {
     let log = log
@@ -22,14 +22,6 @@ fn config_with(dir: &Path, netlink: bool, extra: &str) -> std::path::PathBuf {
         state = dir.join("state").display().to_string(),
     );
     write(dir, "rme.toml", &text)
-}
-
-fn push_once(config: &Path) -> Output {
-    rme()
-        .args(["push", "--once", "--config"])
-        .arg(config)
-        .output()
-        .expect("running rme")
 }
 
 fn is_root() -> bool {
@@ -53,7 +45,7 @@ fn kernel_status_is_pushed_when_permitted() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = push_once(&config(dir.path(), true, None));
+    let out = push_once_output(&config(dir.path(), true, None));
     let text = stdout(&out);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert_eq!(metric_value(&text, "audit_status_up"), Some(1.0), "{text}");
@@ -106,7 +98,7 @@ fn as_nobody_status_is_down_with_advice() {
 fn unprivileged_push_once(dir: &Path, setpriv_args: &[&str]) -> Option<Output> {
     let config = config(dir, true, None);
     if !is_root() {
-        return Some(push_once(&config));
+        return Some(push_once_output(&config));
     }
     let run = Command::new("setpriv")
         .args(setpriv_args)
@@ -178,7 +170,7 @@ fn audit_log_is_counted_once_across_runs() {
     let log = dir.path().join("audit.log");
     append(&log, &(records[..4].join("\n") + "\n"));
     let config = config(dir.path(), false, Some(&log));
-    let first = push_once(&config);
+    let first = push_once_output(&config);
     let text = stdout(&first);
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(
@@ -197,7 +189,7 @@ fn audit_log_is_counted_once_across_runs() {
     );
 
     append(&log, &(records[4..].join("\n") + "\n"));
-    let second = push_once(&config);
+    let second = push_once_output(&config);
     let text = stdout(&second);
     assert!(second.status.success(), "{}", stderr(&second));
     let count = |kind: &str| {

@@ -36,16 +36,6 @@ fn state_json(config: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).expect("rme state prints JSON")
 }
 
-fn push_once(config: &Path) -> String {
-    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "rme push --once failed: {}",
-        stderr(&out)
-    );
-    stdout(&out)
-}
-
 const LINES: &str = "rme_lines_read_total{source=\"fail2ban\"}";
 
 #[test]
@@ -213,16 +203,20 @@ fn check_config_prints_toml_that_reads_back_the_same_with_secrets_hidden() {
         "jitter_secs = 2\nstate_dir = \"state\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"f2b.log\"\n\
          [[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:1/api/v1/write\"\n\
          headers = { X-Scope-OrgID = \"tenant-secret\" }\n\
-         basic_auth = { username = \"rme\", password = \"hunter2\" }\n",
+         basic_auth = { username = \"rme\", password = \"hunter2\" }\n\
+         [[sinks]]\ntype = \"otlp\"\nendpoint = \"http://alice:urlPassw0rd@127.0.0.1:2/v1/metrics?token=t0ken\"\n",
     );
     let out = run_rme(&["check-config", p.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
+    for secret in ["hunter2", "tenant-secret", "urlPassw0rd", "t0ken"] {
+        assert!(!printed.contains(secret), "{secret}: {printed}");
+    }
+    assert!(printed.contains("password = \"***\""), "{printed}");
     assert!(
-        !printed.contains("hunter2") && !printed.contains("tenant-secret"),
+        printed.contains("http://alice:***@127.0.0.1:2/v1/metrics?token=***"),
         "{printed}"
     );
-    assert!(printed.contains("password = \"***\""), "{printed}");
     // defaults filled in, paths resolved against the config's directory
     assert!(printed.contains("interval_secs = 30"), "{printed}");
     assert!(printed.contains("batch_size = 2000"), "{printed}");
@@ -399,15 +393,6 @@ fn pull_endpoint_follows_appends_and_passes_promtool() {
     let report = format!("{}{}", stdout(&res), stderr(&res));
     assert_ne!(res.status.code(), Some(3), "{report}");
     assert!(!report.contains("error while linting"), "{report}");
-}
-
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Minimal HTTP GET on loopback (no client crate needed in tests); empty on any failure.
@@ -592,4 +577,164 @@ fn journal_input_continues_after_the_saved_cursor() {
     assert_eq!(metric_value(&push_once(&config), lines), Some(5.0));
     let state = state_json(&config).to_string();
     assert!(state.contains("s=abc;i=5"), "{state}");
+}
+
+/// `push --once` says what happened in its exit code: 0 all delivered, 1 data
+/// still spooled, 2 a config error, 3 a source could not be read (what could be
+/// read is delivered). 4, bodies refused, is tested against Prometheus' own 400.
+#[test]
+fn once_exit_codes_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = open_for_nobody(dir.path());
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    root_only(&dir.path().join("root-only.log"), &f2b_line(2));
+    let config = |name: &str, text: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!("state_dir = \"{}\"\n{text}", state.display()),
+        )
+    };
+    let run = |config: &Path| {
+        rme_as_nobody()
+            .args(["push", "--once", "--config", config.to_str().unwrap()])
+            .output()
+            .expect("running rme")
+    };
+    let source = |name: &str, log: &str| {
+        format!("[[sources]]\ntype = \"fail2ban\"\nname = \"{name}\"\nlog = \"{log}\"\n")
+    };
+    let ok = run(&config(
+        "ok.toml",
+        &format!(
+            "{}[[sinks]]\ntype = \"stdout\"\n",
+            source("f2b", "fail2ban.log")
+        ),
+    ));
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let spooled = run(&config(
+        "spooled.toml",
+        &format!(
+            "{}[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:{closed}/api/v1/write\"\n",
+            source("f2b", "fail2ban.log")
+        ),
+    ));
+    assert_eq!(spooled.status.code(), Some(1), "{}", stderr(&spooled));
+    assert!(stderr(&spooled).contains("kept in the spool"));
+
+    let bad = run(&write(dir.path(), "bad.toml", "interval_secs = \"soon\"\n"));
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+
+    // nobody may not read root-only.log
+    let unreadable = run(&config(
+        "unreadable.toml",
+        &format!(
+            "{}{}[[sinks]]\ntype = \"stdout\"\n",
+            source("good", "fail2ban.log"),
+            source("broken", "root-only.log")
+        ),
+    ));
+    let err = stderr(&unreadable);
+    assert_eq!(unreadable.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("source broken") && err.contains("Permission denied"),
+        "{err}"
+    );
+    assert_eq!(
+        metric_value(
+            &stdout(&unreadable),
+            "rme_lines_read_total{source=\"good\"}"
+        ),
+        Some(1.0),
+        "the readable source is delivered: {}",
+        stdout(&unreadable)
+    );
+}
+
+/// Two fail2ban sources with their own names are counted apart in the
+/// self-metrics; and bodies a full spool drops in a `--once` run are counted
+/// by that run (the count is in the state file the next run starts from).
+#[test]
+fn once_runs_label_sources_by_name_and_count_spool_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, n) in [("a.log", 2), ("b.log", 3)] {
+        for i in 0..n {
+            append(&dir.path().join(file), &f2b_line(i));
+        }
+    }
+    // 40 jails: 40 more series, so more bodies than the spool holds
+    for j in 0..40 {
+        append(
+            &dir.path().join("b.log"),
+            &f2b_line(j).replace("[sshd]", &format!("[jail{j}]")),
+        );
+    }
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // One sample per body, a 4 KiB spool: one run's bodies do not all fit.
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"state\"\nspool_max_bytes = 4096\n\
+             [[sources]]\ntype = \"fail2ban\"\nname = \"f2b-a\"\nlog = \"a.log\"\n\
+             [[sources]]\ntype = \"fail2ban\"\nname = \"f2b-b\"\nlog = \"b.log\"\n\
+             [[sinks]]\ntype = \"stdout\"\n\
+             [[sinks]]\ntype = \"remote_write\"\nname = \"down\"\nbatch_size = 1\n\
+             url = \"http://127.0.0.1:{closed}/api/v1/write\"\n"
+        ),
+    );
+    let out = run_rme(&["push", "--once", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"f2b-a\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"f2b-b\"}"),
+        Some(43.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"fail2ban\"}"),
+        None,
+        "{text}"
+    );
+    let state = state_json(&config);
+    let dropped: u64 = state["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["series"]["name"] == "rme_spool_dropped_total")
+        .filter(|c| c["series"]["labels"].to_string().contains("overflow"))
+        .filter_map(|c| c["value"].as_u64())
+        .sum();
+    let left = std::fs::read_dir(dir.path().join("state/spool/down"))
+        .unwrap()
+        .count();
+    assert!(
+        dropped > 0,
+        "bodies were dropped ({left} left) but not counted: {state}"
+    );
+    let err = stderr(&out);
+    let logged = err.lines().filter(|l| l.contains("spool full")).count();
+    assert!(logged >= 1, "the drop is logged: {err}");
+    // more drops than the warning burst: the rest are summed up as rme exits
+    if dropped > rme::logging::BURST as u64 {
+        assert!(
+            logged <= rme::logging::BURST as usize + 1
+                && err.contains("more warnings like this one were not written"),
+            "{err}"
+        );
+    }
 }

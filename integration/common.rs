@@ -21,6 +21,36 @@ pub fn run_rme(args: &[&str]) -> Output {
     rme().args(args).output().expect("running rme")
 }
 
+/// `rme push --once --config CONFIG`, as it ended.
+pub fn push_once_output(config: &Path) -> Output {
+    run_rme(&[
+        "push",
+        "--once",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ])
+}
+
+/// `rme push --once --config CONFIG`, which must succeed; its standard output.
+pub fn push_once(config: &Path) -> String {
+    let out = push_once_output(config);
+    assert!(
+        out.status.success(),
+        "rme push --once failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding a port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -289,4 +319,37 @@ pub fn f2b_ban(jail: &str, i: usize) -> String {
         i % 60,
         i % 250 + 1
     )
+}
+
+/// `rme` run as the unprivileged user `nobody` (group `nogroup`), through setpriv:
+/// what root may always read, nobody may not.
+pub fn rme_as_nobody() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+    c.arg(env!("CARGO_BIN_EXE_rme"));
+    c
+}
+
+/// Makes `dir` a place `rme_as_nobody` can use: the directory open to all for
+/// reading, and `state` in it created and owned by nobody (mode 0700).
+pub fn open_for_nobody(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let ok = Command::new("chown")
+        .args(["nobody:nogroup"])
+        .arg(&state)
+        .status()
+        .expect("chown");
+    assert!(ok.success(), "chown nobody {}", state.display());
+    state
+}
+
+/// A file only root can read (mode 0600, owned by root).
+pub fn root_only(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).expect("writing a root-only file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }

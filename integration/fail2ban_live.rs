@@ -469,6 +469,82 @@ fn parse_of_a_fresh_real_log_counts_bans_like_grep() {
     assert!(!text.contains("rme_lines_unparsed_total{"), "{text}");
 }
 
+/// Clients that connect to `socket` and send a byte a second, reconnecting when
+/// the helper hangs up, until the result is dropped; plus one that sends nothing.
+struct Drippers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u32>>,
+}
+
+impl Drippers {
+    fn start(socket: &Path, n: usize) -> Drippers {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|i| {
+                let (socket, stop) = (socket.to_path_buf(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut connections = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(mut s) = std::os::unix::net::UnixStream::connect(&socket) else {
+                            std::thread::sleep(Duration::from_millis(100));
+                            continue;
+                        };
+                        connections += 1;
+                        // dripper 0 only connects and waits
+                        while !stop.load(Ordering::SeqCst) && (i == 0 || s.write_all(b"f").is_ok())
+                        {
+                            std::thread::sleep(Duration::from_millis(1000));
+                            if i == 0 && s.write_all(b"").is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    connections
+                })
+            })
+            .collect();
+        Drippers { stop, threads }
+    }
+
+    fn stop(self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// `rme helper` serves clients concurrently with one deadline per request: idle
+/// clients and clients that drip their request byte by byte (each byte within
+/// the old per-read timeout) do not delay a real request from `rme push`.
+#[test]
+fn dripping_and_idle_clients_do_not_delay_a_real_request_through_the_helper() {
+    let f2b = Fail2ban::start();
+    f2b.feed("sshd", 4, 2);
+    f2b.wait_for("status sshd", |s| {
+        client_numbers(s).get("Total failed") == Some(&4.0)
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let helper_sock = dir.path().join("helper.sock");
+    let mut helper = start_helper(&helper_sock, &f2b.socket, None);
+    let drippers = Drippers::start(&helper_sock, 4);
+    // Let them all get in before the real request.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (text, err) = push_once(
+        dir.path(),
+        &format!("helper = \"{}\"", helper_sock.display()),
+    );
+    let connections = drippers.stop();
+    let _ = helper.kill();
+    let _ = helper.wait();
+    assert!(connections >= 4, "the drippers connected: {connections}");
+    assert!(!err.contains("probe failed"), "{err}");
+    assert_matches_client(&f2b, &text);
+}
+
 /// The real fail2ban-server and the real logrotate with fail2ban's own logrotate file
 /// (create, compress, delaycompress, postrotate `fail2ban-client flushlogs`, here after
 /// a 3 s pause so fail2ban logs its bans to the renamed file first): `rme push` must
@@ -550,5 +626,81 @@ fn real_fail2ban_rotated_by_logrotate_loses_no_ban() {
         Some(banned),
         "rme's log:\n{}",
         std::fs::read_to_string(d.join("run/rme.log")).unwrap_or_default()
+    );
+}
+
+/// A probe does its I/O outside the store's lock: while `reaction show` (a
+/// stand-in that waits until the test releases it) runs, `GET /metrics` answers.
+#[test]
+fn metrics_answer_while_a_probe_waits_on_its_program() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(
+        d,
+        "show.json",
+        r#"{"ssh": {"failedlogin": {"192.0.2.1": {"matches": 2}}}}"#,
+    );
+    // Waits for `release` (at most 8 s, below the probe's own 10 s timeout).
+    let fake = write(
+        d,
+        "reaction",
+        &format!(
+            "#!/bin/sh\ntouch '{0}/started'\ni=0\nwhile [ ! -e '{0}/release' ] && [ $i -lt 80 ]; do sleep 0.1; i=$((i+1)); done\ncat '{0}/show.json'\n",
+            d.display()
+        ),
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let config = write(
+        d,
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{0}/state\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[sources]]\ntype = \"reaction\"\nshow = true\ncommand = \"{1}\"\n",
+            d.display(),
+            fake.display()
+        ),
+    );
+    let mut rme = rme()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(d.join("rme.log")).expect("rme.log"))
+        .spawn()
+        .expect("rme serve");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !d.join("started").exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = d.join("started").exists();
+    // The probe is now waiting on the stand-in: ask for /metrics.
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(6)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    let released_after = !d.join("release").exists();
+    write(d, "release", "");
+    let _ = rme.kill();
+    let _ = rme.wait();
+    assert!(
+        started,
+        "the probe never ran: {}",
+        std::fs::read_to_string(d.join("rme.log")).unwrap_or_default()
+    );
+    let body = answer.expect("/metrics did not answer while the probe waited");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        released_after,
+        "the answer came before the probe was released"
     );
 }

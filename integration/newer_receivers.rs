@@ -5,12 +5,12 @@
 //! is not Prometheus-valid, so every series rme sent is looked for.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::Value;
 
 use crate::common::{
-    append, curl_get, peer, promql, root, run_rme, samples, stderr, stdout, unique, wait_for, write,
+    append, curl_get, peer, promql, push_once, root, run_rme, samples, stdout, unique, wait_for,
+    write,
 };
 
 /// `name{k="v",…}` → value, for every sample line of an OpenMetrics text (the last one wins).
@@ -41,17 +41,6 @@ fn render(labels: &BTreeMap<String, String>) -> String {
     } else {
         format!("{name}{{{}}}", rest.join(","))
     }
-}
-
-fn push_once(config: &Path) -> std::process::Output {
-    let out = run_rme(&[
-        "push",
-        "--once",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    out
 }
 
 #[test]
@@ -148,7 +137,7 @@ fn remote_write_into_prometheus_2_53_stores_every_series_sent() {
         let out = push_once(&config);
         // the stdout sink prints the same snapshot the remote-write sink encodes
         sent.extend(
-            exposition(&stdout(&out))
+            exposition(&out)
                 .into_iter()
                 .map(|(s, v)| (with_job(&s, &job), v)),
         );

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::common::{append, peer, run_rme, stderr, unique, write};
+use crate::common::{append, peer, push_once_output, stderr, unique, write};
 
 /// One received data point with the metric and resource it came with.
 #[derive(Debug)]
@@ -122,15 +122,11 @@ resource_attributes = {{ "test.id" = "{id}", "deployment.environment" = "ci" }}
     )
 }
 
-fn push_once(config: &Path) -> std::process::Output {
-    run_rme(&["push", "--once", "--config", config.to_str().unwrap()])
-}
-
 /// Two `push --once` runs with lines appended between: the counter grows, its
 /// start time stays, and everything the spec asks for arrives.
 fn counters_continue_across_runs(protocol: &str) {
     let s = setup(protocol, None);
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(out.status.success(), "first run: {}", stderr(&out));
     let first = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 2.0);
     let first = first
@@ -142,7 +138,7 @@ fn counters_continue_across_runs(protocol: &str) {
         &s.log,
         &format!("{}third line\nfourth line\n", ban("203.0.113.2")),
     );
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(out.status.success(), "second run: {}", stderr(&out));
     let all = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 5.0);
     let second = all
@@ -220,7 +216,7 @@ fn otlp_spooled_while_down_then_delivered_in_order() {
         .port();
     let down = format!("http://127.0.0.1:{port}/v1/metrics");
     let s = setup("http/protobuf", Some(&down));
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(
         !out.status.success(),
         "a run that could not deliver must fail"
@@ -242,7 +238,7 @@ fn otlp_spooled_while_down_then_delivered_in_order() {
     );
     std::fs::write(&s.config, live).unwrap();
     append(&s.log, "third line\n");
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 3.0);
@@ -399,7 +395,7 @@ fn tls_with_client_certificate(protocol: &str) {
     );
 
     std::fs::write(&s.config, format!("{base}{client}")).unwrap();
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(
         !out.status.success(),
         "a certificate from an unknown CA must not be accepted"
@@ -407,7 +403,7 @@ fn tls_with_client_certificate(protocol: &str) {
 
     let ca = format!("ca_file = \"{}\"\n", cert("ca.pem"));
     std::fs::write(&s.config, format!("{base}{client}{ca}")).unwrap();
-    let out = push_once(&s.config);
+    let out = push_once_output(&s.config);
     assert!(out.status.success(), "{}", stderr(&out));
     let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 2.0);
     assert!(got.iter().any(|r| r.value() == Some(2.0)), "{got:?}");
@@ -418,7 +414,7 @@ fn tls_with_client_certificate(protocol: &str) {
         append(&s.log, "third line\n");
         let insecure = "insecure_skip_verify = true\n";
         std::fs::write(&s.config, format!("{base}{client}{insecure}")).unwrap();
-        let out = push_once(&s.config);
+        let out = push_once_output(&s.config);
         assert!(out.status.success(), "{}", stderr(&out));
         let got = wait_for(&s.jsonl, &s.id, "rme_lines_read_total", 3.0);
         assert!(got.iter().any(|r| r.value() == Some(3.0)), "{got:?}");

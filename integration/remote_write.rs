@@ -9,15 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::{
-    append, closed_url, curl_get, metric_value, peer, rme, run_rme, stderr, stdout, unique,
-    vm_export, write,
+    append, closed_url, curl_get, metric_value, peer, push_once_output, rme, run_rme, stderr,
+    stdout, unique, vm_export, write,
 };
 
 /// A Ban line in fail2ban 1.0.2's own format (jail sshd): counted in fail2ban_bans_total and rme_lines_read_total.
@@ -75,12 +75,7 @@ impl Case {
     }
 
     fn push_once(&self, config: &Path) -> Output {
-        run_rme(&[
-            "push",
-            "--once",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ])
+        push_once_output(config)
     }
 }
 
@@ -394,7 +389,8 @@ fn prometheus_400_for_an_out_of_order_batch_is_dropped_and_counted() {
     // so A's spooled (older) batch is out of order: 400, dropped, not retried; A's fresh one goes in
     let up = a.config("", &[("prom", &env["PROM_WRITE_URL"], "")]);
     let out = a.push_once(&up);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // delivered what it could; the refusal makes the run exit 4
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let log = stderr(&out);
     assert!(log.contains("400") && log.contains("out of order"), "{log}");
     assert!(spool_records(&a.spool("prom")).is_empty());
@@ -480,9 +476,10 @@ fn fake_receiver_sees_spec_headers_and_a_400_is_not_retried() {
     );
     let out = c.push_once(&cfg);
     let log = stderr(&out);
-    assert!(
-        out.status.success(),
-        "a refused batch is dropped, not left to block the spool: {log}"
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "a refused batch is dropped (not left to block the spool) and the run says so: {log}"
     );
     assert!(log.contains("400") && log.contains("is invalid"), "{log}");
     let seen = seen.lock().expect("lock").clone();
@@ -533,4 +530,183 @@ fn secrets_are_read_from_files_relative_to_the_config() {
         heads.contains("authorization: basic cm1lonmzy3jlda=="),
         "{heads}"
     );
+}
+
+/// A receiver that accepts every connection and never answers: each is held
+/// open, unread, until the receiver is dropped.
+struct Hung {
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Hung {
+    fn start() -> Hung {
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/write",
+            l.local_addr().expect("addr").port()
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            held.len()
+        });
+        Hung {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops holding; returns how many connections it took.
+    fn stop(&mut self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `rme push` killed (SIGKILL) if a test fails before it stops it.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Two remote-write sinks, one to a receiver that accepts and never answers.
+/// Each sink delivers on its own task: the healthy VictoriaMetrics gets every
+/// flush's new count while the other hangs; SIGHUP restarts rme and SIGTERM
+/// ends it within the stop timeout, the hung sink's data stays in its spool,
+/// and a later run delivers it.
+#[test]
+fn a_hung_receiver_delays_neither_the_other_sink_nor_sigterm() {
+    let env = peer("vm");
+    let c = Case::new("rwhung");
+    let mut hung = Hung::start();
+    let config = c.config(
+        "interval_secs = 2\nstop_timeout_secs = 3",
+        &[
+            ("hung", &hung.url, "timeout_secs = 60"),
+            ("vm", &env["VM_WRITE_URL"], ""),
+        ],
+    );
+    let mut total = 0;
+    append(&c.log(), &f2b_lines(3, total));
+    total += 3;
+    let mut daemon = Daemon(
+        rme()
+            .args(["push", "--config", config.to_str().expect("utf-8")])
+            .stderr(std::fs::File::create(c.dir.path().join("rme.log")).expect("rme.log"))
+            .spawn()
+            .expect("starting rme push"),
+    );
+    let selector = lines_read(&c.job, "vm");
+    for round in 0..4 {
+        if round > 0 {
+            append(&c.log(), &f2b_lines(2, total));
+            total += 2;
+        }
+        // Generous: a flush is due every 2 s; the hung sink's one request takes 60.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = vm_export(&env["VM_URL"], &selector)
+                .first()
+                .and_then(|s| s.points.last().map(|p| p.1));
+            if got == Some(total as f64) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: VM has {got:?}, rme read {total}; rme's log:\n{}",
+                std::fs::read_to_string(c.dir.path().join("rme.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // SIGHUP with a valid config: the same bounded stop, then rme restarts in
+    // place (same pid) and goes on delivering.
+    let pid = daemon.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    append(&c.log(), &f2b_lines(2, total));
+    total += 2;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = vm_export(&env["VM_URL"], &selector)
+            .first()
+            .and_then(|s| s.points.last().map(|p| p.1));
+        if got == Some(total as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after SIGHUP: VM has {got:?}, rme read {total}; rme's log:\n{}",
+            std::fs::read_to_string(c.dir.path().join("rme.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: a last flush into the spools, delivery given the stop timeout (3 s), exit.
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = daemon.0.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rme still running 20 s after SIGTERM with a 3 s stop timeout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(c.dir.path().join("rme.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(hung.stop() >= 1, "the hung receiver was asked");
+    assert!(
+        !spool_records(&c.spool("hung")).is_empty(),
+        "the hung sink's data stays spooled: {log}"
+    );
+    assert!(spool_records(&c.spool("vm")).is_empty(), "{log}");
+    // A later run with a receiver that answers delivers what waited, in order.
+    let later = c.config(
+        "",
+        &[
+            ("hung", &env["VM_WRITE_URL"], ""),
+            ("vm", &env["VM_WRITE_URL"], ""),
+        ],
+    );
+    let out = c.push_once(&later);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(spool_records(&c.spool("hung")).is_empty());
+    let points = vm_points(&env["VM_URL"], &lines_read(&c.job, "hung"));
+    assert_increasing(&points);
+    assert_eq!(points.last().map(|p| p.1), Some(total as f64), "{points:?}");
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cli::{f2b_line as ban, free_port, http_get};
+use crate::cli::{f2b_line as ban, http_get};
 use crate::common::*;
 
 const BANS: &str = "fail2ban_bans_total{jail=\"sshd\"}";

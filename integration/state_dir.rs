@@ -292,8 +292,9 @@ fn full_disk_still_delivers_what_is_spooled() {
             .count()
     };
     // What was spooled went out although the new body could not be written.
+    // (The sink's courier sends them as rme starts, before its first flush, so
+    // that flush may find the room they freed: the failures are counted below.)
     wait_vm(15.0);
-    assert!(errors() >= 1.0);
     // Sending freed the spooled records' room: fill it again, let a few flushes fail.
     fill(&fs.0.join("filler2"));
     std::thread::sleep(Duration::from_secs(1));

@@ -13,7 +13,9 @@ use rme::sinks::Sink as _;
 use rme::sinks::statsd::{Statsd, StatsdConfig};
 use rme::store::{Point, Series, Snapshot, Value};
 
-use crate::common::{append, peer, rme, root, run_rme, samples, stderr, unique, write};
+use crate::common::{
+    append, free_port, peer, push_once_output, rme, root, samples, stderr, unique, write,
+};
 
 /// Lines of a real fail2ban log; rme counts each in `rme_lines_read_total{source="fail2ban"}`.
 fn fail2ban_lines(from: usize, n: usize) -> String {
@@ -67,12 +69,29 @@ fn setup(address: &str, style: &'static str, extra: &str) -> Setup {
 
 impl Setup {
     fn push_once(&self) -> std::process::Output {
-        run_rme(&["push", "--once", "--config", self.config.to_str().unwrap()])
+        push_once_output(&self.config)
+    }
+
+    /// `push --once` that kills itself with SIGKILL at a crash point (see
+    /// `src/failpoint.rs`; debug builds, as `cargo test` makes them).
+    fn push_once_killed_at(&self, point: &str) {
+        use std::os::unix::process::ExitStatusExt as _;
+        let out = rme()
+            .args(["push", "--once", "--config", self.config.to_str().unwrap()])
+            .env("RME_FAILPOINT", point)
+            .output()
+            .expect("running rme");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGKILL),
+            "rme was to kill itself at {point} (a debug build is needed): {}",
+            stderr(&out)
+        );
     }
 
     /// Counters rme saved at its last flush.
     fn counted(&self) -> Vec<Counted> {
-        let out = run_rme(&["state", "--config", self.config.to_str().unwrap()]);
+        let out = crate::common::run_rme(&["state", "--config", self.config.to_str().unwrap()]);
         assert!(out.status.success(), "rme state: {}", stderr(&out));
         let state: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("rme state prints JSON");
@@ -130,13 +149,19 @@ impl Setup {
     /// Waits until graphite holds, for every counter rme saved, the same sum
     /// (then a little longer, so a late extra flush would show), and compares.
     fn assert_graphite_matches(&self, env: &HashMap<String, String>) {
+        self.assert_graphite_holds(env, |counted| counted);
+    }
+
+    /// As [`Setup::assert_graphite_matches`], with graphite's sum expected to be
+    /// `expect(what rme counted)` for each counter.
+    fn assert_graphite_holds(&self, env: &HashMap<String, String>, expect: impl Fn(u64) -> u64) {
         let expected: Vec<(String, u64)> = self
             .counted()
             .into_iter()
             // rme_sink_* count the last run's own delivery, after its snapshot: the
             // state keeps them for the next run, so graphite cannot have them yet.
             .filter(|c| c.value > 0 && !c.name.starts_with("rme_sink_"))
-            .map(|c| (self.graphite_count(&c.name, &c.labels), c.value))
+            .map(|c| (self.graphite_count(&c.name, &c.labels), expect(c.value)))
             .collect();
         assert!(!expected.is_empty(), "rme counted nothing");
         let read = || -> Vec<(String, f64, u64)> {
@@ -247,6 +272,44 @@ fn daemon_flushes_then_a_once_run_with_graphite_tags_add_up_exactly() {
     );
     assert_eq!(lines_read(&s), 47);
     s.assert_graphite_matches(&env);
+}
+
+/// kill -9 after a flush's bodies are fsynced in the spool and before the state
+/// file is saved: the next run sends the spooled body and reads the same lines
+/// again. What statsd was last sent is committed with the body that carries it,
+/// so the re-read lines add nothing: graphite holds exactly what rme counted.
+#[test]
+fn kill_9_between_spool_and_state_save_sends_no_delta_twice() {
+    peer("carbon");
+    let env = peer("statsd");
+    let s = setup(&env["STATSD_ADDR"], "dogstatsd", "max_packet_bytes = 300");
+    append(&s.log, &fail2ban_lines(229, 12));
+    let out = s.push_once();
+    assert!(out.status.success(), "first run: {}", stderr(&out));
+    // More of the same series, and new ones (the next lines have other jails and kinds).
+    append(&s.log, &fail2ban_lines(241, 40));
+    s.push_once_killed_at("after-spool");
+    let out = s.push_once();
+    assert!(out.status.success(), "run after the kill: {}", stderr(&out));
+    assert_eq!(lines_read(&s), 52);
+    s.assert_graphite_matches(&env);
+}
+
+/// kill -9 after statsd took a body and before its spool record is removed:
+/// that one body is sent again by the next run (UDP to a local statsd: it did
+/// arrive), and nothing else is. The only window left, as the README says.
+#[test]
+fn kill_9_between_send_and_removal_repeats_exactly_the_one_body() {
+    peer("carbon");
+    let env = peer("statsd");
+    let s = setup(&env["STATSD_ADDR"], "dogstatsd", "");
+    append(&s.log, &fail2ban_lines(250, 12));
+    s.push_once_killed_at("after-send");
+    let out = s.push_once();
+    assert!(out.status.success(), "run after the kill: {}", stderr(&out));
+    assert_eq!(lines_read(&s), 12);
+    // One small body carried every delta of the killed run: each arrives twice.
+    s.assert_graphite_holds(&env, |counted| 2 * counted);
 }
 
 /// A private statsd that is down for the first run: the data waits in the
@@ -381,11 +444,6 @@ impl Drop for Daemon {
 fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a port");
     s.local_addr().expect("local addr").port()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// A second Etsy statsd on `port` (udp or tcp), flushing to the shared carbon.

@@ -34,6 +34,12 @@ pub struct Config {
     /// does not hit the receiver at once. Default 0.
     #[serde(default)]
     pub jitter_secs: u64,
+    /// At SIGTERM (or a SIGHUP restart), after the last flush into the spools,
+    /// how long the sinks may go on sending before rme exits; what is not sent
+    /// stays spooled for the next run. Keep it below systemd's `TimeoutStopSec`
+    /// (30 s in the shipped unit). Default 20.
+    #[serde(default = "default_stop_timeout_secs")]
+    pub stop_timeout_secs: u64,
     /// Where the state file and the spool live. Relative paths are taken from
     /// the config file's directory.
     #[serde(default = "default_state_dir")]
@@ -51,6 +57,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+}
+
+const fn default_stop_timeout_secs() -> u64 {
+    20
 }
 
 const fn default_interval_secs() -> u64 {
@@ -112,9 +122,13 @@ pub struct StoreConfig {
     /// Series not updated for this many seconds are forgotten (0 = never). Default 0.
     #[serde(default)]
     pub idle_expiry_secs: u64,
-    /// Label rewrites: drop a label, or keep an IP's prefix.
+    /// Label rewrites: drop, prefix, replace, lowercase; each optionally for one metric
+    /// and for series matching `match`.
     #[serde(default)]
     pub labels: Vec<LabelRule>,
+    /// Metrics not kept at all (e.g. `["reaction_match_total"]`). Default none.
+    #[serde(default)]
+    pub drop_metrics: Vec<String>,
 }
 
 impl Default for StoreConfig {
@@ -123,6 +137,7 @@ impl Default for StoreConfig {
             max_series_per_metric: default_max_series(),
             idle_expiry_secs: 0,
             labels: Vec::new(),
+            drop_metrics: Vec::new(),
         }
     }
 }
@@ -139,6 +154,7 @@ impl StoreConfig {
             max_series_per_metric: self.max_series_per_metric,
             idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
             rules: self.labels.clone(),
+            drop_metrics: self.drop_metrics.iter().cloned().collect(),
             compiled: Vec::new(),
         };
         limits.compile()?;
@@ -159,15 +175,25 @@ pub struct Plan {
     pub limits: Limits,
 }
 
+/// A build error named by its entry: a key the part names itself (`url`) is put
+/// under the entry (`sinks[1].url: …`, as `validate` names keys), any other error
+/// gets the entry as context (`sinks[1]: …`).
+fn keyed(e: anyhow::Error, entry: &str) -> anyhow::Error {
+    match e.downcast::<Invalid>() {
+        Ok(invalid) => invalid.under(entry).into(),
+        Err(e) => e.context(entry.to_string()),
+    }
+}
+
 impl Config {
     /// Builds every source and sink; an error names the entry (`sinks[0]`) and its key.
     pub fn plan(self) -> anyhow::Result<Plan> {
         let limits = self.store.limits()?;
         let sources = (self.sources.iter().enumerate())
-            .map(|(i, s)| sources::build(s).with_context(|| format!("sources[{i}]")))
+            .map(|(i, s)| sources::build(s).map_err(|e| keyed(e, &format!("sources[{i}]"))))
             .collect::<anyhow::Result<_>>()?;
         let sinks: Vec<AnySink> = (self.sinks.iter().enumerate())
-            .map(|(i, s)| AnySink::build(s).with_context(|| format!("sinks[{i}]")))
+            .map(|(i, s)| AnySink::build(s).map_err(|e| keyed(e, &format!("sinks[{i}]"))))
             .collect::<anyhow::Result<_>>()?;
         debug_assert!(
             sinks
@@ -324,6 +350,27 @@ mod tests {
     #[test]
     fn reference_config_is_valid() {
         Config::parse(REFERENCE_CONFIG, None).unwrap();
+    }
+
+    #[test]
+    fn label_rules_of_every_kind_parse() {
+        let c = Config::parse(
+            "[store]\ndrop_metrics = [\"a_total\"]\n\
+             [[store.labels]]\nlabel = \"ip\"\naction = \"drop\"\n\
+             [[store.labels]]\nlabel = \"ip\"\nmetric = \"m\"\naction = \"prefix\"\nipv4 = 16\n\
+             [[store.labels]]\nlabel = \"email\"\nmatch = { stream = \"mail\" }\naction = \"replace\"\nregex = \"(?:.*@)?(.*)\"\n\
+             [[store.labels]]\nlabel = \"email\"\naction = \"lowercase\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.store.labels.len(), 4);
+        assert_eq!(c.store.drop_metrics, ["a_total"]);
+        let err = Config::parse(
+            "[[store.labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"[\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("regex \"[\""), "{err:#}");
     }
 
     #[test]

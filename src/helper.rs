@@ -5,7 +5,9 @@
 //!
 //! The tricky point is what it must NOT do: a client sends one line naming a request
 //! (at most [`MAX_REQUEST`] bytes are read, nothing else), no byte from a client reaches
-//! fail2ban or the kernel, and the connection closes after one answer.
+//! fail2ban or the kernel, and the connection closes after one answer. Clients are
+//! served concurrently, each within one deadline, so a client that connects and waits
+//! (or drips its line byte by byte) cannot delay another.
 //!
 //! Adding a request (e.g. `audit-status`, for the audit source's netlink status):
 //! one [`Request`] variant and its name in `helper_proto.rs`, and one arm in [`answer`].
@@ -14,14 +16,18 @@ use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
 use crate::helper_proto::{Answer, MAX_REQUEST, Request};
 
-/// How long a client may take to send its request line.
+/// How long a client may take to send its request line, and again to take its
+/// answer: one deadline for the whole line, however slowly it drips in.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Clients served at once; a helper under a flood of idle connections still
+/// answers once one of those times out.
+pub const MAX_CLIENTS: usize = 32;
 
 /// What `rme helper` is started with (command-line flags).
 #[derive(Clone, Debug)]
@@ -53,15 +59,41 @@ pub fn answer(request: Request, options: &HelperOptions) -> Answer {
     }
 }
 
-/// Runs the helper until killed: one connection at a time, each bounded by timeouts.
+/// Runs the helper until killed. Each client is served on its own thread, so
+/// an idle or slow client never delays another; at most [`MAX_CLIENTS`] at a
+/// time (more are closed at once), each bounded by one deadline.
 pub fn run(options: &HelperOptions) -> anyhow::Result<()> {
     let listener = bind(&options.listen, options.group.as_deref())?;
     let names: Vec<_> = Request::ALL.iter().map(|r| r.name()).collect();
     tracing::info!(socket = %options.listen.display(), requests = ?names, "rme helper listening");
+    let options = std::sync::Arc::new(options.clone());
+    let active = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => serve(stream, options),
-            Err(e) => tracing::warn!("rme helper: accept failed: {e}"),
+            Ok(stream) => {
+                use std::sync::atomic::Ordering::SeqCst;
+                if active.fetch_add(1, SeqCst) >= MAX_CLIENTS {
+                    active.fetch_sub(1, SeqCst);
+                    tracing::warn!("rme helper: {MAX_CLIENTS} clients at once; closing a new one");
+                    continue;
+                }
+                let (options, done) = (options.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("helper-client".into())
+                    .spawn(move || {
+                        serve(stream, &options, Instant::now() + CLIENT_TIMEOUT);
+                        done.fetch_sub(1, SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    active.fetch_sub(1, SeqCst);
+                    tracing::warn!("rme helper: cannot start a thread for a client: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("rme helper: accept failed: {e}");
+                // e.g. out of file descriptors: do not spin on it
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
     Ok(())
@@ -115,11 +147,10 @@ fn group_id(group: &str) -> anyhow::Result<u32> {
     Ok(unsafe { (*entry).gr_gid })
 }
 
-/// One client: read its request line, answer, close. Errors are logged, never fatal.
-fn serve(mut stream: UnixStream, options: &HelperOptions) {
-    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let answer = match read_request(&mut stream) {
+/// One client: read its request line by `deadline`, answer within as long
+/// again, close. Errors are logged, never fatal.
+fn serve(mut stream: UnixStream, options: &HelperOptions, deadline: Instant) {
+    let answer = match read_request(&mut stream, deadline) {
         Ok(Some(request)) => answer(request, options),
         Ok(None) => {
             let known: Vec<_> = Request::ALL.iter().map(|r| r.name()).collect();
@@ -135,16 +166,26 @@ fn serve(mut stream: UnixStream, options: &HelperOptions) {
     }
     let mut body = serde_json::to_vec(&answer).unwrap_or_default();
     body.push(b'\n');
-    if let Err(e) = stream.write_all(&body) {
+    if let Err(e) = write_all_by(&mut stream, &body, Instant::now() + CLIENT_TIMEOUT) {
         tracing::debug!("rme helper: client went away: {e}");
     }
 }
 
-/// Reads up to [`MAX_REQUEST`] bytes, stopping at the first newline or end of input.
-fn read_request(stream: &mut UnixStream) -> std::io::Result<Option<Request>> {
+/// The time left until `deadline`, as a socket timeout; an error once it passed.
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::new(ErrorKind::TimedOut, "client too slow"));
+    }
+    Ok(left)
+}
+
+/// Reads up to [`MAX_REQUEST`] bytes, stopping at the first newline, end of input or `deadline`.
+fn read_request(stream: &mut UnixStream, deadline: Instant) -> std::io::Result<Option<Request>> {
     let mut line = Vec::with_capacity(MAX_REQUEST);
     let mut byte = [0u8; 1];
     while line.len() < MAX_REQUEST {
+        stream.set_read_timeout(Some(left(deadline)?))?;
         match stream.read(&mut byte) {
             Ok(0) => break,
             Ok(_) if byte[0] == b'\n' => break,
@@ -154,6 +195,28 @@ fn read_request(stream: &mut UnixStream) -> std::io::Result<Option<Request>> {
         }
     }
     Ok(std::str::from_utf8(&line).ok().and_then(Request::parse))
+}
+
+/// Writes all of `bytes` by `deadline`, however slowly the client reads.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a partial write is the point: each one gets the time left until the deadline"
+)]
+fn write_all_by(
+    stream: &mut UnixStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.set_write_timeout(Some(left(deadline)?))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -212,7 +275,7 @@ mod tests {
         let server = std::thread::spawn(move || {
             for _ in 0..3 {
                 let (s, _) = listener.accept().unwrap();
-                serve(s, &server_opts);
+                serve(s, &server_opts, Instant::now() + CLIENT_TIMEOUT);
             }
         });
         // fail2ban is not there: the error travels back as JSON and names the socket.

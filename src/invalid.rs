@@ -19,6 +19,19 @@ impl Invalid {
         Ok(())
     }
 
+    /// The same error with its key placed under `parent`: `url` under `sinks[1]`
+    /// is `sinks[1].url`; an empty key (the part as a whole) is `parent` itself.
+    pub fn under(self, parent: &str) -> Invalid {
+        let key = match self.key.as_str() {
+            "" => parent.to_string(),
+            k => format!("{parent}.{k}"),
+        };
+        Invalid {
+            key,
+            reason: self.reason,
+        }
+    }
+
     pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
         Invalid {
             key: key.into(),

@@ -70,6 +70,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         pattern_labels: Vec<String>,
     },
+    /// Print an rme config that does what another tool's config does, e.g.
+    /// `rme import reaction-metrics-exporter /etc/reaction-metrics-exporter/config.yml > /etc/rme/rme.toml`.
+    Import {
+        #[arg(value_parser = rme::import::TOOLS.to_vec())]
+        tool: String,
+        /// The tool's config file (YAML or JSON).
+        file: PathBuf,
+        /// reaction's config, when not at the path the file names (read for its pattern names).
+        #[arg(long)]
+        reaction_config: Option<PathBuf>,
+    },
     /// The privileged helper: answers fixed status requests (fail2ban-status, audit-status) as JSON on a
     /// unix socket, so `rme push` can run unprivileged. Run it as root; nothing else needs to be.
     Helper {
@@ -98,17 +109,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli.command) {
+    rme::logging::init(&cli.log);
+    let result = run(cli.command);
+    rme::logging::flush_suppressed();
+    match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rme: {e:#}");
+            eprintln!("rme: {}", rme::redact::text(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -148,6 +155,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 sources::parse_file(&source, &file, reaction_config, pattern_labels)?
             );
         }
+        Command::Import {
+            tool: _,
+            file,
+            reaction_config,
+        } => {
+            let imported =
+                rme::import::reaction_metrics_exporter(&file, reaction_config.as_deref())?;
+            for warning in &imported.warnings {
+                eprintln!("rme: warning: {warning}");
+            }
+            print!("{}", imported.toml);
+        }
         Command::Helper {
             listen,
             group,
@@ -173,18 +192,42 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `rme push` and `rme serve`: plan, run, and say which sinks still hold data.
+/// `rme push` and `rme serve`: plan, run, and say what is left undone.
 fn run_push(path: Option<&Path>, mode: push::Mode) -> anyhow::Result<ExitCode> {
     let plan = load_plan(path)?;
     let reload = || load_plan(path).map(|_| ());
     let report = push::run(plan, mode, &reload)?;
+    Ok(exit_code(&report))
+}
+
+/// The exit code of a run (`push --once`'s; a daemon reports nothing), the
+/// first that applies: 1 something is still spooled (the next run sends it),
+/// 3 a source could not be read, 4 a receiver refused bodies for good; else 0.
+/// (2, a config or state error, comes from `main`.)
+fn exit_code(report: &push::FlushReport) -> ExitCode {
     for (sink, reason) in &report.failed {
-        eprintln!("rme: sink {sink}: not delivered, kept in the spool: {reason}");
+        eprintln!(
+            "rme: sink {sink}: not delivered, kept in the spool: {}",
+            rme::redact::text(reason)
+        );
     }
-    Ok(if report.failed.is_empty() {
-        ExitCode::SUCCESS
+    for (source, reason) in &report.unreadable {
+        eprintln!("rme: source {source}: not read: {reason}");
+    }
+    if report.refused > 0 {
+        eprintln!(
+            "rme: {} request bodies refused by receivers (dropped, counted in rme_sink_samples_total{{result=\"rejected\"}})",
+            report.refused
+        );
+    }
+    ExitCode::from(if !report.failed.is_empty() {
+        1
+    } else if !report.unreadable.is_empty() {
+        3
+    } else if report.refused > 0 {
+        4
     } else {
-        ExitCode::FAILURE
+        0
     })
 }
 

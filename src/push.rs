@@ -1,12 +1,11 @@
 //! The flush cycle, for `rme push` (every interval) and `rme push --once`.
 //!
 //! One cycle: read what is new → probe live state → snapshot → encode per sink
-//! → append to that sink's spool (fsync) → save the state file → deliver the
-//! spool oldest first → save the state again (delivery's own counters).
-//! Because every body is spooled before the state moves on, a crash at any
-//! point loses nothing; because the spool drains oldest first, a receiver
-//! never sees an older sample after a newer one. Retry and backoff live here
-//! only; sinks just send once and classify the answer.
+//! → append to that sink's spool (fsync) → save the state file → wake the
+//! sinks' couriers. Delivery (delivery.rs) runs on its own task per sink, so
+//! the cycle never waits for a receiver. Because every body is spooled before
+//! the state moves on, a crash at any point loses nothing; because a spool
+//! drains oldest first, a receiver never sees an older sample after a newer one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,46 +15,33 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Plan;
+use crate::delivery::{self, Courier, RetryPolicy, SharedSpool, lock_spool};
 use crate::read::{self, Reader};
 use crate::shared::{Shared, SharedRef, lock, lock_at};
-#[cfg(test)]
-use crate::sinks::{Accepted, Batch};
-use crate::sinks::{AnySink, SendError, Sink};
+use crate::sinks::{AnySink, Sink, SinkConfig};
 use crate::sources::{self, Probe};
 use crate::spool::{Spool, WriteErrors};
 use crate::state::StateFile;
 use crate::store::{Metric, Series, Store, now_ms};
 
-/// How hard one flush tries a sink before leaving the rest in the spool.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .min_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        base.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-}
-
-/// A sink with its spool.
+/// A sink as the flush uses it (encoding; its state) with its spool, the
+/// config its courier's own copy is built from, and the courier's wake-up.
 pub struct Outlet {
     pub sink: AnySink,
-    pub spool: Spool,
+    pub spool: SharedSpool,
+    config: SinkConfig,
+    wake: Arc<tokio::sync::Notify>,
 }
 
-/// What one flush achieved.
+/// What a run achieved, for `--once`'s exit code.
 #[derive(Debug, Default)]
 pub struct FlushReport {
     /// Sinks that still hold undelivered data, with the last reason.
     pub failed: Vec<(String, String)>,
+    /// Bodies receivers refused for good (4xx), dropped and counted.
+    pub refused: u64,
+    /// Sources that could not be read, with the error.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// Everything `rme push` runs.
@@ -64,7 +50,8 @@ pub struct Agent {
     pub shared: SharedRef,
     /// File inputs (and journal ones until `take_journal_readers`); shared with the watcher thread.
     pub readers: Arc<Mutex<Vec<Reader>>>,
-    pub probes: Vec<Box<dyn Probe>>,
+    /// Each with the configured name of its source (the `source` label).
+    pub probes: Vec<(String, Box<dyn Probe>)>,
     pub outlets: Vec<Outlet>,
     pub retry: RetryPolicy,
     sink_states: BTreeMap<String, serde_json::Value>,
@@ -74,29 +61,6 @@ pub struct Agent {
     _lock: crate::lock::StateLock,
 }
 
-/// Self-metrics of delivery.
-const REQUESTS: Metric = Metric::counter(
-    "rme_sink_requests_total",
-    "Requests to receivers, by sink and result (sent, retried, rejected).",
-);
-const SAMPLES: Metric = Metric::counter(
-    "rme_sink_samples_total",
-    "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
-);
-const SPOOL_RECORDS: Metric = Metric::gauge(
-    "rme_spool_records",
-    "Request bodies waiting in the spool, by sink.",
-);
-const SPOOL_BYTES: Metric =
-    Metric::gauge("rme_spool_bytes", "Bytes waiting in the spool, by sink.");
-const SPOOL_AGE: Metric = Metric::gauge(
-    "rme_spool_oldest_age_seconds",
-    "Age of the oldest body in the spool, by sink (0 when empty).",
-);
-const SPOOL_DROPPED: Metric = Metric::counter(
-    "rme_spool_dropped_total",
-    "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
-);
 const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
     "rme_spool_write_errors_total",
     "Flushes whose bodies could not be spooled, by sink and kind (no_space, quota, read_only, permission, io, other); spooled bodies still go out.",
@@ -105,30 +69,15 @@ const STATE_WRITE_ERRORS: Metric = Metric::counter(
     "rme_state_write_errors_total",
     "State file writes that failed, by kind (as rme_spool_write_errors_total); that flush's bodies are not sent.",
 );
-const POINTS_REJECTED: Metric = Metric::counter(
-    "rme_sink_points_rejected_total",
-    "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
-);
-
-/// Every metric this module emits, for `describe`.
-const METRICS: &[Metric] = &[
-    REQUESTS,
-    SAMPLES,
-    SPOOL_RECORDS,
-    SPOOL_BYTES,
-    SPOOL_AGE,
-    SPOOL_DROPPED,
-    SPOOL_WRITE_ERRORS,
-    STATE_WRITE_ERRORS,
-    POINTS_REJECTED,
-];
 
 impl Agent {
     /// Takes the state_dir lock (one rme per state_dir), loads the state,
-    /// restores counters and positions, and opens each sink's spool.
+    /// restores counters and positions, opens each sink's spool and replays
+    /// the notes of what is still in it (statsd: a crash may have come between
+    /// spooling and saving the state).
     pub fn new(plan: Plan, retry: RetryPolicy) -> anyhow::Result<Agent> {
         let Plan {
-            config,
+            mut config,
             sources: built,
             sinks,
             limits,
@@ -136,7 +85,8 @@ impl Agent {
         let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
         let (state_file, mut state) = StateFile::open(&config.state_dir)?;
         let mut store = Store::new(limits);
-        describe_delivery_metrics(&mut store);
+        delivery::describe_metrics(&mut store);
+        describe_write_errors(&mut store);
         sources::describe_self_metrics(&mut store);
         state.restore_into(&mut store);
         let mut readers = Vec::new();
@@ -153,12 +103,12 @@ impl Agent {
             }
             for p in built.probes {
                 p.describe(&mut store);
-                probes.push(p);
+                probes.push((built.name.clone(), p));
             }
         }
         let mut outlets = Vec::new();
         let mut sink_states = state.sinks;
-        for mut sink in sinks {
+        for (mut sink, sink_config) in sinks.into_iter().zip(std::mem::take(&mut config.sinks)) {
             if let Some(s) = sink_states.remove(sink.name()) {
                 sink.restore_state(s);
             }
@@ -166,7 +116,15 @@ impl Agent {
                 &config.state_dir.join("spool").join(sink.name()),
                 config.spool_max_bytes,
             )?;
-            outlets.push(Outlet { sink, spool });
+            for note in spool.notes()? {
+                sink.replay_note(&note);
+            }
+            outlets.push(Outlet {
+                sink,
+                spool: Arc::new(Mutex::new(spool)),
+                config: sink_config,
+                wake: Arc::default(),
+            });
         }
         let shared = Arc::new(Mutex::new(Shared {
             store,
@@ -185,9 +143,10 @@ impl Agent {
         })
     }
 
-    /// Reads every file input (and, in once mode, every journal) to its end.
-    pub fn read_sources(&self) {
-        read::read_all(&self.readers, &self.shared);
+    /// Reads every file input (and, in once mode, every journal) to its end;
+    /// returns the sources that could not be read.
+    pub fn read_sources(&self) -> Vec<(String, String)> {
+        read::read_all(&self.readers, &self.shared)
     }
 
     /// Refuses inputs this run cannot read: anything but a regular file, and a
@@ -207,36 +166,44 @@ impl Agent {
         journals
     }
 
-    /// Runs every probe once; a failure is logged and counted, never fatal.
+    /// Runs every probe once: its I/O outside the store's lock, then what it
+    /// read into the store under it. A failure is logged and counted, never fatal.
     pub fn probe(&mut self) {
-        for p in &mut self.probes {
+        for (name, p) in &mut self.probes {
+            p.fetch();
             let mut g = lock_at(&self.shared, now_ms());
-            if let Err(e) = p.probe(&mut g.store) {
-                tracing::warn!(source = p.source(), "probe failed: {e:#}");
+            if let Err(e) = p.apply(&mut g.store) {
+                tracing::warn!(source = %name, "probe failed: {e:#}");
                 g.store.inc(
-                    Series::new(sources::PROBE_ERRORS.name, &[("source", p.source())]),
+                    Series::new(sources::PROBE_ERRORS.name, &[("source", name.as_str())]),
                     1,
                 );
             }
         }
     }
 
-    /// Snapshots, spools every sink's bodies, saves the state, delivers, saves it again.
-    pub async fn flush(&mut self) -> anyhow::Result<FlushReport> {
+    /// Snapshots, appends every sink's bodies to its spool, saves the state,
+    /// and wakes the couriers. Never waits for a receiver.
+    ///
+    /// A flush's bodies are kept together with the state that made them, or
+    /// not at all: when the disk is full the sink forgets it encoded them
+    /// (statsd sends those deltas with the next flush that can be written).
+    /// The spools stay locked from the append to the state save, so a courier
+    /// never sends a body that is then taken back.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
         let at = now_ms();
         let (snap, mut pending) = {
             let mut g = lock(&self.shared);
-            for o in &mut self.outlets {
-                record_spool(&mut g.store, o.sink.name(), &mut o.spool, at);
+            for o in &self.outlets {
+                delivery::record_spool(&mut g.store, o.sink.name(), &mut lock_spool(&o.spool), at);
             }
             let snap = g.store.snapshot(at);
             let Shared { store, positions } = &mut *g;
             (snap, self.state.prepare(store, positions))
         };
-        // A flush's bodies are kept together with the state that made them, or
-        // not at all: when the disk is full the sink forgets it encoded them
-        // (statsd sends those deltas with the next flush that can be written).
         let before: Vec<_> = self.outlets.iter().map(|o| o.sink.save_state()).collect();
+        let held: Vec<SharedSpool> = self.outlets.iter().map(|o| o.spool.clone()).collect();
+        let mut spools: Vec<_> = held.iter().map(|s| lock_spool(s)).collect();
         let mut spooled = Vec::new();
         for (i, o) in self.outlets.iter_mut().enumerate() {
             let name = o.sink.name().to_string();
@@ -247,8 +214,10 @@ impl Agent {
                     return Err(e.context(format!("sink {name}: encoding")));
                 }
             };
-            let bodies = batches.iter().map(|b| (&b.body[..], b.samples));
-            match o.spool.append_all(bodies, at) {
+            let bodies = batches
+                .iter()
+                .map(|b| (&b.body[..], &b.note[..], b.samples));
+            match spools[i].append_all(bodies, at) {
                 Ok(seqs) => {
                     self.write_errors.ok(&name);
                     spooled.push((i, seqs));
@@ -268,6 +237,7 @@ impl Agent {
                 }
             }
         }
+        crate::failpoint::hit("after-spool");
         let saved = self.state.commit(&mut pending, &self.sink_states);
         StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
         match saved {
@@ -276,10 +246,10 @@ impl Agent {
                 // Without the state that made them, this flush's bodies must not
                 // go out (a restart would make them again): take them back.
                 for (i, seqs) in spooled {
-                    let o = &mut self.outlets[i];
                     for seq in seqs {
-                        let _ = o.spool.remove(seq);
+                        let _ = spools[i].remove(seq);
                     }
+                    let o = &mut self.outlets[i];
                     if let Some(s) = before[i].clone() {
                         o.sink.restore_state(s.clone());
                         self.sink_states.insert(o.sink.name().to_string(), s);
@@ -291,18 +261,24 @@ impl Agent {
                     .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
-        let mut report = FlushReport::default();
-        for o in &mut self.outlets {
-            let (tally, result) = deliver(&mut o.sink, &mut o.spool, &self.retry).await;
-            record_delivery(&mut lock(&self.shared).store, o.sink.name(), &tally);
-            if let Err(reason) = result {
-                report.failed.push((o.sink.name().to_string(), reason));
-            }
+        drop(spools);
+        for o in &self.outlets {
+            o.wake.notify_one();
         }
-        // Delivery moved the self-metric counters; keep them for the next run
-        // (positions taken under the same lock, so lines are never counted twice).
+        Ok(())
+    }
+
+    /// Saves positions and counters (delivery moved the self-metric counters),
+    /// with the spools' gauges and drop counts taken first, so a run's drops
+    /// are counted even when no flush follows (`--once`, stop). Positions and
+    /// counters are taken under one lock, so lines are never counted twice.
+    pub fn save_state(&mut self) {
         let saved = {
             let mut g = lock(&self.shared);
+            for o in &self.outlets {
+                let mut spool = lock_spool(&o.spool);
+                delivery::record_spool(&mut g.store, o.sink.name(), &mut spool, now_ms());
+            }
             let Shared { store, positions } = &mut *g;
             self.state.save(store, positions, &self.sink_states)
         };
@@ -315,138 +291,47 @@ impl Agent {
                     .inc(Series::new(STATE_WRITE_ERRORS.name, &[("kind", kind)]), 1);
             }
         }
-        Ok(report)
     }
-}
 
-fn describe_delivery_metrics(store: &mut Store) {
-    store.describe_all(METRICS);
-}
-
-fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
-    let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
-    let age = spool
-        .oldest_created_ms()
-        .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE.name, &l), age);
-    let dropped = std::mem::take(&mut spool.dropped);
-    for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
-        store.inc(
-            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
-            n,
-        );
+    /// One courier per sink, each with its own copy of the sink built from its config.
+    pub fn couriers(&self) -> anyhow::Result<Vec<Courier>> {
+        self.outlets
+            .iter()
+            .map(|o| {
+                Ok(Courier {
+                    sink: AnySink::build(&o.config)
+                        .with_context(|| format!("sink {}", o.sink.name()))?,
+                    spool: o.spool.clone(),
+                    wake: o.wake.clone(),
+                    retry: self.retry.clone(),
+                    shared: self.shared.clone(),
+                })
+            })
+            .collect()
     }
-    store.inc(
-        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
-        dropped.samples,
-    );
-    // Refusals exist from the first flush at 0, so that a receiver-side
-    // `increase()` (examples/alerts.yml) sees the first one.
-    store.inc(
-        Series::new(SAMPLES.name, &[("sink", sink), ("result", "rejected")]),
-        0,
-    );
-    store.inc(Series::new(POINTS_REJECTED.name, &[("sink", sink)]), 0);
-}
 
-/// What one delivery did, recorded into the store once by [`record_delivery`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Requests the receiver took, and the samples they carried.
-    pub sent: u64,
-    pub sent_samples: u64,
-    /// Attempts that failed in a way worth trying again.
-    pub retried: u64,
-    /// Requests the receiver refused for good (dropped), and their samples.
-    pub rejected: u64,
-    pub rejected_samples: u64,
-    /// Points refused inside requests the receiver took (OTLP partial success).
-    pub rejected_points: u64,
-}
-
-/// Adds one delivery's tally to the sink's self-metrics.
-pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
-    for (result, requests, samples) in [
-        ("sent", t.sent, Some(t.sent_samples)),
-        ("retried", t.retried, None),
-        ("rejected", t.rejected, Some(t.rejected_samples)),
-    ] {
-        let l = [("sink", sink), ("result", result)];
-        store.inc(Series::new(REQUESTS.name, &l), requests);
-        if let Some(n) = samples {
-            store.inc(Series::new(SAMPLES.name, &l), n);
+    /// Delivers every spool at once, each sink on its own task, within the
+    /// retry policy; what could not be sent stays spooled.
+    pub async fn deliver_all(&self) -> anyhow::Result<FlushReport> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut c in self.couriers()? {
+            tasks.spawn(async move {
+                let (tally, result) = delivery::deliver(&mut c.sink, &c.spool, &c.retry).await;
+                let name = c.sink.name().to_string();
+                delivery::record_delivery(&mut lock(&c.shared).store, &name, &tally);
+                (name, tally.rejected, result)
+            });
         }
-    }
-    if t.rejected_points > 0 {
-        store.inc(
-            Series::new(POINTS_REJECTED.name, &[("sink", sink)]),
-            t.rejected_points,
-        );
-    }
-}
-
-/// Sends the spool oldest first until it is empty, or a body still fails after
-/// the policy's attempts or the receiver asks to wait longer than `max_backoff`
-/// (then the rest waits for the next flush, in order). A body is removed only
-/// after the receiver's 2xx (or a refusal), so a crash in between sends it
-/// again: at least once, and never skipped. Returns what it did, and why it
-/// stopped early if it did.
-pub async fn deliver<S: Sink>(
-    sink: &mut S,
-    spool: &mut Spool,
-    retry: &RetryPolicy,
-) -> (Tally, Result<(), String>) {
-    let mut tally = Tally::default();
-    let result = drain(sink, spool, retry, &mut tally).await;
-    (tally, result)
-}
-
-async fn drain<S: Sink>(
-    sink: &mut S,
-    spool: &mut Spool,
-    retry: &RetryPolicy,
-    tally: &mut Tally,
-) -> Result<(), String> {
-    let name = sink.name().to_string();
-    loop {
-        let record = match spool.oldest() {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("{e:#}")),
-        };
-        let mut attempt = 0;
-        loop {
-            match sink.send(&record.body).await {
-                Ok(accepted) => {
-                    tally.sent += 1;
-                    tally.sent_samples += record.samples;
-                    tally.rejected_points += accepted.rejected_points;
-                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
-                    break;
-                }
-                Err(SendError::Reject { reason }) => {
-                    tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
-                    tally.rejected += 1;
-                    tally.rejected_samples += record.samples;
-                    spool.remove(record.seq).map_err(|e| format!("{e:#}"))?;
-                    break;
-                }
-                Err(SendError::Retry { reason, after }) => {
-                    tally.retried += 1;
-                    attempt += 1;
-                    let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
-                    if attempt >= retry.attempts || asked_too_long {
-                        tracing::warn!(sink = %name, attempt, retry_after = ?after, "{reason}; kept in the spool for the next flush");
-                        return Err(reason);
-                    }
-                    let wait = after.unwrap_or_else(|| retry.backoff(attempt));
-                    tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
-                    tokio::time::sleep(wait).await;
-                }
+        let mut report = FlushReport::default();
+        while let Some(done) = tasks.join_next().await {
+            let (sink, refused, result) = done.context("a delivery task failed")?;
+            report.refused += refused;
+            if let Err(reason) = result {
+                report.failed.push((sink, reason));
             }
         }
+        report.failed.sort();
+        Ok(report)
     }
 }
 
@@ -484,8 +369,12 @@ pub fn run(
     }
 }
 
-/// `rme push --once`: read what is new, probe, flush once. Returns the sinks
-/// that could not deliver (their data stays spooled for the next run).
+fn describe_write_errors(store: &mut Store) {
+    store.describe_all(&[SPOOL_WRITE_ERRORS, STATE_WRITE_ERRORS]);
+}
+
+/// `rme push --once`: read what is new, probe, flush once, deliver every sink
+/// at once. The report says what is still spooled, refused or unreadable.
 pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
     let mut agent = Agent::new(
         plan,
@@ -496,16 +385,29 @@ pub async fn run_once(plan: Plan) -> anyhow::Result<FlushReport> {
         },
     )?;
     agent.check_inputs(true)?;
-    agent.read_sources();
+    let unreadable = agent.read_sources();
     agent.probe();
-    agent.flush().await
+    agent.flush()?;
+    let mut report = agent.deliver_all().await?;
+    agent.save_state();
+    report.unreadable = unreadable;
+    Ok(report)
+}
+
+/// How `run_daemon`'s main loop ended.
+enum Stop {
+    Exit,
+    Reload,
 }
 
 /// `rme push` and `rme serve` (a plan without sinks): follow the sources, flush
-/// every interval, serve /metrics if configured; SIGTERM/SIGINT flush once more
-/// and exit. SIGHUP flushes, checks the config with `check_reload`, and if it is
-/// valid re-executes rme (same pid, same arguments), which then continues from
-/// the state file just saved; an invalid config is logged and the old one kept.
+/// every interval, serve /metrics if configured. Each sink's courier delivers
+/// on its own task. SIGTERM/SIGINT are handled at once: a last flush into the
+/// spools, then the couriers get `stop_timeout_secs` to send what they can,
+/// and rme exits (what is left waits in the spools). SIGHUP checks the config
+/// with `check_reload`; if it is valid, the same stop, then rme re-executes
+/// itself (same pid, same arguments) and continues from the state file just
+/// saved; an invalid config is logged and the running one kept.
 pub async fn run_daemon(
     plan: Plan,
     check_reload: &dyn Fn() -> anyhow::Result<()>,
@@ -517,6 +419,7 @@ pub async fn run_daemon(
         .as_ref()
         .map(|s| (s.listen.clone(), crate::serve::Options::from(s)));
     let (interval_secs, jitter_secs) = (plan.config.interval_secs, plan.config.jitter_secs);
+    let stop_timeout = Duration::from_secs(plan.config.stop_timeout_secs);
     let mut agent = Agent::new(
         plan,
         RetryPolicy {
@@ -549,39 +452,69 @@ pub async fn run_daemon(
     let mut hup = signal(SignalKind::hangup())?;
     let interval = Duration::from_secs(interval_secs);
     loop {
-        let jitter = Duration::from_millis(fastrand::u64(0..=jitter_secs.saturating_mul(1000)));
-        let (last, reload) = tokio::select! {
-            _ = tokio::time::sleep(interval + jitter) => (false, false),
-            _ = term.recv() => (true, false),
-            _ = int.recv() => (true, false),
-            _ = hup.recv() => match check_reload() {
-                Ok(()) => (true, true),
-                Err(e) => {
-                    tracing::error!("SIGHUP: new config rejected, keeping the running one: {e:#}");
-                    (false, false)
-                }
-            },
-        };
-        agent.read_sources();
-        agent.probe();
-        match agent.flush().await {
-            Ok(r) => {
-                for (sink, reason) in r.failed {
-                    tracing::warn!(sink = %sink, "not delivered yet: {reason}");
-                }
+        let (stop_couriers, stopped) = tokio::sync::watch::channel(false);
+        let mut couriers = tokio::task::JoinSet::new();
+        for c in agent.couriers()? {
+            couriers.spawn(c.run(stopped.clone()));
+        }
+        let stop = loop {
+            let jitter = Duration::from_millis(fastrand::u64(0..=jitter_secs.saturating_mul(1000)));
+            let stop = tokio::select! {
+                _ = tokio::time::sleep(interval + jitter) => None,
+                _ = term.recv() => Some(Stop::Exit),
+                _ = int.recv() => Some(Stop::Exit),
+                _ = hup.recv() => match check_reload() {
+                    Ok(()) => Some(Stop::Reload),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: new config rejected, keeping the running one: {e:#}");
+                        None
+                    }
+                },
+            };
+            agent.read_sources();
+            agent.probe();
+            if let Err(e) = agent.flush() {
+                tracing::error!("flush failed: {e:#}");
             }
-            Err(e) => tracing::error!("flush failed: {e:#}"),
+            if let Some(stop) = stop {
+                break stop;
+            }
+        };
+        // The couriers' last round, bounded; a request cut short stays spooled.
+        let _ = stop_couriers.send(true);
+        let all_done = async { while couriers.join_next().await.is_some() {} };
+        if tokio::time::timeout(stop_timeout, all_done).await.is_err() {
+            tracing::warn!(
+                still_sending = couriers.len(),
+                "stop_timeout_secs ({}) passed; what was not delivered stays in the spool",
+                stop_timeout.as_secs()
+            );
+            couriers.abort_all();
+            while couriers.join_next().await.is_some() {}
         }
-        if reload {
-            tracing::info!("SIGHUP: config is valid; restarting with it");
-            let err = reexec();
-            tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
-            continue;
-        }
-        if last {
-            tracing::info!("stopping after a last flush");
-            let _ = stop_serving.send(());
-            return Ok(());
+        agent.save_state();
+        // A SIGTERM/SIGINT that came during that stop still ends rme (a restart
+        // would lose it).
+        let stop = match stop {
+            Stop::Reload => tokio::select! {
+                biased;
+                _ = term.recv() => Stop::Exit,
+                _ = int.recv() => Stop::Exit,
+                _ = std::future::ready(()) => Stop::Reload,
+            },
+            Stop::Exit => Stop::Exit,
+        };
+        match stop {
+            Stop::Reload => {
+                tracing::info!("SIGHUP: config is valid; restarting with it");
+                let err = reexec();
+                tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
+            }
+            Stop::Exit => {
+                tracing::info!("stopped after a last flush");
+                let _ = stop_serving.send(());
+                return Ok(());
+            }
         }
     }
 }
@@ -598,109 +531,4 @@ fn reexec() -> std::io::Error {
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {
     tokio::sync::broadcast::channel(1).0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Limits;
-
-    /// A sink that answers from a script and records what it was sent.
-    struct Scripted {
-        answers: Vec<Result<Accepted, SendError>>,
-        sent: Vec<Vec<u8>>,
-    }
-
-    impl Sink for Scripted {
-        fn name(&self) -> &str {
-            "scripted"
-        }
-        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
-            Ok(Vec::new())
-        }
-        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
-            self.sent.push(body.to_vec());
-            self.answers.remove(0)
-        }
-    }
-
-    fn retry(after: Option<u64>) -> Result<Accepted, SendError> {
-        Err(SendError::Retry {
-            reason: "HTTP 503".into(),
-            after: after.map(Duration::from_millis),
-        })
-    }
-
-    fn run(
-        answers: Vec<Result<Accepted, SendError>>,
-    ) -> (Scripted, Spool, Store, Result<(), String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
-        for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
-            spool.append(body, samples, 1).unwrap();
-        }
-        let policy = RetryPolicy {
-            attempts: 3,
-            min_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(50),
-        };
-        let mut sink = Scripted {
-            answers,
-            sent: Vec::new(),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let (tally, result) = rt.block_on(deliver(&mut sink, &mut spool, &policy));
-        let mut store = Store::new(Limits::default());
-        record_delivery(&mut store, "scripted", &tally);
-        (sink, spool, store, result)
-    }
-
-    fn samples(store: &Store, result: &str) -> u64 {
-        store.sum(SAMPLES.name, &[("result", result)])
-    }
-
-    #[test]
-    fn oldest_first_reject_dropped_and_counted_retry_bounded() {
-        let (sink, spool, store, result) = run(vec![
-            Ok(Accepted::default()),
-            Err(SendError::Reject {
-                reason: "HTTP 400".into(),
-            }),
-            retry(None),
-            retry(Some(1)),
-            retry(None),
-        ]);
-        assert_eq!(
-            sink.sent,
-            [
-                b"a".to_vec(),
-                b"b".to_vec(),
-                b"c".to_vec(),
-                b"c".to_vec(),
-                b"c".to_vec()
-            ]
-        );
-        assert!(result.is_err());
-        assert_eq!(
-            (samples(&store, "sent"), samples(&store, "rejected")),
-            (3, 4)
-        );
-        assert_eq!(store.sum(REQUESTS.name, &[("result", "retried")]), 3);
-        assert_eq!(
-            spool.len(),
-            1,
-            "the body that kept failing waits for the next flush"
-        );
-    }
-
-    #[test]
-    fn retry_after_longer_than_max_backoff_ends_the_flush_at_once() {
-        let (sink, spool, _, result) = run(vec![retry(Some(60_000))]);
-        assert_eq!(sink.sent.len(), 1);
-        assert!(result.is_err());
-        assert_eq!(spool.len(), 3);
-    }
 }

@@ -1,6 +1,6 @@
-//! Following inputs: each source's log file (through `tail.rs`) or journald
-//! unit (through `journal.rs`), fed line by line to its parser under the shared
-//! lock, with the read position moved in the same lock.
+//! Following inputs: each source's log file (through `tail.rs`) or journal
+//! entries (through `journal.rs`), fed line by line (entry by entry) to its
+//! parser under the shared lock, with the read position moved in the same lock.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::journal::{self, JournalInput};
 use crate::shared::{Shared, SharedRef, lock, lock_at};
-use crate::sources::{Input, LineParser, feed};
+use crate::sources::{Input, LineParser, feed_as, feed_entry_as};
 use crate::state::SourceState;
 use crate::store::now_ms;
 use crate::tail::Tailer;
@@ -70,11 +70,12 @@ impl Reader {
                 let mut g = lock_at(shared, now_ms());
                 let Shared { store, positions } = &mut *g;
                 let parser = &mut *self.parser;
+                let name = &self.name;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
                 let mut progress = crate::progress::Progress::start(tailer.path(), offset);
                 let stats = tailer
                     .read_new(&mut |line| {
-                        feed(parser, line, store);
+                        feed_as(name, parser, line, store);
                         if let Some(p) = progress.as_mut() {
                             p.advance(line.len() as u64 + 1);
                         }
@@ -111,21 +112,25 @@ fn journal_batch(
     journal::read(input, cursor.as_deref(), follow, &mut |e| {
         let mut g = lock_at(shared, now_ms());
         let Shared { store, positions } = &mut *g;
-        feed(parser, &e.message, store);
+        feed_entry_as(name, parser, &e, store);
         positions.entry(name.to_string()).or_default().cursor = Some(e.cursor);
         n += 1;
     })?;
     Ok(n)
 }
 
-/// Reads every reader to its end; errors are logged per source and retried next time.
-pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+/// Reads every reader to its end; errors are logged per source, returned, and
+/// retried next time.
+pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) -> Vec<(String, String)> {
     let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut failed = Vec::new();
     for r in readers.iter_mut() {
         if let Err(e) = r.read_new(shared) {
             tracing::warn!(source = %r.name, "{e:#}");
+            failed.push((r.name.clone(), format!("{e:#}")));
         }
     }
+    failed
 }
 
 /// Follows a journal input forever on this (blocking) thread, restarting `journalctl` if it exits.
@@ -143,31 +148,47 @@ pub fn follow_journal(mut reader: Reader, shared: SharedRef) {
     }
 }
 
-/// Watches the directories of the file inputs; any change there reads the
-/// files again (no polling while idle). The watcher lives as long as the result.
+/// Watches the directories of the file inputs; a change to a followed file (or
+/// a file named after one: `fail2ban.log.1` of a rotation) reads the files
+/// again (no polling while idle). Other files there are ignored, so rme's own
+/// stderr written into that directory cannot trigger reads. The watcher lives
+/// as long as the result.
 pub fn watch_files(
     readers: &Arc<Mutex<Vec<Reader>>>,
     shared: &SharedRef,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        // rme's own reads (of rotated files, of first lines) must not trigger reads
-        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ = tx.send(());
-        }
-    })
-    .context("starting the file watcher")?;
-    let dirs: std::collections::BTreeSet<PathBuf> = readers
+    let paths: Vec<PathBuf> = readers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter_map(|r| match &r.follow {
-            Follow::File(t) => Some(match t.path().parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            }),
+            Follow::File(t) => Some(t.path().to_path_buf()),
             Follow::Journal(_) => None,
+        })
+        .collect();
+    let names: Vec<std::ffi::OsString> = paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // rme's own reads (of rotated files, of first lines) must not trigger reads,
+        // nor changes to other files in the directory (rme's own stderr there)
+        let wanted = |e: &notify::Event| {
+            !matches!(e.kind, notify::EventKind::Access(_))
+                && (e.paths.is_empty() || e.paths.iter().any(|p| concerns(p, &names)))
+        };
+        if ev.is_ok_and(|e| wanted(&e)) {
+            let _ = tx.send(());
+        }
+    })
+    .context("starting the file watcher")?;
+    let dirs: std::collections::BTreeSet<PathBuf> = paths
+        .iter()
+        .map(|p| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
         })
         .collect();
     for dir in dirs {
@@ -184,4 +205,15 @@ pub fn watch_files(
         }
     });
     Ok(watcher)
+}
+
+/// Whether a change to `path` may concern a followed file: its name starts
+/// with a followed file's name (the file itself, or a rotated copy of it).
+fn concerns(path: &std::path::Path, names: &[std::ffi::OsString]) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    path.file_name().is_some_and(|n| {
+        names
+            .iter()
+            .any(|name| n.as_bytes().starts_with(name.as_bytes()))
+    })
 }

@@ -7,8 +7,12 @@
 //! whole queue (VictoriaMetrics#11192). Records are sent oldest first, because
 //! Prometheus refuses a whole batch for one out-of-order sample.
 //!
-//! Record layout: magic `RMS2`, created_ms (i64 LE), samples (u32 LE), body
-//! length (u32 LE), crc32 of those three fields and the body (u32 LE), body.
+//! Record layout: magic `RMS3`, created_ms (i64 LE), samples (u32 LE), body
+//! length (u32 LE), note length (u32 LE), crc32 of those four fields, the body
+//! and the note (u32 LE), body, note. The note is the sink's own bookkeeping
+//! that must become true exactly when the body is queued (statsd: the values
+//! its deltas were taken against), so one rename commits both. `RMS2` records
+//! (no note length, no note) of earlier versions are still read.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,9 +21,12 @@ use anyhow::Context as _;
 
 use crate::safe_fs;
 
-const MAGIC: &[u8; 4] = b"RMS2";
-/// magic + created_ms (i64) + samples (u32) + len (u32) + crc32 (u32)
-const HEADER: usize = 4 + 8 + 4 + 4 + 4;
+const MAGIC: &[u8; 4] = b"RMS3";
+/// magic + created_ms (i64) + samples (u32) + len (u32) + note len (u32) + crc32 (u32)
+const HEADER: usize = 4 + 8 + 4 + 4 + 4 + 4;
+/// Records of rme before notes: no note length.
+const MAGIC_V2: &[u8; 4] = b"RMS2";
+const HEADER_V2: usize = 4 + 8 + 4 + 4 + 4;
 
 /// One queued body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +36,8 @@ pub struct Record {
     /// Samples the body carries, for the sent/rejected/dropped counts.
     pub samples: u64,
     pub body: Vec<u8>,
+    /// The sink's bookkeeping committed with the body (empty for most sinks).
+    pub note: Vec<u8>,
 }
 
 /// What was dropped while opening or appending, for self-metrics.
@@ -112,18 +121,32 @@ impl Spool {
 
     /// Appends a body durably, dropping the oldest records if the spool would pass its bound.
     pub fn append(&mut self, body: &[u8], samples: u64, created_ms: i64) -> anyhow::Result<u64> {
+        self.append_noted(body, &[], samples, created_ms)
+    }
+
+    /// [`Spool::append`] with the sink's note in the same record (one rename commits both).
+    pub fn append_noted(
+        &mut self,
+        body: &[u8],
+        note: &[u8],
+        samples: u64,
+        created_ms: i64,
+    ) -> anyhow::Result<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let len = u32::try_from(body.len()).context("spool record over 4 GiB")?;
+        let note_len = u32::try_from(note.len()).context("spool note over 4 GiB")?;
         let samples = u32::try_from(samples).unwrap_or(u32::MAX);
-        let mut bytes = Vec::with_capacity(HEADER + body.len());
+        let mut bytes = Vec::with_capacity(HEADER + body.len() + note.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&created_ms.to_le_bytes());
         bytes.extend_from_slice(&samples.to_le_bytes());
         bytes.extend_from_slice(&len.to_le_bytes());
-        let crc = checksum(&bytes[4..16], body);
+        bytes.extend_from_slice(&note_len.to_le_bytes());
+        let crc = checksum(&bytes[4..HEADER - 4], &[body, note]);
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(body);
+        bytes.extend_from_slice(note);
         let path = self.record_path(seq);
         safe_fs::write_atomic(&path, &bytes)
             .with_context(|| format!("writing spool record {}", path.display()))?;
@@ -145,14 +168,15 @@ impl Spool {
 
     /// Appends every body of one flush, or none: on a failure (disk full) the ones
     /// already written are removed again, so the caller can encode them anew later.
+    /// Each item is a body, its note (see [`Spool::append_noted`]) and its samples.
     pub fn append_all<'a>(
         &mut self,
-        bodies: impl IntoIterator<Item = (&'a [u8], u64)>,
+        bodies: impl IntoIterator<Item = (&'a [u8], &'a [u8], u64)>,
         created_ms: i64,
     ) -> anyhow::Result<Vec<u64>> {
         let mut done = Vec::new();
-        for (body, samples) in bodies {
-            match self.append(body, samples, created_ms) {
+        for (body, note, samples) in bodies {
+            match self.append_noted(body, note, samples, created_ms) {
                 Ok(seq) => done.push(seq),
                 Err(e) => {
                     // the failed one too: its rename may have happened before the error
@@ -182,6 +206,21 @@ impl Spool {
             }
         }
         Ok(None)
+    }
+
+    /// The notes of every readable record, oldest first (a sink replays them
+    /// over its saved state when it starts). Unreadable records are left for
+    /// [`Spool::oldest`] to count.
+    pub fn notes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut notes = Vec::new();
+        for e in &self.index {
+            if let Some(r) = self.read(e.seq)?
+                && !r.note.is_empty()
+            {
+                notes.push(r.note);
+            }
+        }
+        Ok(notes)
     }
 
     /// Removes a record once the receiver took it (or refused it for good).
@@ -285,22 +324,24 @@ fn error_kind(err: &anyhow::Error) -> &'static str {
     }
 }
 
-/// crc32 of the header fields after the magic, then the body.
-fn checksum(fields: &[u8], body: &[u8]) -> u32 {
+/// crc32 of the header fields after the magic, then the body (and note).
+fn checksum(fields: &[u8], parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(fields);
-    h.update(body);
+    for p in parts {
+        h.update(p);
+    }
     h.finalize()
 }
 
 /// created_ms and samples from a record's header, without reading the body.
 fn read_header(path: &Path) -> Option<(Option<i64>, u64)> {
-    let mut head = [0u8; HEADER];
+    let mut head = [0u8; HEADER_V2];
     safe_fs::open_nofollow(path)
         .ok()?
         .read_exact(&mut head)
         .ok()?;
-    if &head[..4] != MAGIC {
+    if &head[..4] != MAGIC && &head[..4] != MAGIC_V2 {
         return None;
     }
     let created = i64::from_le_bytes(head[4..12].try_into().ok()?);
@@ -308,17 +349,29 @@ fn read_header(path: &Path) -> Option<(Option<i64>, u64)> {
     Some((Some(created), u64::from(samples)))
 }
 
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
 /// Parses a record file; `None` when it is not a whole, intact record.
 pub fn decode(seq: u64, bytes: &[u8]) -> Option<Record> {
-    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+    // RMS2's checksum covers created_ms and samples (not the length).
+    let (header, note_len, fields_end) = match bytes.get(..4)? {
+        m if m == MAGIC => (HEADER, u32_at(bytes, 20)? as usize, HEADER - 4),
+        m if m == MAGIC_V2 => (HEADER_V2, 0, 16),
+        _ => return None,
+    };
+    let created_ms = i64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
+    let samples = u32_at(bytes, 12)?;
+    let len = u32_at(bytes, 16)? as usize;
+    let crc = u32_at(bytes, header - 4)?;
+    let body_end = header.checked_add(len)?;
+    let end = body_end.checked_add(note_len)?;
+    if bytes.len() != end {
         return None;
     }
-    let created_ms = i64::from_le_bytes(bytes[4..12].try_into().ok()?);
-    let samples = u32::from_le_bytes(bytes[12..16].try_into().ok()?);
-    let len = u32::from_le_bytes(bytes[16..20].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(bytes[20..24].try_into().ok()?);
-    let body = bytes.get(HEADER..HEADER.checked_add(len)?)?;
-    if bytes.len() != HEADER + len || checksum(&bytes[4..16], body) != crc {
+    let (body, note) = (&bytes[header..body_end], &bytes[body_end..end]);
+    if checksum(&bytes[4..fields_end], &[body, note]) != crc {
         return None;
     }
     Some(Record {
@@ -326,6 +379,7 @@ pub fn decode(seq: u64, bytes: &[u8]) -> Option<Record> {
         created_ms,
         samples: u64::from(samples),
         body: body.to_vec(),
+        note: note.to_vec(),
     })
 }
 
@@ -429,6 +483,35 @@ mod tests {
             );
             bytes[i] ^= 0x10;
         }
+    }
+
+    #[test]
+    fn notes_travel_with_their_bodies_and_old_records_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.append_noted(b"one", b"n1", 1, 1).unwrap();
+        s.append(b"two", 2, 2).unwrap();
+        s.append_noted(b"three", b"n3", 3, 3).unwrap();
+        // a record as rme wrote it before notes (RMS2)
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(MAGIC_V2);
+        v2.extend_from_slice(&4i64.to_le_bytes());
+        v2.extend_from_slice(&4u32.to_le_bytes());
+        v2.extend_from_slice(&4u32.to_le_bytes());
+        let crc = checksum(&v2[4..16], &[b"four"]);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        v2.extend_from_slice(b"four");
+        std::fs::write(dir.path().join(format!("{:020}.rec", 99)), &v2).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.notes().unwrap(), [b"n1".to_vec(), b"n3".to_vec()]);
+        let mut got = Vec::new();
+        while let Some(r) = s.oldest().unwrap() {
+            got.push((r.body.clone(), r.note.clone(), r.samples));
+            s.remove(r.seq).unwrap();
+        }
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[3], (b"four".to_vec(), Vec::new(), 4));
+        assert_eq!(got[2].1, b"n3");
     }
 
     #[test]

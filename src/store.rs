@@ -11,7 +11,7 @@
 //! idle expiry freed its series. Sinks and `/metrics` see a [`Snapshot`],
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::Invalid;
 use crate::labels::action::{Action, Top, Use};
 use crate::labels::{geoip::GeoipConfig, hash::HashConfig, topk::TopConfig};
+
+use crate::labels::relabel::{self, Selector, WholeRegex};
 
 /// A series: metric name plus labels kept sorted by (name, value), as
 /// remote-write requires. Packed into one string with the end of each part,
@@ -261,9 +263,8 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action", deny_unknown_fields)]
 pub enum LabelAction {
-    /// Remove the label; series that differed only by it add up. (A struct
-    /// variant, so that unknown keys beside it are rejected.)
-    Drop {},
+    /// Remove the label; series that differed only by it add up.
+    Drop,
     /// Keep only the network part of an IP address (e.g. 192.0.2.0/24); non-IPs are kept as they are.
     Prefix {
         #[serde(default = "default_ipv4_prefix")]
@@ -271,6 +272,17 @@ pub enum LabelAction {
         #[serde(default = "default_ipv6_prefix")]
         ipv6: u8,
     },
+    /// Prometheus `replace`: `regex` (default `(.*)`) must match the whole value, which
+    /// becomes `replacement` (default `$1`) with `$1`/`${name}` groups; no match keeps
+    /// the value, an empty result removes the label (see labels/relabel.rs).
+    Replace {
+        #[serde(default)]
+        regex: WholeRegex,
+        #[serde(default = "default_replacement")]
+        replacement: String,
+    },
+    /// The value lower-cased.
+    Lowercase,
     /// The k values with the most updates per family keep their own series, the
     /// rest is counted under `"other"` (see `labels::topk`).
     Top(TopConfig),
@@ -278,6 +290,10 @@ pub enum LabelAction {
     Geoip(GeoipConfig),
     /// Replaces the value by a keyed hash.
     Hash(HashConfig),
+}
+
+fn default_replacement() -> String {
+    relabel::DEFAULT_REPLACEMENT.to_string()
 }
 
 const fn default_ipv4_prefix() -> u8 {
@@ -288,8 +304,10 @@ const fn default_ipv6_prefix() -> u8 {
 }
 
 /// A label rewrite, applied to every metric (or to one, when `metric` is set).
-/// (No `deny_unknown_fields` here: serde cannot combine it with `flatten` for
-/// the newtype variants; the action's own fields reject unknown keys, which reach them.)
+///
+/// Unknown keys are rejected by [`LabelAction`], which gets every key this struct
+/// does not take (serde's `deny_unknown_fields` does not work beside `flatten`:
+/// it rejected every rule).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabelRule {
     /// Label name the rule applies to, e.g. `ip`.
@@ -297,6 +315,10 @@ pub struct LabelRule {
     /// Only this metric; all metrics when absent.
     #[serde(default)]
     pub metric: Option<String>,
+    /// Only series whose labels have these values, e.g. `match = { stream = "ssh" }`
+    /// (an absent label counts as ""). Rules see the labels earlier rules left.
+    #[serde(default, rename = "match", skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
     #[serde(flatten)]
     pub action: LabelAction,
 }
@@ -306,7 +328,10 @@ impl LabelRule {
     /// `key` names the rule in errors, e.g. `store.labels[2]`.
     pub fn compile(&self, key: &str) -> Result<Option<Action>, Invalid> {
         Ok(match &self.action {
-            LabelAction::Drop {} | LabelAction::Prefix { .. } => None,
+            LabelAction::Drop
+            | LabelAction::Prefix { .. }
+            | LabelAction::Replace { .. }
+            | LabelAction::Lowercase => None,
             LabelAction::Top(c) => {
                 c.validate(key)?;
                 Some(Action::Top(Top::new(c.clone())))
@@ -361,7 +386,7 @@ impl Rules {
     ) -> bool {
         let mut decided = false;
         for (rule, action) in &mut self.0 {
-            if rule.metric.as_ref().is_some_and(|m| m != name) {
+            if rule.metric.as_ref().is_some_and(|m| m != name) || !rule.selector.matches(labels) {
                 continue;
             }
             match action {
@@ -381,7 +406,7 @@ impl Rules {
     /// [`Rules::apply`] of an update, counting nothing: where it would go now.
     fn look(&self, name: &str, labels: &mut Vec<(String, String)>) {
         for (rule, action) in &self.0 {
-            if rule.metric.as_ref().is_some_and(|m| m != name) {
+            if rule.metric.as_ref().is_some_and(|m| m != name) || !rule.selector.matches(labels) {
                 continue;
             }
             match action {
@@ -400,7 +425,7 @@ impl Rules {
 /// `drop` and `prefix`, which need no compiled state.
 fn plain(rule: &LabelRule, labels: &mut Vec<(String, String)>) {
     match &rule.action {
-        LabelAction::Drop {} => labels.retain(|(k, _)| *k != rule.label),
+        LabelAction::Drop => labels.retain(|(k, _)| *k != rule.label),
         LabelAction::Prefix { ipv4, ipv6 } => {
             for (k, v) in labels.iter_mut() {
                 if *k == rule.label
@@ -410,6 +435,10 @@ fn plain(rule: &LabelRule, labels: &mut Vec<(String, String)>) {
                 }
             }
         }
+        LabelAction::Replace { regex, replacement } => {
+            relabel::rewrite(labels, &rule.label, |v| regex.replace(v, replacement))
+        }
+        LabelAction::Lowercase => relabel::rewrite(labels, &rule.label, relabel::lowercase),
         LabelAction::Top(_) | LabelAction::Geoip(_) | LabelAction::Hash(_) => {}
     }
 }
@@ -421,6 +450,8 @@ pub struct Limits {
     /// Series not updated for this long are forgotten (0 = never).
     pub idle_expiry_ms: i64,
     pub rules: Vec<LabelRule>,
+    /// Metrics not kept at all: their updates are ignored.
+    pub drop_metrics: BTreeSet<String>,
     /// `rules[i]`'s compiled action (see [`Limits::compile`]).
     pub compiled: Vec<Option<Action>>,
 }
@@ -431,6 +462,7 @@ impl Default for Limits {
             max_series_per_metric: 10_000,
             idle_expiry_ms: 0,
             rules: Vec::new(),
+            drop_metrics: BTreeSet::new(),
             compiled: Vec::new(),
         }
     }
@@ -562,6 +594,9 @@ impl Store {
 
     /// Registers a metric's type and help text; sources call this once at start.
     pub fn describe(&mut self, m: &Metric) {
+        if self.limits.drop_metrics.contains(m.name) {
+            return;
+        }
         self.meta.insert(
             m.name,
             Meta {
@@ -582,9 +617,13 @@ impl Store {
     }
 
     /// Resolves the handle for a series, making the series if it is new:
-    /// label rules, then the series cap. `None` when the series exists with
-    /// another kind than asked (a source bug; logged rather than panicking).
+    /// label rules, then the series cap. `None` for a metric in `drop_metrics`,
+    /// and when the series exists with another kind than asked (a source bug;
+    /// logged rather than panicking).
     pub fn handle(&mut self, name: &str, kind: Kind, labels: &[(&str, &str)]) -> Option<Handle> {
+        if self.limits.drop_metrics.contains(name) {
+            return None;
+        }
         let series = if self.rules.is_empty() {
             Series::new(name, labels)
         } else {
@@ -1068,7 +1107,7 @@ mod tests {
             max_series_per_metric: cap,
             idle_expiry_ms: 0,
             rules,
-            compiled: Vec::new(),
+            ..Limits::default()
         })
     }
 
@@ -1095,6 +1134,7 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Selector::default(),
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
         };
         let mut s = store_with(vec![rule], 100);
@@ -1112,7 +1152,8 @@ mod tests {
         let rule = LabelRule {
             label: "ip".into(),
             metric: Some("a_total".into()),
-            action: LabelAction::Drop {},
+            selector: Selector::default(),
+            action: LabelAction::Drop,
         };
         let mut s = store_with(vec![rule], 100);
         s.inc(Series::new("a_total", &[("ip", "1.1.1.1")]), 1);
@@ -1120,6 +1161,131 @@ mod tests {
         s.inc(Series::new("b_total", &[("ip", "1.1.1.1")]), 1);
         assert_eq!(s.get(&Series::new("a_total", &[])), Some(Value::Counter(2)));
         assert_eq!(s.sum("b_total", &[("ip", "1.1.1.1")]), 1);
+    }
+
+    fn rules(toml_text: &str) -> Vec<LabelRule> {
+        #[derive(Deserialize)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        toml::from_str::<Rules>(toml_text).unwrap().labels
+    }
+
+    #[test]
+    fn replace_lowercase_and_selectors_apply_in_order() {
+        let rules = rules(
+            r#"
+            [[labels]]
+            label = "email"
+            match = { stream = "mail" }
+            action = "replace"
+            regex = "(?:.*@)?(.*)"
+            [[labels]]
+            label = "email"
+            action = "lowercase"
+            [[labels]]
+            label = "user"
+            match = { stream = "ssh", filter = "failedlogin" }
+            action = "replace"
+            regex = "(.{0,3}).*"
+            replacement = "${1}"
+            "#,
+        );
+        let mut s = store_with(rules, 100);
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "A@Example.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new("m_total", &[("stream", "mail"), ("email", "b@example.org")]),
+            1,
+        );
+        // another stream: only the rule without `match` applies
+        s.inc(
+            Series::new("m_total", &[("stream", "web"), ("email", "C@X.ORG")]),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "failedlogin"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        s.inc(
+            Series::new(
+                "m_total",
+                &[
+                    ("stream", "ssh"),
+                    ("filter", "other"),
+                    ("user", "Administrator"),
+                ],
+            ),
+            1,
+        );
+        assert_eq!(s.sum("m_total", &[("email", "example.org")]), 2);
+        assert_eq!(s.sum("m_total", &[("email", "c@x.org")]), 1);
+        assert_eq!(
+            s.sum("m_total", &[("filter", "failedlogin"), ("user", "Adm")]),
+            1
+        );
+        assert_eq!(
+            s.sum("m_total", &[("filter", "other"), ("user", "Administrator")]),
+            1
+        );
+    }
+
+    #[test]
+    fn replace_to_empty_removes_the_label() {
+        let r = rules(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"10\\\\..*\"\nreplacement = \"\"\n",
+        );
+        let mut s = store_with(r, 100);
+        s.inc(Series::new("m_total", &[("ip", "10.1.2.3")]), 1);
+        s.inc(Series::new("m_total", &[("ip", "192.0.2.1")]), 1);
+        assert_eq!(s.get(&Series::new("m_total", &[])), Some(Value::Counter(1)));
+        assert_eq!(s.sum("m_total", &[("ip", "192.0.2.1")]), 1);
+    }
+
+    #[test]
+    fn bad_regex_and_unknown_keys_are_config_errors() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Rules {
+            labels: Vec<LabelRule>,
+        }
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregex = \"(\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regex \"(\""), "{err}");
+        let err = toml::from_str::<Rules>(
+            "[[labels]]\nlabel = \"ip\"\naction = \"replace\"\nregexp = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("regexp"), "{err}");
+    }
+
+    #[test]
+    fn dropped_metrics_are_not_kept_or_described() {
+        let mut s = Store::new(Limits {
+            drop_metrics: ["gone_total".to_string()].into(),
+            ..Limits::default()
+        });
+        s.describe(&Metric::counter("gone_total", "x"));
+        s.inc(Series::new("gone_total", &[]), 1);
+        s.inc(Series::new("kept_total", &[]), 1);
+        let snap = s.snapshot(1);
+        assert!(!snap.meta.contains_key("gone_total"));
+        let names: Vec<_> = snap.points.iter().map(|p| p.series.name()).collect();
+        assert!(
+            names.contains(&"kept_total") && !names.contains(&"gone_total"),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -1220,7 +1386,7 @@ mod tests {
             max_series_per_metric: 1,
             idle_expiry_ms: 1_000,
             rules: Vec::new(),
-            compiled: Vec::new(),
+            ..Limits::default()
         });
         s.set_now(0);
         s.inc(Series::new("m_total", &[("ip", "a")]), 1);

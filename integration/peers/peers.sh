@@ -43,7 +43,8 @@ MTAIL_PORT="${MTAIL_PORT:-3903}"
 VM_NEW_PORT="${VM_NEW_PORT:-$((VM_PORT + 2))}"
 PROM_NEW_PORT="${PROM_NEW_PORT:-$((PROM_PORT + 2))}"
 VMAGENT_PORT="${VMAGENT_PORT:-$((VM_PORT + 1))}"
-VMALERT_PORT="${VMALERT_PORT:-$((VM_PORT + 452))}"
+# not 8880 (vmalert's own default): vmalert-tool unittest always binds :8880 for its scratch storage
+VMALERT_PORT="${VMALERT_PORT:-$((VM_PORT + 462))}"
 # vmagent forwards to vm-new; vmalert reads vm-new and writes its ALERTS series back there.
 VMAGENT_REMOTE_WRITE_URL="${VMAGENT_REMOTE_WRITE_URL:-http://127.0.0.1:${VM_NEW_PORT}/api/v1/write}"
 VMALERT_DATASOURCE_URL="${VMALERT_DATASOURCE_URL:-http://127.0.0.1:${VM_NEW_PORT}}"
@@ -62,7 +63,7 @@ MTAIL_PROGS="${MTAIL_PROGS:-$HARNESS/mtail}"
 ROTEL_VERSION="0.0.1a15"
 STATSD_VERSION="0.9.0"
 OTEL_SDK_VERSION="1.45.2"
-APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl
+APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl systemd-journal-remote
           netcat-openbsd curl libpython3.11 python3 python3-venv unzip logrotate tor-geoipdb)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 

@@ -36,7 +36,7 @@ fn toml_shape_of_the_three_actions() {
 
     for (bad, unknown) in [
         ("action = \"top\"\nkk = 5", "kk"),
-        ("metrc = \"m\"\naction = \"drop\"", "metrc"),
+        ("metrc = \"m\"\naction = \"top\"", "metrc"),
         ("action = \"geoip\"\ncountry = \"x\"", "country"),
     ] {
         let e = parse(&format!("[[store.labels]]\nlabel = \"ip\"\n{bad}\n"))
@@ -153,6 +153,7 @@ fn limits_without_compile_still_run_top() {
         rules: vec![crate::store::LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Default::default(),
             action: LabelAction::Top(super::topk::TopConfig {
                 k: 1,
                 window_secs: 0,
@@ -179,6 +180,7 @@ fn a_kept_handle_follows_the_top_decision() {
         rules: vec![crate::store::LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Default::default(),
             action: LabelAction::Top(super::topk::TopConfig {
                 k: 1,
                 window_secs: 0,

@@ -20,9 +20,10 @@ fn snapshots() -> [Snapshot; 2] {
         rules: vec![LabelRule {
             label: "ip".into(),
             metric: None,
+            selector: Default::default(),
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
         }],
-        compiled: Vec::new(),
+        ..Limits::default()
     });
     store.describe(&crate::store::Metric::counter(
         "fail2ban_bans_total",

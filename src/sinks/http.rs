@@ -17,7 +17,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// An error with its causes on one line (reqwest's own Display hides the
-/// cause, e.g. "Connection refused").
+/// cause, e.g. "Connection refused"), any URL in it without its secrets.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
@@ -26,7 +26,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cause = c.source();
     }
-    s
+    crate::redact::text(&s).into_owned()
 }
 
 /// TLS files of a sink's config; `key` prefixes error messages (`tls.` or empty).
@@ -68,6 +68,23 @@ pub fn with_tls(
 /// Writes a secret as `***` (what `rme check-config` prints instead of it).
 pub fn masked<T, S: serde::Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("***")
+}
+
+/// Writes a URL without its password or token-like query values
+/// (`http://alice:***@host/…`), for `rme check-config`.
+pub fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::redact::url(url))
+}
+
+/// [`redacted_url`] for an optional URL.
+pub fn redacted_url_opt<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&crate::redact::url(u)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Writes a header map with every value as `***`: a header may carry a token.

@@ -40,6 +40,10 @@ pub enum SendError {
 pub struct Batch {
     pub body: Vec<u8>,
     pub samples: u64,
+    /// Bookkeeping that becomes true when the body is spooled, written into the
+    /// same spool record (statsd: the values its deltas were taken to); empty
+    /// for sinks that need none. See [`Sink::replay_note`].
+    pub note: Vec<u8>,
 }
 
 /// What a receiver said when it took a body.
@@ -65,6 +69,10 @@ pub trait Sink {
         None
     }
     fn restore_state(&mut self, _state: serde_json::Value) {}
+    /// Applies the note of a body still in the spool, oldest first, after
+    /// [`Sink::restore_state`]: a crash may have come before the state file
+    /// caught up with what was spooled.
+    fn replay_note(&mut self, _note: &[u8]) {}
 }
 
 /// The closed set of sinks; `type` picks one.
@@ -168,6 +176,12 @@ impl Sink for AnySink {
     fn restore_state(&mut self, state: serde_json::Value) {
         if let AnySink::Statsd(s) = self {
             s.restore_state(state);
+        }
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        if let AnySink::Statsd(s) = self {
+            s.replay_note(note);
         }
     }
 }

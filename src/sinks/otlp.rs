@@ -65,7 +65,7 @@ pub struct OtlpConfig {
     /// appended, like `OTEL_EXPORTER_OTLP_ENDPOINT`; a URL with a path is used
     /// as it is, like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`.
     /// grpc: default `http://127.0.0.1:4317`, no path. `https://` turns TLS on.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::redacted_url_opt")]
     pub endpoint: Option<String>,
     /// `"gzip"` (default) or `"none"`.
     #[serde(default)]
@@ -262,7 +262,11 @@ impl Sink for Otlp {
                     .map(|m| encode::points_mut(m).map_or(0, |p| p.len() as u64))
                     .sum();
                 let body = request(&self.resource, group).encode_to_vec();
-                Batch { body, samples }
+                Batch {
+                    body,
+                    samples,
+                    note: Vec::new(),
+                }
             })
             .collect())
     }

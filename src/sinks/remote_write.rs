@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use prost::Message as _;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Accepted, Batch, SendError, Sink};
 use crate::store::{Kind, Point, Series, Snapshot};
@@ -89,8 +88,7 @@ pub struct RemoteWrite {
 
 impl RemoteWrite {
     pub fn new(name: String, config: &RemoteWriteConfig) -> anyhow::Result<RemoteWrite> {
-        let url =
-            reqwest::Url::parse(&config.url).with_context(|| format!("url {}", config.url))?;
+        let url = config.parsed_url()?;
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(a), _) => Auth::Basic {
                 username: a.username.clone(),
@@ -257,19 +255,13 @@ pub fn compress(req: &prompb::WriteRequest) -> anyhow::Result<Vec<u8>> {
 }
 
 fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
-    let mut headers = HeaderMap::new();
-    for (k, v) in &config.headers {
-        headers.insert(
-            HeaderName::from_bytes(k.as_bytes())?,
-            HeaderValue::from_str(v)?,
-        );
-    }
+    let headers = config.header_map()?;
     let mut b = reqwest::Client::builder()
         .timeout(Duration::from_secs(config.timeout_secs))
         .user_agent(concat!("rme/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers);
-    b = match &config.proxy_url {
-        Some(p) => b.proxy(reqwest::Proxy::all(p).with_context(|| format!("proxy_url {p}"))?),
+    b = match config.proxy()? {
+        Some(p) => b.proxy(p),
         None => b.no_proxy(),
     };
     if let Some(t) = &config.tls {
@@ -295,6 +287,7 @@ impl Sink for RemoteWrite {
             Ok(Batch {
                 body: compress(req)?,
                 samples: *samples,
+                note: Vec::new(),
             })
         };
         // One request at a time: only its labels are ever copied out of the store.
@@ -326,7 +319,11 @@ impl Sink for RemoteWrite {
             .send()
             .await
             .map_err(|e| SendError::Retry {
-                reason: format!("POST {}: {}", self.url, super::http::error_chain(&e)),
+                reason: format!(
+                    "POST {}: {}",
+                    crate::redact::url(self.url.as_str()),
+                    super::http::error_chain(&e)
+                ),
                 after: None,
             })?;
         let status = resp.status().as_u16();

@@ -8,6 +8,14 @@
 //! `rme push --once` runs do not send anything twice. `last` moves on at encode
 //! time: the body is spooled before it is sent, so an encoded delta is still
 //! owed until the spool delivers it.
+//!
+//! A crash between spooling a body and saving the state file would leave the
+//! spooled delta *and* the old `last` (the re-read lines then make the same
+//! delta again). So each body's spool record carries a note with the values
+//! its deltas were taken to (`Batch::note`), committed by the same rename, and
+//! a starting sink replays the notes of what is still spooled over its saved
+//! state (`replay_note`). What is left is the window between `sendto` and the
+//! record's removal: that one body goes out again after a crash.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -144,7 +152,8 @@ struct Sent {
     start_ms: i64,
 }
 
-/// What `save_state` writes: the counters as last encoded.
+/// What `save_state` writes: the counters as last encoded. A body's note has
+/// the same shape, with the counters whose deltas that body carries.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SavedState {
     counters: Vec<Sent>,
@@ -161,6 +170,10 @@ pub struct Statsd {
     config: StatsdConfig,
     /// Last encoded value per counter series: the base of the next delta.
     last: BTreeMap<Arc<Series>, (u64, i64)>,
+    /// Series whose `last` came from a spooled note: their start time is not
+    /// compared once, because a counter first seen in the flush a crash cut
+    /// short is created again (with a new start) when its lines are re-read.
+    replayed: std::collections::BTreeSet<Series>,
     conn: Conn,
 }
 
@@ -170,6 +183,7 @@ impl Statsd {
             name,
             config: config.clone(),
             last: BTreeMap::new(),
+            replayed: Default::default(),
             conn: Conn::None,
         })
     }
@@ -177,8 +191,9 @@ impl Statsd {
     /// What statsd must add for this counter: the change since the last
     /// encoded value, or the whole value after a reset (lower value or new start).
     fn delta(&self, series: &Series, value: u64, start_ms: i64) -> u64 {
+        let same_start = |start| start == start_ms || self.replayed.contains(series);
         match self.last.get(series) {
-            Some(&(last, start)) if start == start_ms && value >= last => value - last,
+            Some(&(last, start)) if same_start(start) && value >= last => value - last,
             _ => value,
         }
     }
@@ -224,31 +239,28 @@ impl Statsd {
     }
 }
 
-/// Packs line groups into bodies of at most `max` bytes joined by `\n`. A
-/// group longer than `max` goes alone (statsd still takes it over loopback).
-/// Packs each point's lines into bodies of at most `max` bytes; a body's
-/// sample count is the number of points whose lines it carries.
-fn pack(groups: impl IntoIterator<Item = String>, max: usize) -> Vec<Batch> {
+/// Packs line groups into bodies of at most `max` bytes joined by `\n`, each
+/// with the tags of its groups. A group longer than `max` goes alone (statsd
+/// still takes it over loopback).
+fn pack<T>(groups: impl IntoIterator<Item = (String, T)>, max: usize) -> Vec<(Vec<u8>, Vec<T>)> {
     let mut bodies = Vec::new();
-    let (mut body, mut samples) = (String::new(), 0);
-    for g in groups {
+    let mut body = String::new();
+    let mut tags = Vec::new();
+    for (g, tag) in groups {
         if !body.is_empty() && body.len() + 1 + g.len() > max {
-            bodies.push(Batch {
-                body: std::mem::take(&mut body).into_bytes(),
-                samples: std::mem::take(&mut samples),
-            });
+            bodies.push((
+                std::mem::take(&mut body).into_bytes(),
+                std::mem::take(&mut tags),
+            ));
         }
         if !body.is_empty() {
             body.push('\n');
         }
         body.push_str(&g);
-        samples += 1;
+        tags.push(tag);
     }
     if !body.is_empty() {
-        bodies.push(Batch {
-            body: body.into_bytes(),
-            samples,
-        });
+        bodies.push((body.into_bytes(), tags));
     }
     bodies
 }
@@ -369,16 +381,29 @@ impl Sink for Statsd {
         &self.name
     }
 
+    /// Bodies of line groups (one per point sent), each with a note of the
+    /// counters it moves: `last` is committed with the body, in its spool record.
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        let mut groups: Vec<String> = snap
+        let mut groups: Vec<(String, Option<Sent>)> = snap
             .points
             .iter()
-            .filter_map(|p| self.lines(&p.series, p.value, p.start_ms))
+            .filter_map(|p| {
+                let lines = self.lines(&p.series, p.value, p.start_ms)?;
+                let sent = match p.value {
+                    Value::Counter(value) => Some(Sent {
+                        series: Series::clone(&p.series),
+                        value,
+                        start_ms: p.start_ms,
+                    }),
+                    Value::Gauge(_) => None,
+                };
+                Some((lines, sent))
+            })
             .collect();
         if self.config.protocol == Protocol::Udp {
             // No datagram can carry these; spooled, they would block the spool forever.
             let before = groups.len();
-            groups.retain(|g| g.len() <= MAX_UDP_PAYLOAD);
+            groups.retain(|(g, _)| g.len() <= MAX_UDP_PAYLOAD);
             if groups.len() < before {
                 tracing::warn!(sink = %self.name, dropped = before - groups.len(), "statsd lines longer than a UDP datagram dropped");
             }
@@ -392,7 +417,24 @@ impl Sink for Statsd {
                 Value::Gauge(_) => None,
             })
             .collect();
-        Ok(pack(groups, self.config.max_packet_bytes))
+        self.replayed.clear();
+        pack(groups, self.config.max_packet_bytes)
+            .into_iter()
+            .map(|(body, sent)| {
+                let samples = sent.len() as u64;
+                let counters: Vec<Sent> = sent.into_iter().flatten().collect();
+                let note = if counters.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::to_vec(&SavedState { counters })?
+                };
+                Ok(Batch {
+                    body,
+                    samples,
+                    note,
+                })
+            })
+            .collect()
     }
 
     async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
@@ -414,6 +456,20 @@ impl Sink for Statsd {
             })
             .collect();
         serde_json::to_value(SavedState { counters }).ok()
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        match serde_json::from_slice::<SavedState>(note) {
+            Ok(n) => {
+                for s in n.counters {
+                    self.replayed.insert(s.series.clone());
+                    self.last.insert(Arc::new(s.series), (s.value, s.start_ms));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sink = %self.name, "unreadable note in a spooled body ({e}); its counters may be sent again")
+            }
+        }
     }
 
     fn restore_state(&mut self, state: serde_json::Value) {
@@ -461,16 +517,33 @@ mod tests {
 
     #[test]
     fn a_body_counts_the_points_it_carries_not_the_snapshot_s() {
-        let groups: Vec<String> = (0..5).map(|i| format!("m{i}:1|c")).collect();
+        let groups = (0..5).map(|i| (format!("m{i}:1|c"), ()));
         let batches = pack(groups, 14);
-        let counts: Vec<u64> = batches.iter().map(|b| b.samples).collect();
+        let counts: Vec<usize> = batches.iter().map(|(_, points)| points.len()).collect();
         assert_eq!(counts, [2, 2, 1]);
+        let mut s = sink("max_packet_bytes = 64");
+        let points: Vec<Series> = (0..20)
+            .map(|i| Series::new(&format!("m{i}"), &[]))
+            .collect();
+        let snapshot = snap(
+            &points
+                .iter()
+                .map(|p| (p, Value::Counter(1), 0))
+                .collect::<Vec<_>>(),
+        );
+        let batches = s.encode(&snapshot).unwrap();
+        assert!(batches.len() > 1);
+        assert_eq!(batches.iter().map(|b| b.samples).sum::<u64>(), 20);
     }
 
     fn text(bodies: Vec<Batch>) -> Vec<String> {
+        raw(bodies.into_iter().map(|b| b.body).collect())
+    }
+
+    fn raw(bodies: Vec<Vec<u8>>) -> Vec<String> {
         bodies
             .into_iter()
-            .map(|b| String::from_utf8(b.body).expect("utf-8"))
+            .map(|b| String::from_utf8(b).expect("utf-8"))
             .collect()
     }
 
@@ -664,7 +737,10 @@ mod tests {
             let groups: Vec<String> = (0..fastrand::usize(0..60))
                 .map(|i| format!("m{i}:{}|c", "9".repeat(fastrand::usize(1..80))))
                 .collect();
-            let bodies = text(pack(groups.clone(), max));
+            let packed = pack(groups.iter().cloned().zip(0..), max);
+            let tags: Vec<i32> = packed.iter().flat_map(|(_, t)| t.clone()).collect();
+            assert_eq!(tags, (0..groups.len() as i32).collect::<Vec<_>>());
+            let bodies = raw(packed.into_iter().map(|(b, _)| b).collect());
             for b in &bodies {
                 assert!(
                     b.len() <= max || !b.contains('\n'),
@@ -677,10 +753,52 @@ mod tests {
         }
         let long = "x".repeat(100);
         assert_eq!(
-            text(pack([long.clone()], 64)),
+            raw(pack([(long.clone(), ())], 64)
+                .into_iter()
+                .map(|(b, _)| b)
+                .collect()),
             [long],
             "an oversized line goes alone"
         );
+    }
+
+    /// A crash after spooling, before the state file: the next start has the
+    /// old state, the spooled notes, and re-reads the lines (a counter first seen
+    /// in that flush comes back with a new start). Nothing is sent twice.
+    #[test]
+    fn replayed_notes_stop_a_spooled_delta_from_being_made_again() {
+        let old = Series::new("old_total", &[]);
+        let new = Series::new("new_total", &[]);
+        let mut before = sink("max_packet_bytes = 64");
+        before
+            .encode(&snap(&[(&old, Value::Counter(5), 10)]))
+            .unwrap();
+        let saved = before.save_state().unwrap();
+        let batches = before
+            .encode(&snap(&[
+                (&old, Value::Counter(9), 10),
+                (&new, Value::Counter(4), 20),
+            ]))
+            .unwrap();
+        assert!(batches.iter().all(|b| !b.note.is_empty()));
+        // restart: the state file from before, then the notes of what is spooled
+        let mut after = sink("max_packet_bytes = 64");
+        after.restore_state(saved);
+        for b in &batches {
+            after.replay_note(&b.note);
+        }
+        let again = after
+            .encode(&snap(&[
+                (&old, Value::Counter(9), 10),
+                (&new, Value::Counter(4), 99),
+            ]))
+            .unwrap();
+        assert!(again.is_empty(), "{:?}", text(again));
+        // and the start time counts again from then on
+        let reset = after
+            .encode(&snap(&[(&new, Value::Counter(6), 111)]))
+            .unwrap();
+        assert_eq!(text(reset), ["new_total:6|c"]);
     }
 
     #[test]

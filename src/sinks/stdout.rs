@@ -36,6 +36,7 @@ impl Sink for Stdout {
         Ok(vec![Batch {
             body: render(snap, Format::OpenMetrics).into_bytes(),
             samples: snap.points.len() as u64,
+            note: Vec::new(),
         }])
     }
 

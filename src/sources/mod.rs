@@ -2,7 +2,9 @@
 //!
 //! A source has up to two parts: a [`LineParser`] fed with log lines (no I/O,
 //! tests feed it strings) and a [`Probe`] that reads live state once per flush.
-//! Files and journald are followed by `tail.rs` and `journal.rs`, once for all.
+//! Files and journald are followed by `read.rs` (through `tail.rs` and
+//! `journal.rs`), once for all: every source takes `log = PATH` or
+//! `journal = { … }` ([`log_input`]).
 
 pub mod audit;
 pub mod fail2ban;
@@ -15,7 +17,7 @@ pub(crate) mod golden;
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
-use crate::journal::JournalInput;
+use crate::journal::{Entry, JournalInput};
 use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
@@ -28,15 +30,32 @@ pub trait LineParser: Send {
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed>;
     /// Where [`feed`] keeps the handles of this parser's line counters.
     fn line_counts(&mut self) -> &mut LineCounts;
+    /// Updates the store from one journal entry; by default its message is a line.
+    /// A source whose program gives journald more than the text (a logger name, a
+    /// level, an audit header) reads those fields here.
+    fn parse_entry(&mut self, entry: &Entry, store: &mut Store) -> Result<(), Unparsed> {
+        self.parse(&entry.message, store)
+    }
     /// Counts what the parser still holds open, when the whole input was read (`rme parse`).
     fn finish(&mut self, _store: &mut Store) {}
 }
 
-/// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`).
+/// Reads live state once per flush (fail2ban socket, audit netlink, `reaction show`),
+/// in two steps so that no I/O happens under the store's lock.
 pub trait Probe: Send {
     fn source(&self) -> &'static str;
     fn describe(&self, store: &mut Store);
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()>;
+    /// Does the I/O (socket, netlink, subprocess) without the store; the
+    /// result waits in the probe for [`Probe::apply`].
+    fn fetch(&mut self);
+    /// Writes what [`Probe::fetch`] got into the store: no I/O, so the store's
+    /// lock is held only for this.
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()>;
+    /// Both, for a store of one's own (tests).
+    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        self.fetch();
+        self.apply(store)
+    }
 }
 
 /// A line we did not understand. The reader counts it under the source's name and moves on.
@@ -73,10 +92,35 @@ pub struct LineCounts {
     unparsed: Handle,
 }
 
-/// Feeds one line to a parser and counts it (read, and unparsed when it failed).
+/// Feeds one line to a parser and counts it (read, and unparsed when it failed)
+/// under the parser's type name (`rme parse`, tests).
 pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
-    let source = [("source", parser.source())];
+    let source = parser.source();
+    feed_as(source, parser, line, store);
+}
+
+/// [`feed`], counted under `source`: the configured name of the source, so
+/// two fail2ban sources named apart are counted apart. (A parser is always fed
+/// under one name, so its cached handles stay right.)
+pub fn feed_as(source: &str, parser: &mut dyn LineParser, line: &str, store: &mut Store) {
     let failed = parser.parse(line, store).is_err();
+    count(source, parser, store, failed);
+}
+
+/// Feeds one journal entry to a parser and counts it as a line (under the parser's type name).
+pub fn feed_entry(parser: &mut dyn LineParser, entry: &Entry, store: &mut Store) {
+    let source = parser.source();
+    feed_entry_as(source, parser, entry, store);
+}
+
+/// [`feed_entry`], counted under the source's configured name.
+pub fn feed_entry_as(source: &str, parser: &mut dyn LineParser, entry: &Entry, store: &mut Store) {
+    let failed = parser.parse_entry(entry, store).is_err();
+    count(source, parser, store, failed);
+}
+
+fn count(source: &str, parser: &mut dyn LineParser, store: &mut Store, failed: bool) {
+    let source = [("source", source)];
     let counts = parser.line_counts();
     store.inc_at(&mut counts.read, LINES_READ.name, &source, 1);
     if failed {
@@ -89,6 +133,23 @@ pub fn feed(parser: &mut dyn LineParser, line: &str, store: &mut Store) {
 pub enum Input {
     File(std::path::PathBuf),
     Journal(JournalInput),
+}
+
+/// A source's `log` or `journal` (not both), checked where the source is built;
+/// error keys are relative to the source (`journal.match`). A `journal` table
+/// without `unit` or `match` reads `default_match`, the entries the source's
+/// program writes wherever it runs (refused when it has none).
+pub fn log_input(
+    log: &Option<std::path::PathBuf>,
+    journal: &Option<JournalInput>,
+    default_match: Option<&str>,
+) -> Result<Option<Input>, Invalid> {
+    match (log, journal) {
+        (Some(_), Some(_)) => Err(Invalid::new("", "set `log` or `journal`, not both")),
+        (Some(p), None) => Ok(Some(Input::File(p.clone()))),
+        (None, Some(j)) => Ok(Some(Input::Journal(j.or_match("journal", default_match)?))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A source ready to run: its log input with the parser for it, and its probes.
@@ -129,7 +190,8 @@ impl SourceConfig {
     /// Checks what serde cannot; `key` is where the source sits, e.g. `sources[0]`.
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         match self {
-            SourceConfig::Reaction(c) => c.validate(key),
+            // reaction's keys are all checked where it is built.
+            SourceConfig::Reaction(_) => Ok(()),
             SourceConfig::Fail2ban(c) => c.validate(key),
             SourceConfig::Audit(c) => c.validate(key),
         }
@@ -166,6 +228,7 @@ pub fn parse_file(
         "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {
             name: None,
             log,
+            journal: None,
             socket: None,
             helper: None,
             ip_label: false,

@@ -6,7 +6,7 @@ fn store() -> Store {
         max_series_per_metric: 100_000,
         idle_expiry_ms: 0,
         rules: Vec::new(),
-        compiled: Vec::new(),
+        ..Limits::default()
     })
 }
 

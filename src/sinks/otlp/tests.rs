@@ -465,16 +465,21 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     spool
         .append(&bodies(sink.encode(&snapshot()))[0], 1, 1)
         .unwrap();
-    let retry = crate::push::RetryPolicy {
+    let retry = crate::delivery::RetryPolicy {
         attempts: 1,
         min_backoff: std::time::Duration::ZERO,
         max_backoff: std::time::Duration::ZERO,
     };
-    let (tally, result) = crate::push::deliver(&mut sink, &mut spool, &retry).await;
+    let spool = std::sync::Mutex::new(spool);
+    let (tally, result) = crate::delivery::deliver(&mut sink, &spool, &retry).await;
     result.unwrap();
-    assert_eq!(spool.len(), 0, "an accepted request leaves the spool");
+    assert_eq!(
+        spool.lock().unwrap().len(),
+        0,
+        "an accepted request leaves the spool"
+    );
     let mut store = Store::new(Limits::default());
-    crate::push::record_delivery(&mut store, "otlp", &tally);
+    crate::delivery::record_delivery(&mut store, "otlp", &tally);
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
         2

@@ -178,7 +178,11 @@ impl Http {
             req.body(body.to_vec())
         };
         let resp = req.send().await.map_err(|e| SendError::Retry {
-            reason: format!("{}: {}", self.url, crate::sinks::http::error_chain(&e)),
+            reason: format!(
+                "{}: {}",
+                crate::redact::url(self.url.as_str()),
+                crate::sinks::http::error_chain(&e)
+            ),
             after: None,
         })?;
         let status = resp.status().as_u16();
@@ -190,11 +194,11 @@ impl Http {
         let answer = resp.bytes().await.unwrap_or_default();
         classify_http(status, after, &answer).map_err(|e| match e {
             SendError::Retry { reason, after } => SendError::Retry {
-                reason: format!("{}: {reason}", self.url),
+                reason: format!("{}: {reason}", crate::redact::url(self.url.as_str())),
                 after,
             },
             SendError::Reject { reason } => SendError::Reject {
-                reason: format!("{}: {reason}", self.url),
+                reason: format!("{}: {reason}", crate::redact::url(self.url.as_str())),
             },
         })
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
@@ -26,6 +26,7 @@ pub struct RemoteWriteConfig {
     pub name: Option<String>,
     /// Receiver endpoint, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)
     /// or http://prometheus:9090/api/v1/write (Prometheus with `--web.enable-remote-write-receiver`).
+    #[serde(serialize_with = "crate::sinks::http::redacted_url")]
     pub url: String,
     /// Seconds one request may take (connect + send + answer) before it counts as failed and is retried. Default 30.
     #[serde(default = "default_timeout_secs")]
@@ -49,7 +50,7 @@ pub struct RemoteWriteConfig {
     pub tls: Option<Box<TlsConfig>>,
     /// Proxy for every request, e.g. http://proxy:3128. Without it no proxy is
     /// used (the HTTP_PROXY environment variables are ignored).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::sinks::http::redacted_url_opt")]
     pub proxy_url: Option<String>,
     /// Labels added to every series, e.g. `{ host = "web1", job = "rme" }`. A
     /// label the series already has keeps its own value.
@@ -119,15 +120,10 @@ impl RemoteWriteConfig {
             .for_each(fix);
     }
 
+    /// Checks what neither serde nor building checks. The `url`, `headers` and
+    /// `proxy_url` are checked where they are built ([`Self::parsed_url`],
+    /// [`Self::header_map`], [`Self::proxy`]), their keys relative to the sink.
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| Invalid::new(format!("{key}.url"), e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Invalid::new(
-                format!("{key}.url"),
-                "scheme must be http or https",
-            ));
-        }
         Invalid::at_least(format!("{key}.timeout_secs"), self.timeout_secs, 1)?;
         Invalid::at_least(format!("{key}.batch_size"), self.batch_size as u64, 1)?;
         if let Some(a) = &self.basic_auth {
@@ -144,7 +140,6 @@ impl RemoteWriteConfig {
                 ));
             }
         }
-        self.check_headers(key)?;
         if let Some(t) = &self.tls
             && t.cert_file.is_some() != t.key_file.is_some()
         {
@@ -153,26 +148,43 @@ impl RemoteWriteConfig {
                 "`cert_file` and `key_file` go together",
             ));
         }
-        if let Some(p) = &self.proxy_url {
-            reqwest::Proxy::all(p)
-                .map_err(|e| Invalid::new(format!("{key}.proxy_url"), e.to_string()))?;
-        }
         self.check_external_labels(key)
     }
 
-    fn check_headers(&self, key: &str) -> Result<(), Invalid> {
+    /// `url`, parsed; http or https.
+    pub fn parsed_url(&self) -> Result<reqwest::Url, Invalid> {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| Invalid::new("url", e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Invalid::new("url", "scheme must be http or https"));
+        }
+        Ok(url)
+    }
+
+    /// `headers` as sent with every request; the spec's own are refused.
+    pub fn header_map(&self) -> Result<HeaderMap, Invalid> {
+        let mut map = HeaderMap::new();
         for (name, value) in &self.headers {
-            let k = format!("{key}.headers.{name}");
+            let k = format!("headers.{name}");
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(Invalid::new(
                     k,
                     "reserved by the remote-write spec; rme sets it",
                 ));
             }
-            HeaderName::from_bytes(name.as_bytes()).map_err(|e| Invalid::new(&k, e.to_string()))?;
-            HeaderValue::from_str(value).map_err(|e| Invalid::new(&k, e.to_string()))?;
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Invalid::new(&k, e.to_string()))?;
+            let v = HeaderValue::from_str(value).map_err(|e| Invalid::new(&k, e.to_string()))?;
+            map.insert(n, v);
         }
-        Ok(())
+        Ok(map)
+    }
+
+    /// `proxy_url` as a proxy for every request, if set.
+    pub fn proxy(&self) -> Result<Option<reqwest::Proxy>, Invalid> {
+        self.proxy_url
+            .as_deref()
+            .map(|p| reqwest::Proxy::all(p).map_err(|e| Invalid::new("proxy_url", e.to_string())))
+            .transpose()
     }
 
     fn check_external_labels(&self, key: &str) -> Result<(), Invalid> {

@@ -20,8 +20,7 @@ fn snapshot() -> Snapshot {
     let mut store = Store::new(Limits {
         max_series_per_metric: 100,
         idle_expiry_ms: 0,
-        rules: Vec::new(),
-        compiled: Vec::new(),
+        ..Limits::default()
     });
     store.describe(&crate::store::Metric::counter(
         "f2b_bans_total",
@@ -137,8 +136,7 @@ fn expired_series_get_a_stale_marker_once() {
     let mut store = Store::new(Limits {
         max_series_per_metric: 100,
         idle_expiry_ms: 10_000,
-        rules: Vec::new(),
-        compiled: Vec::new(),
+        ..Limits::default()
     });
     store.set_now(1_000);
     store.inc(Series::new("gone_total", &[]), 1);
@@ -298,9 +296,17 @@ fn validate_names_the_key() {
         } else {
             format!("url = \"http://127.0.0.1:1/w\"\n{extra}")
         };
-        let c: RemoteWriteConfig = toml::from_str(&text).unwrap();
-        let err = c.validate("sinks[0]").unwrap_err();
-        assert_eq!(err.key, key, "{extra}: {err}");
+        // Checked by `validate` or where the sink is built: the same wording either way.
+        let config = format!("[[sinks]]\ntype = \"remote_write\"\n{text}\n");
+        let err = crate::config::Config::parse(&config, None)
+            .and_then(|c| c.plan().map(drop))
+            .unwrap_err();
+        let invalid = err.downcast_ref::<crate::invalid::Invalid>();
+        assert_eq!(
+            invalid.map(|i| i.key.as_str()),
+            Some(key),
+            "{extra}: {err:#}"
+        );
     }
     config("headers = { \"X-Scope-OrgID\" = \"t1\" }\nexternal_labels = { host = \"h\", job = \"rme\" }")
         .validate("sinks[0]")

@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Header, Outcome, Token, all_tokens, field};
+use crate::journal::Entry;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Handle, Metric, Series, Store};
 
@@ -114,12 +115,50 @@ impl LineParser for AuditLog {
         Ok(())
     }
 
+    /// A kernel record journald read itself (`_TRANSPORT=audit`): `MESSAGE` is
+    /// `TYPE_NAME text` (`AUDIT1334 text` for a type journald has no name for),
+    /// the header's time and serial are in `_SOURCE_REALTIME_TIMESTAMP` and
+    /// `_AUDIT_ID`. The audit.log line is put back together and parsed as one.
+    /// An entry without those fields is taken as an audit.log line.
+    fn parse_entry(&mut self, entry: &Entry, store: &mut Store) -> Result<(), Unparsed> {
+        match journal_record(entry) {
+            Some(line) => self.parse(&line, store),
+            None => self.parse(&entry.message, store),
+        }
+    }
+
     fn finish(&mut self, store: &mut Store) {
         self.close_all(store);
     }
 }
 
 /// Per-record metrics.
+/// `type=NAME msg=audit(SEC.MS:ID): text` from a journal entry's audit fields.
+fn journal_record(entry: &Entry) -> Option<String> {
+    let audit = entry.audit.as_ref()?;
+    let message = entry.message.as_str();
+    let (word, text) = message.split_once(' ').unwrap_or((message, ""));
+    let unnamed = format!("AUDIT{:04}", audit.kind);
+    let kind = match audit.kind_name.as_deref() {
+        Some(name) if name != unnamed => name.to_string(),
+        _ if word != unnamed => word.to_string(),
+        _ => format!("UNKNOWN[{}]", audit.kind),
+    };
+    // The name journald put before the text, when it did.
+    let text = if word == kind || word == unnamed {
+        text
+    } else {
+        message
+    };
+    let us = entry.realtime_us?;
+    Some(format!(
+        "type={kind} msg=audit({}.{:03}:{}): {text}",
+        us / 1_000_000,
+        us / 1000 % 1000,
+        audit.id
+    ))
+}
+
 fn count_record(h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
     let res = || field(tokens, "res").map_or(Outcome::Unknown, |(v, _)| Outcome::from_value(v));
     match h.kind {

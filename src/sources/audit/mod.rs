@@ -1,4 +1,5 @@
-//! Linux audit: the kernel's audit status over netlink, and audit.log records.
+//! Linux audit: the kernel's audit status over netlink, and audit records from
+//! auditd's log or, on hosts where no auditd runs, from journald.
 //!
 //! Two independent parts: [`AuditStatusProbe`] (`netlink.rs`) asks the kernel
 //! (`AUDIT_GET`, needs CAP_AUDIT_CONTROL) once per flush, itself or through
@@ -19,8 +20,12 @@ use serde::Deserialize;
 pub use log::AuditLog;
 pub use netlink::*;
 
-use super::{Input, LineParser, Parts, Probe};
+use super::{LineParser, Parts, Probe, log_input};
 use crate::invalid::Invalid;
+use crate::journal::JournalInput;
+
+/// The kernel audit records journald reads itself when no auditd holds the socket.
+const JOURNAL_MATCH: &str = "_TRANSPORT=audit";
 
 #[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +37,10 @@ pub struct AuditConfig {
     /// readable by group `adm` on Debian).
     #[serde(default)]
     pub log: Option<PathBuf>,
+    /// Read the audit records journald keeps instead (hosts without auditd):
+    /// `match` (default `_TRANSPORT=audit`), `file` or `directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalInput>,
     /// Ask the kernel for its audit status (enabled, lost, backlog…) over netlink
     /// at each flush. Needs CAP_AUDIT_CONTROL in the initial namespaces, e.g.
     /// `AmbientCapabilities=CAP_AUDIT_CONTROL` in rme.service. Default true.
@@ -53,13 +62,16 @@ impl AuditConfig {
             .iter_mut()
             .chain(self.helper.iter_mut())
             .for_each(fix);
+        if let Some(j) = &mut self.journal {
+            j.resolve_paths(fix);
+        }
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_none() && !self.netlink {
+        if self.log.is_none() && self.journal.is_none() && !self.netlink {
             return Err(Invalid::new(
                 key,
-                "an audit source needs `log` or `netlink = true`",
+                "an audit source needs `log`, `journal` or `netlink = true`",
             ));
         }
         if self.helper.is_some() && !self.netlink {
@@ -71,12 +83,8 @@ impl AuditConfig {
 }
 
 pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
-    let input = config.log.clone().map(|p| {
-        (
-            Input::File(p),
-            Box::new(AuditLog::default()) as Box<dyn LineParser>,
-        )
-    });
+    let input = log_input(&config.log, &config.journal, Some(JOURNAL_MATCH))?
+        .map(|i| (i, Box::new(AuditLog::default()) as Box<dyn LineParser>));
     let mut probes: Vec<Box<dyn Probe>> = Vec::new();
     if config.netlink {
         probes.push(Box::new(AuditStatusProbe::new(config.helper.clone())));

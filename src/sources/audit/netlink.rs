@@ -392,6 +392,8 @@ pub struct AuditStatusProbe {
     helper: Option<PathBuf>,
     /// The error of the previous probe, so a lasting one is logged once.
     last_error: Option<&'static str>,
+    /// What the last `fetch` read, until `apply`.
+    fetched: Option<Result<AuditStatus, (&'static str, String)>>,
 }
 
 impl AuditStatusProbe {
@@ -399,6 +401,7 @@ impl AuditStatusProbe {
         AuditStatusProbe {
             helper,
             last_error: None,
+            fetched: None,
         }
     }
 
@@ -436,8 +439,15 @@ impl Probe for AuditStatusProbe {
         store.describe_all(METRICS);
     }
 
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        match self.read() {
+    fn fetch(&mut self) {
+        self.fetched = Some(self.read());
+    }
+
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        let Some(fetched) = self.fetched.take() else {
+            return Ok(());
+        };
+        match fetched {
             Ok(status) => {
                 if self.last_error.take().is_some() {
                     tracing::info!("audit status: readable again");

@@ -76,3 +76,56 @@ fn real_kernel_answers_audit_get() {
         Err(e) => panic!("AUDIT_GET failed: {e}"),
     }
 }
+
+/// journald keeps a kernel record as `TYPE_NAME text` with its header in fields;
+/// put back together it counts as the audit.log line it came from.
+#[test]
+fn journal_audit_records_count_like_audit_log_lines() {
+    use crate::journal::{AuditFields, Entry};
+    use crate::sources::{LINES_UNPARSED, LineParser, feed_entry};
+    let entry = |kind: u32, name: Option<&str>, message: &str| Entry {
+        message: message.to_string(),
+        cursor: "c".into(),
+        audit: Some(AuditFields {
+            kind,
+            kind_name: name.map(String::from),
+            id: 4242,
+        }),
+        realtime_us: Some(1_764_600_000_123_456),
+        ..Default::default()
+    };
+    let mut store = Store::new(Limits::default());
+    let mut parser = AuditLog::default();
+    let records = [
+        entry(
+            1300,
+            Some("SYSCALL"),
+            "SYSCALL arch=c000003e syscall=59 success=yes exit=0 key=\"exec\"",
+        ),
+        entry(1327, None, "PROCTITLE proctitle=6C73"),
+        entry(1334, None, "AUDIT1334 prog-id=12 op=LOAD"),
+        entry(1320, Some("EOE"), "EOE"),
+    ];
+    for e in &records {
+        feed_entry(&mut parser, e, &mut store);
+    }
+    parser.finish(&mut store);
+    let counter = |name: &str, labels: &[(&str, &str)]| match store.get(&Series::new(name, labels))
+    {
+        Some(Value::Counter(n)) => n,
+        _ => 0,
+    };
+    assert_eq!(counter(LINES_UNPARSED.name, &[("source", "audit")]), 0);
+    assert_eq!(counter("audit_records_total", &[("type", "SYSCALL")]), 1);
+    assert_eq!(
+        counter("audit_records_total", &[("type", "UNKNOWN[1334]")]),
+        1
+    );
+    assert_eq!(
+        counter(
+            "audit_events_total",
+            &[("type", "SYSCALL"), ("key", "exec"), ("result", "success")]
+        ),
+        1
+    );
+}

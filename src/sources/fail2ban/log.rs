@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 
 use memchr::memmem;
 
+use crate::journal::Entry;
+
 use crate::sources::{LineCounts, LineParser, Unparsed};
 use crate::store::{Handle, Metric, Store};
 
@@ -94,6 +96,17 @@ pub(super) fn record(line: &str) -> Option<Record<'_>> {
         from = at + 1;
     }
     None
+}
+
+/// The level a journal `PRIORITY` stands for where it matters: python-systemd's
+/// `JournalHandler` maps CRITICAL to 2 (crit) and ERROR to 3 (err); NOTICE,
+/// fail2ban's own level between INFO and WARNING, becomes 4 (warning) like WARNING.
+fn priority_level(priority: Option<u8>) -> &'static str {
+    match priority {
+        Some(0..=2) => "CRITICAL",
+        Some(3) => "ERROR",
+        _ => "",
+    }
 }
 
 /// A syslog line of `logtarget = SYSTEMD-JOURNAL` (or `SYSLOG` with no logger name):
@@ -412,6 +425,26 @@ impl LineParser for Fail2banLog {
         } else {
             return self.continuation(line);
         }
+        Ok(())
+    }
+
+    /// An entry of `logtarget = SYSTEMD-JOURNAL`: python-systemd's `JournalHandler`
+    /// sets no format, so `MESSAGE` is the bare message (`[sshd] Ban 1.2.3.4`, a
+    /// traceback on lines of its own inside it) and the logger and level are in
+    /// `LOGGER` (`fail2ban.actions`) and `PRIORITY`. An entry without `LOGGER`
+    /// (fail2ban's stderr caught by journald) is a log line like any other.
+    fn parse_entry(&mut self, entry: &Entry, store: &mut Store) -> Result<(), Unparsed> {
+        let logger = entry.logger.as_deref().and_then(|l| {
+            l.strip_prefix("fail2ban.")
+                .or_else(|| (l == "fail2ban").then_some(""))
+        });
+        let Some(logger) = logger else {
+            return self.parse(&entry.message, store);
+        };
+        let msg = entry.message.lines().next().unwrap_or("");
+        self.record(logger, priority_level(entry.priority), msg, store);
+        // The entry holds its whole record: no later line continues it.
+        self.open_record = None;
         Ok(())
     }
 }

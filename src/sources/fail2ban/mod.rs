@@ -1,5 +1,6 @@
 //! fail2ban: its log (`log.rs`: Found, Ban, Unban, Restore/Increase Ban per
-//! jail) and, with `socket` or `helper`, its live state (`socket.rs`).
+//! jail), from a file or from journald (`logtarget = SYSTEMD-JOURNAL`), and,
+//! with `socket` or `helper`, its live state (`socket.rs`).
 
 use std::path::PathBuf;
 
@@ -10,8 +11,12 @@ pub mod socket;
 
 pub use log::*;
 
-use super::{Input, LineParser, Parts};
+use super::{LineParser, Parts, log_input};
 use crate::invalid::Invalid;
+use crate::journal::JournalInput;
+
+/// The entries fail2ban's journal handler writes, whatever its unit is called.
+const JOURNAL_MATCH: &str = "SYSLOG_IDENTIFIER=fail2ban";
 
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +27,10 @@ pub struct Fail2banConfig {
     /// fail2ban's log file (`logtarget`), e.g. /var/log/fail2ban.log.
     #[serde(default)]
     pub log: Option<PathBuf>,
+    /// Read fail2ban's log from journald instead (`logtarget = SYSTEMD-JOURNAL`):
+    /// `unit`, `match` (default `SYSLOG_IDENTIFIER=fail2ban`), `file` or `directory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalInput>,
     /// fail2ban's control socket, e.g. /var/run/fail2ban/fail2ban.sock, read once per
     /// flush for the live gauges (`fail2ban_up`, `fail2ban_jail_banned_current`, …).
     /// It is root-only: see `helper`.
@@ -45,13 +54,20 @@ impl Fail2banConfig {
             .chain(self.socket.iter_mut())
             .chain(self.helper.iter_mut())
             .for_each(fix);
+        if let Some(j) = &mut self.journal {
+            j.resolve_paths(fix);
+        }
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_none() && self.socket.is_none() && self.helper.is_none() {
+        if self.log.is_none()
+            && self.journal.is_none()
+            && self.socket.is_none()
+            && self.helper.is_none()
+        {
             return Err(Invalid::new(
                 key,
-                "a fail2ban source needs `log`, `socket` or `helper`",
+                "a fail2ban source needs `log`, `journal`, `socket` or `helper`",
             ));
         }
         if self.socket.is_some() && self.helper.is_some() {
@@ -64,9 +80,9 @@ impl Fail2banConfig {
 }
 
 pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
-    let input = config.log.clone().map(|p| {
+    let input = log_input(&config.log, &config.journal, Some(JOURNAL_MATCH))?.map(|i| {
         (
-            Input::File(p),
+            i,
             Box::new(Fail2banLog::new(config.ip_label)) as Box<dyn LineParser>,
         )
     });

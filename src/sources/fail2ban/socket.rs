@@ -292,6 +292,8 @@ pub struct Fail2banSocket {
     timeout: Duration,
     /// Jails seen last time, so a removed jail's current counts drop to 0.
     jails: BTreeSet<String>,
+    /// What the last `fetch` read, until `apply`.
+    fetched: Option<anyhow::Result<Fail2banStatus>>,
 }
 
 impl Fail2banSocket {
@@ -300,6 +302,7 @@ impl Fail2banSocket {
             via,
             timeout,
             jails: BTreeSet::new(),
+            fetched: None,
         }
     }
 
@@ -356,8 +359,15 @@ impl Probe for Fail2banSocket {
         store.describe_all(METRICS);
     }
 
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        let status = match self.read() {
+    fn fetch(&mut self) {
+        self.fetched = Some(self.read());
+    }
+
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        let Some(fetched) = self.fetched.take() else {
+            return Ok(());
+        };
+        let status = match fetched {
             Ok(s) => s,
             Err(e) => {
                 store.set(Series::new(UP.name, &[]), 0.0);

@@ -423,3 +423,88 @@ fn ip_label_is_opt_in() {
     let snap = store_off.snapshot(0);
     assert!(snap.points.iter().all(|p| p.series.label("ip").is_none()));
 }
+
+/// `logtarget = SYSTEMD-JOURNAL`: the same records as fail2ban.log lines, given as
+/// python-systemd's `JournalHandler` stores them (bare MESSAGE, LOGGER, PRIORITY).
+#[test]
+fn journal_entries_count_like_the_log_lines_they_stand_for() {
+    let entry = |logger: &str, priority: u8, message: &str| crate::journal::Entry {
+        message: message.to_string(),
+        cursor: "c".into(),
+        priority: Some(priority),
+        logger: Some(logger.to_string()),
+        ..Default::default()
+    };
+    let entries = [
+        entry(
+            "fail2ban.filter",
+            6,
+            "[sshd] Found 192.0.2.10 - 2026-11-22 23:13:43",
+        ),
+        entry(
+            "fail2ban.observer",
+            6,
+            "[sshd] Found 192.0.2.10, bad - 2026-11-22 23:13:43, 1 # -> 3",
+        ),
+        entry("fail2ban.actions", 4, "[sshd] Ban 192.0.2.10"),
+        entry(
+            "fail2ban.actions",
+            4,
+            "[sshd] Flush ticket(s) with iptables-multiport",
+        ),
+        entry("fail2ban.actions", 4, "[sshd] Unban 192.0.2.10"),
+        entry(
+            "fail2ban.actions",
+            3,
+            "Failed to execute ban jail 'sshd' action\nTraceback (most recent call last):\n  File \"x\"",
+        ),
+        entry("fail2ban.server", 2, "Unhandled exception"),
+    ];
+    let lines = [
+        "2026-11-22 23:13:44,086 fail2ban.filter         [23131]: INFO    [sshd] Found 192.0.2.10 - 2026-11-22 23:13:43",
+        "2026-11-22 23:13:44,086 fail2ban.observer       [23131]: INFO    [sshd] Found 192.0.2.10, bad - 2026-11-22 23:13:43, 1 # -> 3",
+        "2026-11-22 23:13:44,109 fail2ban.actions        [23131]: NOTICE  [sshd] Ban 192.0.2.10",
+        "2026-11-22 23:13:45,109 fail2ban.actions        [23131]: NOTICE  [sshd] Flush ticket(s) with iptables-multiport",
+        "2026-11-22 23:13:45,110 fail2ban.actions        [23131]: NOTICE  [sshd] Unban 192.0.2.10",
+        "2026-11-22 23:13:46,000 fail2ban.actions        [23131]: ERROR   Failed to execute ban jail 'sshd' action",
+        "Traceback (most recent call last):",
+        "  File \"x\"",
+        "2026-11-22 23:13:47,000 fail2ban.server         [23131]: CRITICAL Unhandled exception",
+    ];
+    let mut from_journal = Store::new(crate::store::Limits::default());
+    let mut parser = Fail2banLog::default();
+    for e in &entries {
+        crate::sources::feed_entry(&mut parser, e, &mut from_journal);
+    }
+    let mut from_file = Store::new(crate::store::Limits::default());
+    let mut parser = Fail2banLog::default();
+    for l in lines {
+        crate::sources::feed(&mut parser, l, &mut from_file);
+    }
+    for (name, labels) in [
+        (FAILURES, &[("jail", "sshd")][..]),
+        (BANS, &[("jail", "sshd")]),
+        (UNBANS, &[("jail", "sshd"), ("cause", "flush")]),
+        (ERRORS, &[("logger", "fail2ban.actions")]),
+        (ERRORS, &[("logger", "fail2ban.server")]),
+    ] {
+        let name = name.name;
+        assert_eq!(value(&from_journal, name, labels), 1, "{name} {labels:?}");
+        assert_eq!(value(&from_file, name, labels), 1, "{name} {labels:?}");
+    }
+    assert_eq!(
+        value(
+            &from_journal,
+            LINES_UNPARSED.name,
+            &[("source", "fail2ban")]
+        ),
+        0
+    );
+    // fail2ban's stderr caught by journald has no LOGGER: its text is a log line.
+    let stderr = crate::journal::Entry {
+        message: lines[2].to_string(),
+        ..Default::default()
+    };
+    crate::sources::feed_entry(&mut Fail2banLog::default(), &stderr, &mut from_journal);
+    assert_eq!(value(&from_journal, BANS.name, &[("jail", "sshd")]), 2);
+}

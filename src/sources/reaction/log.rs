@@ -3,8 +3,9 @@
 //! Reads v1 (Go: `2024/04/28 12:00:01 INFO  ssh.failedlogin: match [1.2.3.4]`)
 //! and v2 (Rust: `INFO ssh.failedlogin: match ["1.2.3.4"]`) lines. The tricky
 //! point is that match and run lines carry no shared id: a `run` line gets
-//! pattern labels from a recent match of its filter whose values all appear in
-//! the command, else from the action's command template (see [`ReactionLog`]).
+//! pattern labels only from a recent match of its filter whose values (those
+//! the action's command uses) appear in the command, else from the action's
+//! command template in reaction's config (see [`ReactionLog`] and template.rs).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
@@ -52,7 +53,7 @@ pub const METRICS: &[Metric] = &[
 ];
 
 /// Labels rme sets itself; a pattern may not take their name.
-pub(super) const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
+pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event", "source"];
 
 /// Recent matches kept per filter to label the `run` lines that follow them.
 const RECENT_MATCHES: usize = 64;
@@ -63,7 +64,7 @@ static LINE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-/// (pattern name, value) pairs of one match, the ones opted in as labels.
+/// (pattern name, value) pairs of one match, all of them.
 type PatternValues = Vec<(String, String)>;
 
 /// Parses reaction log lines (v1 Go and v2 Rust formats).
@@ -77,18 +78,20 @@ type PatternValues = Vec<(String, String)>;
 /// names, sorted alphabetically (reaction-metrics-exporter's convention). A run
 /// line names no value, and runs are concurrent or delayed (`after: 48h`), so "the
 /// previous match" would often be wrong: instead the newest of the filter's last
-/// 64 matches whose values all appear, as whole words, in the command gives the
-/// labels. With none (a run replayed at start, or one long after its match),
-/// the values are read from the command through the action's `cmd` template in
-/// reaction's config; failing that, the run is counted without pattern labels.
+/// 64 matches whose values appear, as whole words, in the command gives the
+/// labels; with none, the run is counted without pattern labels. The values
+/// checked are those of the patterns the action's `cmd` names in reaction's
+/// config (a ban uses `<ip>`, not `<user>`: the match still labels it with both;
+/// an action using no pattern takes the newest match, as reaction-metrics-exporter
+/// does); without that knowledge, every labelled value must appear.
 #[derive(Debug, Default)]
 pub struct ReactionLog {
     patterns: FilterPatterns,
     pattern_labels: Vec<String>,
     recent: HashMap<(String, String), VecDeque<PatternValues>>,
+    counts: crate::sources::LineCounts,
     /// Command templates of the actions whose `cmd` uses an opted-in pattern.
     templates: HashMap<(String, String, String), Template>,
-    counts: crate::sources::LineCounts,
 }
 
 impl ReactionLog {
@@ -109,17 +112,17 @@ impl ReactionLog {
             patterns,
             pattern_labels,
             recent: HashMap::new(),
-            templates,
             counts: crate::sources::LineCounts::default(),
+            templates,
         }
     }
 
     fn on_match(&mut self, stream: &str, filter: &str, params: &str, store: &mut Store) {
-        let labelled = self.match_labels(stream, filter, params);
+        let named = self.named_values(stream, filter, params);
         let mut labels = vec![("stream", stream), ("filter", filter)];
-        labels.extend(labelled.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        labels.extend(self.labelled(&named));
         store.inc(Series::new(MATCHES.name, &labels), 1);
-        if !labelled.is_empty() {
+        if labels.len() > 2 {
             let recent = self
                 .recent
                 .entry((stream.to_string(), filter.to_string()))
@@ -127,12 +130,21 @@ impl ReactionLog {
             if recent.len() == RECENT_MATCHES {
                 recent.pop_front();
             }
-            recent.push_back(labelled);
+            recent.push_back(named);
         }
     }
 
-    /// The opted-in (pattern, value) pairs of a match, or none if they cannot be named.
-    fn match_labels(&self, stream: &str, filter: &str, params: &str) -> Vec<(String, String)> {
+    /// The opted-in pairs, as labels.
+    fn labelled<'a>(&self, named: &'a PatternValues) -> impl Iterator<Item = (&'a str, &'a str)> {
+        named
+            .iter()
+            .filter(|(n, _)| self.pattern_labels.contains(n))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The (pattern, value) pairs of a match, or none if they cannot be named
+    /// (or no pattern is a label).
+    fn named_values(&self, stream: &str, filter: &str, params: &str) -> PatternValues {
         if self.pattern_labels.is_empty() {
             return Vec::new();
         }
@@ -143,24 +155,28 @@ impl ReactionLog {
         if values.len() != names.len() {
             return Vec::new();
         }
-        names
-            .iter()
-            .zip(values)
-            .filter(|(n, _)| self.pattern_labels.contains(n))
-            .map(|(n, v)| (n.clone(), v))
-            .collect()
+        names.iter().cloned().zip(values).collect()
     }
 
     fn on_run(&self, names: [&str; 3], command: &str, failed: bool, store: &mut Store) {
         let [stream, filter, action] = names;
         let key = (stream.to_string(), filter.to_string());
-        let labelled = self.recent.get(&key).and_then(|recent| {
-            recent
-                .iter()
-                .rev()
-                .find(|pairs| pairs.iter().all(|(_, v)| contains_word(command, v)))
+        let uses = self.patterns.action(stream, filter, action);
+        let checked = |n: &String| match uses {
+            Some(uses) => uses.contains(n),
+            None => self.pattern_labels.contains(n),
+        };
+        let found = self.recent.get(&key).and_then(|recent| {
+            recent.iter().rev().find(|pairs| {
+                pairs
+                    .iter()
+                    .filter(|(n, _)| checked(n))
+                    .all(|(_, v)| contains_word(command, v))
+            })
         });
-        let from_template = match labelled {
+        // no recent match (a run replayed at start, or long after its match):
+        // the action's cmd template names the values
+        let from_template = match found {
             Some(_) => None,
             None => self
                 .templates
@@ -168,10 +184,12 @@ impl ReactionLog {
                 .and_then(|t| t.values(command)),
         };
         let mut labels = vec![("stream", stream), ("filter", filter), ("action", action)];
+        if let Some(named) = found {
+            labels.extend(self.labelled(named));
+        }
         labels.extend(
-            labelled
-                .into_iter()
-                .chain(from_template.as_ref())
+            from_template
+                .iter()
                 .flatten()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );

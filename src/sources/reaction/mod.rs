@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::{Input, LineParser, Parts};
+use super::{LineParser, Parts, log_input};
 use crate::invalid::Invalid;
 use crate::journal::JournalInput;
 
@@ -30,8 +30,9 @@ pub struct ReactionConfig {
     /// reaction's log file (its stderr redirected to a file).
     #[serde(default)]
     pub log: Option<PathBuf>,
-    /// Read reaction's log from journald instead of a file.
-    #[serde(default)]
+    /// Read reaction's log from journald instead of a file: `unit` or `match`,
+    /// and `file` or `directory` to read journal files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalInput>,
     /// reaction's config (YAML, JSON, jsonnet, or a v2 directory of them), to learn
     /// which pattern names each filter uses. Read once at start, only when
@@ -83,16 +84,18 @@ impl ReactionConfig {
             .chain(self.config.iter_mut())
             .chain(self.socket.iter_mut())
             .for_each(fix);
+        if let Some(j) = &mut self.journal {
+            j.resolve_paths(fix);
+        }
     }
 
-    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        if self.log.is_some() && self.journal.is_some() {
-            return Err(Invalid::new(key, "set `log` or `journal`, not both"));
-        }
+    /// `pattern_labels`, checked where the source is built: they need `config`, and none may be a label rme sets.
+    fn check_pattern_labels(&self) -> Result<(), Invalid> {
         if !self.pattern_labels.is_empty() && self.config.is_none() {
             return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
-                "needs `config` (reaction's config names the pattern of each match value)",
+                "pattern_labels",
+                "needs `config` (reaction's config names the pattern of each match value; \
+                 `rme parse`: --reaction-config)",
             ));
         }
         if let Some(bad) = self
@@ -101,7 +104,7 @@ impl ReactionConfig {
             .find(|p| RESERVED.contains(&p.as_str()))
         {
             return Err(Invalid::new(
-                format!("{key}.pattern_labels"),
+                "pattern_labels",
                 format!("'{bad}' clashes with a label rme sets itself"),
             ));
         }
@@ -110,19 +113,14 @@ impl ReactionConfig {
 }
 
 pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
-    let input = match (&config.log, &config.journal) {
-        (Some(p), _) => Some(Input::File(p.clone())),
-        (None, Some(j)) => Some(Input::Journal(j.clone())),
-        _ => None,
-    };
-    let patterns = match (&config.config, config.pattern_labels.is_empty()) {
-        (_, true) => FilterPatterns::default(),
-        (Some(path), false) => load_patterns(path, Some(config.command.as_path()))
-            .context("config (reaction's own config, read for `pattern_labels`)")?,
-        (None, false) => anyhow::bail!(
-            "reaction pattern_labels {:?} need reaction's config (`config`, or --reaction-config)",
-            config.pattern_labels
-        ),
+    let input = log_input(&config.log, &config.journal, None)?;
+    config.check_pattern_labels()?;
+    let patterns = match &config.config {
+        Some(path) if !config.pattern_labels.is_empty() => {
+            load_patterns(path, Some(config.command.as_path()))
+                .context("config (reaction's own config, read for `pattern_labels`)")?
+        }
+        _ => FilterPatterns::default(),
     };
     let parser = ReactionLog::new(patterns, config.pattern_labels.clone());
     let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();

@@ -1,6 +1,5 @@
-//! reaction's own config, read for the pattern names (`<ip>`) each filter's
-//! regexes use, so match values can be named, and each action's command
-//! template, so a `run` line's values can be read back (see `template.rs`).
+//! reaction's own config, read for one thing: the pattern names (`<ip>`) each
+//! filter's regexes use, so match values can be named.
 //!
 //! The config may be YAML, JSON, jsonnet or (v2) a directory of them. The
 //! tricky point is jsonnet, which only a jsonnet evaluator can read: rme asks
@@ -24,24 +23,35 @@ const EVAL_TIMEOUT: Duration = Duration::from_secs(20);
 static PATTERN_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"<(\w+)>").expect("static regex"));
 
-/// Pattern names of each (stream, filter), sorted alphabetically, and the
-/// command of each (stream, filter, action) that has one.
+/// Pattern names of each (stream, filter), and of each action's command, sorted alphabetically.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FilterPatterns {
-    names: HashMap<(String, String), Vec<String>>,
+    filters: HashMap<(String, String), Vec<String>>,
+    /// Names each action's `cmd` uses, by (stream, filter, action); absent for an
+    /// action without `cmd` (a v2 plugin action).
+    actions: HashMap<(String, String, String), Vec<String>>,
+    /// Each action's whole `cmd`, for reading values back from a `run` line (template.rs).
     commands: HashMap<(String, String, String), Vec<String>>,
 }
 
 impl FilterPatterns {
     pub fn get(&self, stream: &str, filter: &str) -> Option<&[String]> {
-        self.names
+        self.filters
             .get(&(stream.to_string(), filter.to_string()))
             .map(Vec::as_slice)
     }
 
-    /// Every filter's pattern names.
-    pub fn names(&self) -> impl Iterator<Item = &[String]> {
-        self.names.values().map(Vec::as_slice)
+    /// The pattern names an action's command uses (`<ip>` in its `cmd`).
+    pub fn action(&self, stream: &str, filter: &str, action: &str) -> Option<&[String]> {
+        let key = (stream.to_string(), filter.to_string(), action.to_string());
+        self.actions.get(&key).map(Vec::as_slice)
+    }
+
+    /// Every (stream, filter) with its pattern names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &[String])> {
+        self.filters
+            .iter()
+            .map(|((s, f), names)| (s.as_str(), f.as_str(), names.as_slice()))
     }
 
     /// Every action's ((stream, filter, action), cmd).
@@ -49,57 +59,61 @@ impl FilterPatterns {
         self.commands.iter().map(|(k, v)| (k, v.as_slice()))
     }
 
+    /// Every filter's pattern names.
+    pub fn names(&self) -> impl Iterator<Item = &[String]> {
+        self.filters.values().map(Vec::as_slice)
+    }
+
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.filters.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.filters.is_empty()
     }
 
     /// Reads them from an evaluated config: `<name>` in each filter's `regex`
-    /// list, kept when `patterns` declares that name (or declares nothing).
+    /// list and in each action's `cmd`, kept when `patterns` declares that name
+    /// (or declares nothing).
     pub fn from_config(config: &Value) -> FilterPatterns {
         let declared: BTreeSet<&str> = config
             .get("patterns")
             .and_then(Value::as_object)
             .map(|p| p.keys().map(String::as_str).collect())
             .unwrap_or_default();
-        let mut out = HashMap::new();
-        let mut commands = HashMap::new();
+        let names = |strings: Option<&Vec<Value>>| -> Vec<String> {
+            let set: BTreeSet<String> = strings
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .flat_map(|r| PATTERN_REF.captures_iter(r).map(|c| c[1].to_string()))
+                .filter(|n| declared.is_empty() || declared.contains(n.as_str()))
+                .collect();
+            set.into_iter().collect()
+        };
+        let mut out = FilterPatterns::default();
         let streams = config.get("streams").and_then(Value::as_object);
         for (stream, body) in streams.into_iter().flatten() {
             let filters = body.get("filters").and_then(Value::as_object);
             for (filter, body) in filters.into_iter().flatten() {
                 let regexes = body.get("regex").and_then(Value::as_array);
-                let names: BTreeSet<String> = regexes
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .flat_map(|r| PATTERN_REF.captures_iter(r).map(|c| c[1].to_string()))
-                    .filter(|n| declared.is_empty() || declared.contains(n.as_str()))
-                    .collect();
-                out.insert(
-                    (stream.clone(), filter.clone()),
-                    names.into_iter().collect(),
-                );
+                out.filters
+                    .insert((stream.clone(), filter.clone()), names(regexes));
                 let actions = body.get("actions").and_then(Value::as_object);
                 for (action, body) in actions.into_iter().flatten() {
-                    let cmd: Option<Vec<String>> = body
-                        .get("cmd")
-                        .and_then(Value::as_array)
-                        .and_then(|a| a.iter().map(|v| v.as_str().map(String::from)).collect());
-                    if let Some(cmd) = cmd {
+                    if let Some(cmd) = body.get("cmd").and_then(Value::as_array) {
                         let key = (stream.clone(), filter.clone(), action.clone());
-                        commands.insert(key, cmd);
+                        out.actions.insert(key.clone(), names(Some(cmd)));
+                        let args: Option<Vec<String>> =
+                            cmd.iter().map(|v| v.as_str().map(String::from)).collect();
+                        if let Some(args) = args {
+                            out.commands.insert(key, args);
+                        }
                     }
                 }
             }
         }
-        FilterPatterns {
-            names: out,
-            commands,
-        }
+        out
     }
 }
 

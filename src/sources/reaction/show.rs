@@ -96,6 +96,8 @@ pub struct ReactionShow {
     yaml_only: bool,
     /// Series set last time, so pending actions that ran drop to 0.
     last: BTreeSet<Series>,
+    /// What the last `fetch` read, until `apply`.
+    fetched: Option<anyhow::Result<ShowTree>>,
 }
 
 impl ReactionShow {
@@ -106,6 +108,7 @@ impl ReactionShow {
             timeout: SHOW_TIMEOUT,
             yaml_only: false,
             last: BTreeSet::new(),
+            fetched: None,
         }
     }
 
@@ -217,8 +220,15 @@ impl Probe for ReactionShow {
         store.describe_all(METRICS);
     }
 
-    fn probe(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        match self.read() {
+    fn fetch(&mut self) {
+        self.fetched = Some(self.read());
+    }
+
+    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        let Some(fetched) = self.fetched.take() else {
+            return Ok(());
+        };
+        match fetched {
             Ok(tree) => {
                 store.set(Series::new(UP.name, &[]), 1.0);
                 self.apply(&tree, store);

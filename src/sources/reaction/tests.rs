@@ -162,15 +162,16 @@ fn pattern_labels_need_a_config_and_a_free_name() {
         pattern_labels: vec!["ip".into()],
         ..Default::default()
     };
-    let e = c.validate("sources[1]").unwrap_err().to_string();
+    let check = |c: &ReactionConfig| c.check_pattern_labels().map_err(|e| e.under("sources[1]"));
+    let e = check(&c).unwrap_err().to_string();
     assert!(
         e.contains("sources[1].pattern_labels") && e.contains("config"),
         "{e}"
     );
     c.config = Some("reaction.yml".into());
-    assert!(c.validate("sources[1]").is_ok());
+    assert!(check(&c).is_ok());
     c.pattern_labels.push("stream".into());
-    let e = c.validate("sources[1]").unwrap_err().to_string();
+    let e = check(&c).unwrap_err().to_string();
     assert!(e.contains("'stream'"), "{e}");
 }
 
@@ -260,6 +261,16 @@ INFO ssh.nopattern: match [.]
         ("user", "root"),
     ];
     assert_eq!(value(&store, MATCHES.name, &labels), 1);
+    // The ban's command uses only <ip> (reaction's config says so): the match whose
+    // <ip> it names labels it with <user> too.
+    let ban = [
+        ("stream", "ssh"),
+        ("filter", "failedlogin"),
+        ("action", "ban"),
+        ("ip", "203.0.113.9"),
+        ("user", "root"),
+    ];
+    assert_eq!(value(&store, ACTIONS.name, &ban), 1);
 
     let mut none = ReactionLog::new(multi_pattern(), Vec::new());
     let store = feed_all(&mut none, log, false);
@@ -316,6 +327,12 @@ fn replayed_runs_take_values_from_the_command_template() {
 #[test]
 fn config_pattern_names() {
     let p = multi_pattern();
+    assert_eq!(
+        p.action("ssh", "failedlogin", "ban"),
+        Some(&["ip".to_string()][..])
+    );
+    assert_eq!(p.action("ssh", "nopattern", "alert"), Some(&[][..]));
+    assert_eq!(p.action("ssh", "failedlogin", "nope"), None);
     assert_eq!(
         p.get("ssh", "failedlogin"),
         Some(&["ip".to_string(), "user".to_string()][..])

@@ -1,0 +1,393 @@
+//! Getting spooled bodies to one receiver: the retry loop, and, in `rme push`,
+//! one task per sink ([`Courier`]) that runs it.
+//!
+//! The flush (push.rs) encodes a snapshot for every sink and appends the
+//! bodies to each sink's spool; it never waits for a receiver. Each sink's
+//! courier then sends its spool oldest first, on its own task with its own
+//! copy of the sink (connection, client) and its own backoff, so a receiver
+//! that hangs or is slow delays only its own sink: not another sink, not the
+//! next flush's reading and spooling, not `/metrics`. A body leaves the spool
+//! only after the receiver's 2xx (or a refusal for good), so stopping a
+//! courier mid-request — at SIGTERM when the stop timeout runs out — loses
+//! nothing: the body waits in the spool for the next run.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::shared::{Shared, lock};
+#[cfg(test)]
+use crate::sinks::{Accepted, Batch};
+use crate::sinks::{AnySink, SendError, Sink};
+use crate::spool::Spool;
+use crate::store::{Metric, Series, Store};
+
+/// How hard one delivery tries a body before leaving it (and the rest) in the spool.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .min_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        base.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// A sink's spool, shared by the flush (which appends) and its courier (which
+/// sends and removes); each holds the lock only for one file operation.
+pub type SharedSpool = Arc<Mutex<Spool>>;
+
+pub fn lock_spool(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
+    spool.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Self-metrics of delivery.
+pub const REQUESTS: Metric = Metric::counter(
+    "rme_sink_requests_total",
+    "Requests to receivers, by sink and result (sent, retried, rejected).",
+);
+pub const SAMPLES: Metric = Metric::counter(
+    "rme_sink_samples_total",
+    "Samples by sink and result (sent; rejected: refused by the receiver; dropped: spool full or record corrupt).",
+);
+const SPOOL_RECORDS: Metric = Metric::gauge(
+    "rme_spool_records",
+    "Request bodies waiting in the spool, by sink.",
+);
+const SPOOL_BYTES: Metric =
+    Metric::gauge("rme_spool_bytes", "Bytes waiting in the spool, by sink.");
+const SPOOL_AGE: Metric = Metric::gauge(
+    "rme_spool_oldest_age_seconds",
+    "Age of the oldest body in the spool, by sink (0 when empty).",
+);
+pub const SPOOL_DROPPED: Metric = Metric::counter(
+    "rme_spool_dropped_total",
+    "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
+);
+const POINTS_REJECTED: Metric = Metric::counter(
+    "rme_sink_points_rejected_total",
+    "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
+);
+
+/// Every metric this module emits, for `describe`.
+const METRICS: &[Metric] = &[
+    REQUESTS,
+    SAMPLES,
+    SPOOL_RECORDS,
+    SPOOL_BYTES,
+    SPOOL_AGE,
+    SPOOL_DROPPED,
+    POINTS_REJECTED,
+];
+
+/// Registers the self-metrics of delivery.
+pub fn describe_metrics(store: &mut Store) {
+    store.describe_all(METRICS);
+}
+
+/// The spool's gauges, and what it dropped since the last call, into the store.
+pub fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
+    let l = [("sink", sink)];
+    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
+    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
+    let age = spool
+        .oldest_created_ms()
+        .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+    store.set(Series::new(SPOOL_AGE.name, &l), age);
+    let dropped = std::mem::take(&mut spool.dropped);
+    for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
+        store.inc(
+            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
+            n,
+        );
+    }
+    store.inc(
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
+        dropped.samples,
+    );
+    // Refusals exist from the first flush at 0, so that a receiver-side
+    // `increase()` (examples/alerts.yml) sees the first one.
+    store.inc(
+        Series::new(SAMPLES.name, &[("sink", sink), ("result", "rejected")]),
+        0,
+    );
+    store.inc(Series::new(POINTS_REJECTED.name, &[("sink", sink)]), 0);
+}
+
+/// What one delivery did, recorded into the store once by [`record_delivery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests the receiver took, and the samples they carried.
+    pub sent: u64,
+    pub sent_samples: u64,
+    /// Attempts that failed in a way worth trying again.
+    pub retried: u64,
+    /// Requests the receiver refused for good (dropped), and their samples.
+    pub rejected: u64,
+    pub rejected_samples: u64,
+    /// Points refused inside requests the receiver took (OTLP partial success).
+    pub rejected_points: u64,
+}
+
+/// Adds one delivery's tally to the sink's self-metrics.
+pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
+    for (result, requests, samples) in [
+        ("sent", t.sent, Some(t.sent_samples)),
+        ("retried", t.retried, None),
+        ("rejected", t.rejected, Some(t.rejected_samples)),
+    ] {
+        let l = [("sink", sink), ("result", result)];
+        store.inc(Series::new(REQUESTS.name, &l), requests);
+        if let Some(n) = samples {
+            store.inc(Series::new(SAMPLES.name, &l), n);
+        }
+    }
+    if t.rejected_points > 0 {
+        store.inc(
+            Series::new(POINTS_REJECTED.name, &[("sink", sink)]),
+            t.rejected_points,
+        );
+    }
+}
+
+/// Sends the spool oldest first until it is empty, or a body still fails after
+/// the policy's attempts or the receiver asks to wait longer than `max_backoff`
+/// (then the rest waits for the next flush, in order). A body is removed only
+/// after the receiver's 2xx (or a refusal), so a crash or a cancel in between
+/// sends it again: at least once, and never skipped. The spool is locked only
+/// for each file operation, never while a receiver is asked. Returns what it
+/// did, and why it stopped early if it did.
+pub async fn deliver<S: Sink>(
+    sink: &mut S,
+    spool: &Mutex<Spool>,
+    retry: &RetryPolicy,
+) -> (Tally, Result<(), String>) {
+    let mut tally = Tally::default();
+    let result = drain(sink, spool, retry, &mut tally).await;
+    (tally, result)
+}
+
+async fn drain<S: Sink>(
+    sink: &mut S,
+    spool: &Mutex<Spool>,
+    retry: &RetryPolicy,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let name = sink.name().to_string();
+    loop {
+        let record = match lock_spool(spool).oldest() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        let mut attempt = 0;
+        loop {
+            match sink.send(&record.body).await {
+                Ok(accepted) => {
+                    crate::failpoint::hit("after-send");
+                    tally.sent += 1;
+                    tally.sent_samples += record.samples;
+                    tally.rejected_points += accepted.rejected_points;
+                    lock_spool(spool)
+                        .remove(record.seq)
+                        .map_err(|e| format!("{e:#}"))?;
+                    break;
+                }
+                Err(SendError::Reject { reason }) => {
+                    tracing::error!(sink = %name, samples = record.samples, "receiver refused a batch: {reason}; dropped");
+                    tally.rejected += 1;
+                    tally.rejected_samples += record.samples;
+                    lock_spool(spool)
+                        .remove(record.seq)
+                        .map_err(|e| format!("{e:#}"))?;
+                    break;
+                }
+                Err(SendError::Retry { reason, after }) => {
+                    tally.retried += 1;
+                    attempt += 1;
+                    let asked_too_long = after.is_some_and(|a| a > retry.max_backoff);
+                    if attempt >= retry.attempts || asked_too_long {
+                        tracing::warn!(sink = %name, attempt, retry_after = ?after, "{reason}; kept in the spool");
+                        return Err(reason);
+                    }
+                    let wait = after.unwrap_or_else(|| retry.backoff(attempt));
+                    tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// One sink's delivery task in `rme push`: its own copy of the sink (built
+/// from the same config: its own connection), the sink's spool, and a wake-up
+/// the flush rings after appending.
+pub struct Courier {
+    pub sink: AnySink,
+    pub spool: SharedSpool,
+    pub wake: Arc<tokio::sync::Notify>,
+    pub retry: RetryPolicy,
+    pub shared: Arc<Mutex<Shared>>,
+}
+
+impl Courier {
+    /// One delivery round, its tally recorded into the store.
+    async fn round(&mut self, retry: &RetryPolicy) -> Result<(), String> {
+        let (tally, result) = deliver(&mut self.sink, &self.spool, retry).await;
+        record_delivery(&mut lock(&self.shared).store, self.sink.name(), &tally);
+        result
+    }
+
+    /// Delivers whenever woken, retrying with backoff between rounds, until
+    /// `stop` turns true; then tries what is left once more (no backoff) and
+    /// returns. The caller bounds that last round with its stop timeout, and
+    /// dropping this future mid-request keeps the body in the spool.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let retry = self.retry.clone();
+        let mut failures = 0u32;
+        while !*stop.borrow() {
+            let result = tokio::select! {
+                r = self.round(&retry) => r,
+                _ = stop.changed() => break,
+            };
+            let pause = if result.is_err() {
+                failures = failures.saturating_add(1);
+                Some(retry.backoff(failures.saturating_add(2)))
+            } else {
+                failures = 0;
+                None
+            };
+            tokio::select! {
+                _ = async {
+                    match pause {
+                        // failed: wait before the next round, even if new data arrives
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => self.wake.notified().await,
+                    }
+                } => {}
+                _ = stop.changed() => break,
+            }
+        }
+        let last = RetryPolicy {
+            attempts: 1,
+            ..retry
+        };
+        if let Err(reason) = self.round(&last).await {
+            tracing::warn!(sink = %self.sink.name(), "stopping with data in the spool for the next run: {reason}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Limits;
+
+    /// A sink that answers from a script and records what it was sent.
+    struct Scripted {
+        answers: Vec<Result<Accepted, SendError>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Sink for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
+            Ok(Vec::new())
+        }
+        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
+            self.sent.push(body.to_vec());
+            self.answers.remove(0)
+        }
+    }
+
+    fn retry(after: Option<u64>) -> Result<Accepted, SendError> {
+        Err(SendError::Retry {
+            reason: "HTTP 503".into(),
+            after: after.map(Duration::from_millis),
+        })
+    }
+
+    fn run(
+        answers: Vec<Result<Accepted, SendError>>,
+    ) -> (Scripted, Spool, Store, Result<(), String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for (body, samples) in [(&b"a"[..], 3), (b"b", 4), (b"c", 5)] {
+            spool.append(body, samples, 1).unwrap();
+        }
+        let policy = RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(50),
+        };
+        let mut sink = Scripted {
+            answers,
+            sent: Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let spool = Mutex::new(spool);
+        let (tally, result) = rt.block_on(deliver(&mut sink, &spool, &policy));
+        let spool = spool.into_inner().unwrap();
+        let mut store = Store::new(Limits::default());
+        record_delivery(&mut store, "scripted", &tally);
+        (sink, spool, store, result)
+    }
+
+    fn samples(store: &Store, result: &str) -> u64 {
+        store.sum(SAMPLES.name, &[("result", result)])
+    }
+
+    #[test]
+    fn oldest_first_reject_dropped_and_counted_retry_bounded() {
+        let (sink, spool, store, result) = run(vec![
+            Ok(Accepted::default()),
+            Err(SendError::Reject {
+                reason: "HTTP 400".into(),
+            }),
+            retry(None),
+            retry(Some(1)),
+            retry(None),
+        ]);
+        assert_eq!(
+            sink.sent,
+            [
+                b"a".to_vec(),
+                b"b".to_vec(),
+                b"c".to_vec(),
+                b"c".to_vec(),
+                b"c".to_vec()
+            ]
+        );
+        assert!(result.is_err());
+        assert_eq!(
+            (samples(&store, "sent"), samples(&store, "rejected")),
+            (3, 4)
+        );
+        assert_eq!(store.sum(REQUESTS.name, &[("result", "retried")]), 3);
+        assert_eq!(
+            spool.len(),
+            1,
+            "the body that kept failing waits for the next flush"
+        );
+    }
+
+    #[test]
+    fn retry_after_longer_than_max_backoff_ends_the_flush_at_once() {
+        let (sink, spool, _, result) = run(vec![retry(Some(60_000))]);
+        assert_eq!(sink.sent.len(), 1);
+        assert!(result.is_err());
+        assert_eq!(spool.len(), 3);
+    }
+}
