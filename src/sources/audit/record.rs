@@ -169,8 +169,9 @@ pub fn all_tokens(body: &str) -> Vec<Token<'_>> {
     all
 }
 
-/// [`all_tokens`] into a vector the caller reuses (cleared first), so the hot
-/// path allocates nothing once it has grown.
+/// Every token of a body, with the fields of a `msg='…'` user-space payload
+/// flattened in after the outer ones, into a vector the caller reuses (cleared
+/// first), so the hot path allocates nothing once it has grown.
 pub fn all_tokens_into<'a>(body: &'a str, all: &mut Vec<Token<'a>>) {
     all.clear();
     all.extend(tokens(body));
