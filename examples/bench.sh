@@ -15,6 +15,7 @@
 #   8.   Series, peak RSS and lines/s of a reaction log of 100 000 distinct attackers
 #        (Zipf), `top` (k = 20) + `geoip` vs no label rules (examples/bench_attackers.sh).
 #
+# BENCH_ONLY="5 7" runs only those figures (1 stands for 1-3).
 # RME=path benchmarks another rme binary (e.g. an older build) with the same
 # command. Times of whole processes are the best of BENCH_REPEAT (3) runs.
 # Needs /usr/bin/time, python3, mtail and victoria-metrics (Debian packages
@@ -43,6 +44,7 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 py() { python3 -c "$1"; }
 # Runs a command under time -v; sets wall, cpu (user+sys) and rss_mib.
 measure() {
@@ -90,6 +92,7 @@ type = "remote_write"
 url = "$2"
 EOF2
 }
+if want 1; then
 series_config "$dir/s100k" "http://127.0.0.1:$down/api/v1/write" > "$dir/s100k.toml"
 measure "$RME" push --once --config "$dir/s100k.toml" > /dev/null 2> "$dir/s100k.err" || true
 first_wall=$wall first_rss=$rss_mib
@@ -102,8 +105,10 @@ n = $SERIES
 print(f'peak RSS, first run:   {$first_rss:8.1f} MiB  ({$first_rss * 2**20 / n:.0f} B per series), wall {$first_wall:.2f} s')
 print(f'state file:            {$state / 1e6:8.2f} MB   ({$state / n:.0f} B per counter)')
 print(f'second run (nothing new): {$second_wall:.2f} s wall, {$second_cpu:.2f} s CPU (wall includes the retry backoff to the down receiver)')"
+fi
 
 # ------------------------------------------------------------ 4. idle daemon, VictoriaMetrics
+if want 4; then
 vm=$(command -v victoria-metrics || command -v victoria-metrics-prod || true)
 echo
 echo "== rme push daemon with those series, idle, interval 5 s, remote-write to VictoriaMetrics"
@@ -129,14 +134,18 @@ else
 f, hz = $FLUSHES, $(getconf CLK_TCK)
 print(f'per flush ({f} flushes): {($b1 - $b0) / f / 1e6:.2f} MB written, {($t1 - $t0) / hz / f:.3f} CPU-s')"
 fi
+fi
 
 # ------------------------------------------------------------ 5. parse fail2ban vs mtail
+if want 5 || want 6; then
 f2b=$dir/fail2ban.log
 for _ in $(seq 250); do
     cat "$SAMPLES/fail2ban/fail2ban-0.9.5-0.10.4-guilbod.log" "$SAMPLES/fail2ban/fail2ban-plesk-ajaykumar011.log"
 done > "$f2b"
 f2b_lines=$(wc -l < "$f2b")
 cat "$f2b" > /dev/null
+fi
+if want 5; then
 echo
 echo "== rme parse fail2ban vs mtail -one_shot, $f2b_lines lines (two real logs ×250)"
 best_of "$RME" parse fail2ban "$f2b"
@@ -147,8 +156,10 @@ if command -v mtail > /dev/null; then
 else
     py "print(f'rme {$rme_wall:.2f} s; mtail not installed')"
 fi
+fi
 
 # ------------------------------------------------------------ 6. push --once vs wc -l
+if want 6; then
 big=$dir/fail2ban-x9.log
 for _ in $(seq 9); do cat "$f2b"; done > "$big"
 rm -f "$f2b"
@@ -170,8 +181,10 @@ echo
 echo "== rme push --once (stdout sink) vs wc -l, $((size >> 20)) MiB, $lines lines, page cache warm"
 py "print(f'wc -l {$wc_wall:.2f} s (best of $REPEAT), rme {$wall:.2f} s ({$lines / $wall / 1e6:.2f} M lines/s): {$wall / max($wc_wall, 0.01):.1f}x the time of wc -l')"
 rm -f "$big"
+fi
 
 # ------------------------------------------------------------ 7. parse audit vs aureport
+if want 7; then
 aud=$dir/audit.log
 for _ in $(seq 6000); do cat "$SAMPLES"/audit/go-libaudit/* "$SAMPLES"/audit/audit-userspace/*; done > "$aud"
 aud_lines=$(wc -l < "$aud")
@@ -190,6 +203,7 @@ if best_of "${aureport[@]}" --summary -if "$aud"; then
     py "print(f'rme {$rme_wall:.2f} s, aureport {$best:.2f} s (best of $REPEAT each): rme is {$best / $rme_wall:.2f}x faster')"
 else
     py "print(f'rme {$rme_wall:.2f} s; aureport not available')"
+fi
 fi
 
 # ---------------------------------------------------------------- 8. attackers as labels

@@ -188,38 +188,6 @@ impl RemoteWrite {
         labels
     }
 
-    /// Stale markers for every series sent last time and absent now (expired
-    /// by the store), as the spec requires; remembered in memory only, as the
-    /// fingerprint of the labels sent and the store's shared series.
-    fn stale_markers(
-        &mut self,
-        now: Vec<(u64, Arc<Series>)>,
-        at_ms: i64,
-    ) -> Vec<(prompb::WriteRequest, u64)> {
-        let present: HashSet<u64> = now.iter().map(|(f, _)| *f).collect();
-        let gone = self.last_sent.iter().filter(|(f, _)| !present.contains(f));
-        let stale: Vec<_> = gone
-            .map(|(_, series)| prompb::TimeSeries {
-                labels: self.labels(series),
-                samples: vec![prompb::Sample {
-                    value: f64::from_bits(STALE_NAN),
-                    timestamp: at_ms,
-                }],
-            })
-            .collect();
-        self.last_sent = now;
-        stale
-            .chunks(self.batch_size)
-            .map(|chunk| {
-                let req = prompb::WriteRequest {
-                    timeseries: chunk.to_vec(),
-                    metadata: Vec::new(),
-                };
-                (req, chunk.len() as u64)
-            })
-            .collect()
-    }
-
     fn authorize(
         &self,
         req: reqwest::RequestBuilder,
@@ -236,15 +204,6 @@ impl RemoteWrite {
             Auth::Bearer(f) => req.bearer_auth(read_secret(f)?),
         })
     }
-}
-
-/// A series' identity as a hash: comparing these, not label strings, keeps
-/// stale-marker bookkeeping cheap (a collision only loses one stale marker).
-fn fingerprint(labels: &[prompb::Label]) -> u64 {
-    use std::hash::{Hash as _, Hasher as _};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    labels.hash(&mut h);
-    h.finish()
 }
 
 /// Protobuf, then snappy block format (never the framed format: the spec forbids it).
@@ -283,26 +242,70 @@ impl Sink for RemoteWrite {
     }
 
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        let to_batch = |(req, samples): &(prompb::WriteRequest, u64)| -> anyhow::Result<Batch> {
+        // Each request is encoded straight from the store's label sets into one
+        // reused buffer (the bytes prost would write, see `wire`): no label is
+        // copied out of the store.
+        let mut batches = Vec::with_capacity(snap.points.len() / self.batch_size + 1);
+        let mut sent = Vec::with_capacity(snap.points.len());
+        let mut enc = wire::Encoder::default();
+        let mut snappy = snap::raw::Encoder::new();
+        let mut body = |enc: &wire::Encoder, samples: u64| -> anyhow::Result<Batch> {
             Ok(Batch {
-                body: compress(req)?,
-                samples: *samples,
+                body: snappy
+                    .compress_vec(&enc.buf)
+                    .context("snappy compression")?,
+                samples,
                 note: Vec::new(),
             })
         };
-        // One request at a time: only its labels are ever copied out of the store.
-        let mut batches = Vec::with_capacity(snap.points.len() / self.batch_size + 1);
-        let mut sent = Vec::with_capacity(snap.points.len());
         for chunk in snap.points.chunks(self.batch_size) {
-            let request = self.request(chunk, snap);
-            for (t, p) in request.0.timeseries.iter().zip(chunk) {
-                sent.push((fingerprint(&t.labels), p.series.clone()));
+            enc.buf.clear();
+            for p in chunk {
+                let labels = enc.series(
+                    &p.series,
+                    &self.external_labels,
+                    p.value.as_f64(),
+                    snap.at_ms,
+                );
+                sent.push((labels, p.series.clone()));
             }
-            batches.push(to_batch(&request)?);
+            let mut last = None;
+            for p in chunk {
+                let name = p.series.name();
+                if last == Some(name) {
+                    continue;
+                }
+                if let Some(meta) = snap.meta.get(name) {
+                    last = Some(name);
+                    let kind = match meta.kind {
+                        Kind::Counter => MetricType::Counter,
+                        Kind::Gauge => MetricType::Gauge,
+                    } as i32;
+                    enc.metadata(kind, name, meta.help);
+                }
+            }
+            batches.push(body(&enc, chunk.len() as u64)?);
         }
-        for stale in self.stale_markers(sent, snap.at_ms) {
-            batches.push(to_batch(&stale)?);
+        let present: HashSet<u64> = sent.iter().map(|(f, _)| *f).collect();
+        let gone: Vec<Arc<Series>> = self
+            .last_sent
+            .iter()
+            .filter(|(f, _)| !present.contains(f))
+            .map(|(_, s)| s.clone())
+            .collect();
+        for chunk in gone.chunks(self.batch_size) {
+            enc.buf.clear();
+            for series in chunk {
+                enc.series(
+                    series,
+                    &self.external_labels,
+                    f64::from_bits(STALE_NAN),
+                    snap.at_ms,
+                );
+            }
+            batches.push(body(&enc, chunk.len() as u64)?);
         }
+        self.last_sent = sent;
         Ok(batches)
     }
 
@@ -366,6 +369,8 @@ pub fn classify(
         Err(SendError::Reject { reason })
     }
 }
+
+mod wire;
 
 #[cfg(test)]
 mod tests;

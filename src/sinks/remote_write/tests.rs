@@ -361,3 +361,43 @@ async fn silent_receiver_times_out_as_a_retry() {
     }
     hold.abort();
 }
+
+#[test]
+fn hand_written_protobuf_is_the_bytes_prost_writes() {
+    let mut store = Store::new(Limits {
+        max_series_per_metric: 100,
+        idle_expiry_ms: 0,
+        ..Limits::default()
+    });
+    store.describe(&crate::store::Metric::counter("a_total", "A."));
+    store.describe(&crate::store::Metric::gauge("b", ""));
+    store.inc(Series::new("a_total", &[("jail", "sshd"), ("Zone", "")]), 0);
+    store.inc(
+        Series::new("a_total", &[("jail", &"x".repeat(300))]),
+        1 << 40,
+    );
+    store.set(Series::new("b", &[]), -0.0);
+    store.set(Series::new("b", &[("k", "v")]), f64::NAN);
+    store.set(Series::new("c", &[("k", "v")]), 1.5);
+    for at_ms in [0, 5_000, -1] {
+        let snap = store.snapshot(at_ms);
+        for extra in [
+            "",
+            "external_labels = { host = \"h\", k = \"e\", e = \"\" }\nbatch_size = 2",
+        ] {
+            let s = sink(extra);
+            let expected: Vec<Vec<u8>> = s
+                .requests(&snap)
+                .iter()
+                .map(|(r, _)| compress(r).unwrap())
+                .collect();
+            let actual: Vec<Vec<u8>> = sink(extra)
+                .encode(&snap)
+                .unwrap()
+                .into_iter()
+                .map(|b| b.body)
+                .collect();
+            assert_eq!(actual, expected, "at {at_ms}, {extra:?}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::events::{Counted, EventId, Events, Part};
-use super::record::{self, Header, Outcome, Token, all_tokens, field};
+use super::record::{self, Header, Outcome, Token, all_tokens_into, field};
 use crate::journal::Entry;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Handle, Metric, Series, Store};
@@ -55,6 +55,19 @@ pub struct AuditLog {
     records: Memo,
     /// `audit_events_total` handles by type, key and result (joined by NUL).
     events_by_labels: Memo,
+    /// An empty token vector whose allocation the next line reuses.
+    tokens: Vec<Token<'static>>,
+}
+
+/// `res=`, the literal every record with a result holds.
+static RES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("res="));
+
+/// An emptied vector with another lifetime, same allocation (a collect of an
+/// empty iterator into an element type of the same layout reuses it in place).
+fn reuse<'a, 'b>(mut v: Vec<Token<'a>>) -> Vec<Token<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
 }
 
 /// Handles by a key that is built without allocating; starts over past `MAX_MEMO`
@@ -103,7 +116,15 @@ impl LineParser for AuditLog {
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
         let (header, body) = record::parse_header(line).ok_or(Unparsed { parser: "audit" })?;
-        let tokens = all_tokens(body);
+        // The token vector is kept between lines (emptied, so it borrows nothing).
+        let mut tokens = reuse(std::mem::take(&mut self.tokens));
+        // Only SYSCALL (success, key), AVC (verdict) and records holding `res=`
+        // read a field; the others skip the field scan.
+        if matches!(header.kind, "SYSCALL" | "AVC" | "USER_AVC")
+            || RES.find(body.as_bytes()).is_some()
+        {
+            all_tokens_into(body, &mut tokens);
+        }
         let h = self.records.get(&[header.kind]);
         store.inc_at(h, RECORDS.name, &[("type", header.kind)], 1);
         count_record(&header, &tokens, store);
@@ -112,6 +133,7 @@ impl LineParser for AuditLog {
             self.follow_sequence(&header, store);
         }
         self.add_to_event(&header, &tokens, store);
+        self.tokens = reuse(tokens);
         Ok(())
     }
 

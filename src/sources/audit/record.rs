@@ -162,20 +162,30 @@ fn valid_key(k: &str) -> bool {
 
 /// Every token of a body, with the fields of a `msg='…'` user-space payload
 /// flattened in after the outer ones.
+#[cfg(test)]
 pub fn all_tokens(body: &str) -> Vec<Token<'_>> {
-    let outer: Vec<Token<'_>> = tokens(body).collect();
-    let mut all = outer.clone();
-    for t in outer {
+    let mut all = Vec::new();
+    all_tokens_into(body, &mut all);
+    all
+}
+
+/// Every token of a body, with the fields of a `msg='…'` user-space payload
+/// flattened in after the outer ones, into a vector the caller reuses (cleared
+/// first), so the hot path allocates nothing once it has grown.
+pub fn all_tokens_into<'a>(body: &'a str, all: &mut Vec<Token<'a>>) {
+    all.clear();
+    all.extend(tokens(body));
+    let outer = all.len();
+    for i in 0..outer {
         if let Token::Field {
             key: "msg",
             value,
             quote: Quote::Single,
-        } = t
+        } = all[i]
         {
             all.extend(tokens(value));
         }
     }
-    all
 }
 
 /// The first field named `key`.
@@ -237,13 +247,14 @@ impl Outcome {
 
     /// `res=success|failed|1|0` (user space, CONFIG_CHANGE, LOGIN) or `success=yes|no` (SYSCALL).
     pub fn from_value(v: &str) -> Outcome {
-        let v = v
-            .trim_end_matches([')', ',', '\'', '"'])
-            .to_ascii_lowercase();
-        match v.as_str() {
-            "success" | "yes" | "1" => Outcome::Success,
-            "failed" | "fail" | "no" | "0" => Outcome::Failed,
-            _ => Outcome::Unknown,
+        let v = v.trim_end_matches([')', ',', '\'', '"']);
+        let is = |w: &str| v.eq_ignore_ascii_case(w);
+        if is("success") || is("yes") || v == "1" {
+            Outcome::Success
+        } else if is("failed") || is("fail") || is("no") || v == "0" {
+            Outcome::Failed
+        } else {
+            Outcome::Unknown
         }
     }
 }

@@ -1,0 +1,128 @@
+//! `WriteRequest` protobuf written by hand from the store's label sets: the
+//! same bytes prost writes for the generated messages (fields in number order,
+//! proto3 defaults left out, repeated messages always written), without
+//! building a `TimeSeries` with owned label strings for every series.
+
+use std::hash::{Hash as _, Hasher as _};
+
+use crate::store::Series;
+
+/// A request being written; `buf` holds the protobuf of the series and
+/// metadata written since it was cleared.
+#[derive(Default)]
+pub struct Encoder {
+    pub buf: Vec<u8>,
+    labels: Vec<(&'static str, &'static str)>,
+}
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A length-delimited field's size with its tag (tags here are one byte).
+fn delimited_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// A string field, left out when empty (proto3).
+fn string(buf: &mut Vec<u8>, tag: u8, s: &str) {
+    if !s.is_empty() {
+        buf.push(tag);
+        varint(buf, s.len() as u64);
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+fn string_len(s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        delimited_len(s.len())
+    }
+}
+
+fn label_len(name: &str, value: &str) -> usize {
+    string_len(name) + string_len(value)
+}
+
+impl Encoder {
+    /// Appends one `TimeSeries` (field 1 of `WriteRequest`): `__name__`, the
+    /// series' labels with a value, the external labels it lacks, sorted by
+    /// name; one sample. Returns the fingerprint of the labels sent.
+    pub fn series(
+        &mut self,
+        series: &Series,
+        external: &[(String, String)],
+        value: f64,
+        at_ms: i64,
+    ) -> u64 {
+        // The vector is kept between calls empty, so it borrows nothing.
+        let mut l: Vec<(&str, &str)> = reuse(std::mem::take(&mut self.labels));
+        l.push(("__name__", series.name()));
+        l.extend(series.labels().filter(|(_, v)| !v.is_empty()));
+        for (k, v) in external {
+            if series.label(k).is_none_or(str::is_empty) {
+                l.push((k, v));
+            }
+        }
+        l.sort_by(|a, b| a.0.cmp(b.0));
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        l.hash(&mut h);
+        let labels_len: usize = l.iter().map(|(k, v)| delimited_len(label_len(k, v))).sum();
+        let ts = at_ms as u64;
+        let sample_len =
+            if value != 0.0 { 9 } else { 0 } + if ts != 0 { 1 + varint_len(ts) } else { 0 };
+        let buf = &mut self.buf;
+        buf.push(0x0a);
+        varint(buf, (labels_len + delimited_len(sample_len)) as u64);
+        for (k, v) in &l {
+            buf.push(0x0a);
+            varint(buf, label_len(k, v) as u64);
+            string(buf, 0x0a, k);
+            string(buf, 0x12, v);
+        }
+        buf.push(0x12);
+        varint(buf, sample_len as u64);
+        if value != 0.0 {
+            buf.push(0x09);
+            buf.extend_from_slice(&value.to_bits().to_le_bytes());
+        }
+        if ts != 0 {
+            buf.push(0x10);
+            varint(buf, ts);
+        }
+        self.labels = reuse(l);
+        h.finish()
+    }
+
+    /// Appends one `MetricMetadata` (field 3 of `WriteRequest`).
+    pub fn metadata(&mut self, kind: i32, name: &str, help: &str) {
+        let kind = kind as u64;
+        let kind_len = if kind != 0 { 1 + varint_len(kind) } else { 0 };
+        let len = kind_len + string_len(name) + string_len(help);
+        let buf = &mut self.buf;
+        buf.push(0x1a);
+        varint(buf, len as u64);
+        if kind != 0 {
+            buf.push(0x08);
+            varint(buf, kind);
+        }
+        string(buf, 0x12, name);
+        string(buf, 0x22, help);
+    }
+}
+
+/// An emptied vector with other lifetimes, same allocation (collecting an
+/// empty iterator into an element type of the same layout reuses it in place).
+fn reuse<'a, 'b>(mut v: Vec<(&'a str, &'a str)>) -> Vec<(&'b str, &'b str)> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
+}
