@@ -13,15 +13,7 @@ use crate::common::{
 };
 
 fn run(cmd: &mut Command) -> String {
-    let mut out = cmd.output().expect("running a rule tool");
-    // vmalert-tool's scratch storage always listens on :8880; wait while another run holds it
-    for _ in 0..30 {
-        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains(":8880") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        out = cmd.output().expect("running a rule tool");
-    }
+    let out = cmd.output().expect("running a rule tool");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
