@@ -237,6 +237,9 @@ impl Agent {
                 }
             }
         }
+        // Every body is spooled: the snapshot's points go before the state is
+        // deflated, so the two never sit in memory together.
+        drop(snap);
         crate::failpoint::hit("after-spool");
         let saved = self.state.commit(&mut pending, &self.sink_states);
         StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
