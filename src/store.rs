@@ -611,12 +611,15 @@ pub struct Changed {
 pub struct Store {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<Arc<Series>, u32>,
+    /// foldhash, not SipHash: this index is looked up for every handle made and
+    /// hashes whole label sets; its per-process seed and the series cap bound
+    /// what crafted label values could do to it.
+    index: HashMap<Arc<Series>, u32, foldhash::fast::RandomState>,
     /// Live slots sorted by series; rebuilt when `sorted` is false.
     order: Vec<u32>,
     sorted: bool,
     meta: BTreeMap<&'static str, Meta>,
-    series_per_metric: HashMap<Box<str>, usize>,
+    series_per_metric: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     limits: Limits,
     rules: Rules,
     /// The clock sources' updates are stamped with; set by the caller before a batch.
