@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod fail2ban;
+pub mod memo;
 pub mod reaction;
 pub mod scan;
 

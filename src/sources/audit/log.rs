@@ -82,19 +82,7 @@ fn reuse<'a, 'b>(mut v: Vec<Token<'a>>) -> Vec<Token<'b>> {
     v.into_iter().map(|_| unreachable!()).collect()
 }
 
-/// Handles by a key that is built without allocating; starts over past `MAX_MEMO`
-/// keys, so odd input cannot grow it without bound.
-#[derive(Debug, Default)]
-struct Memo {
-    handles: HashMap<Box<str>, Handle, Hasher>,
-    key: String,
-}
-
-const MAX_MEMO: usize = 4096;
-
-/// The maps of this parser hash with foldhash: several times faster than the
-/// standard SipHash on these short keys, still seeded per process.
-type Hasher = foldhash::fast::RandomState;
+use crate::sources::memo::{Hasher, MAX_MEMO, Memo};
 
 /// Slot of an outcome in a per-result handle array.
 fn slot(o: Outcome) -> usize {
@@ -102,27 +90,6 @@ fn slot(o: Outcome) -> usize {
         Outcome::Success => 0,
         Outcome::Failed => 1,
         Outcome::Unknown => 2,
-    }
-}
-
-impl Memo {
-    /// The handle for `parts`, made (unresolved) the first time they are seen.
-    fn get(&mut self, parts: &[&str]) -> &mut Handle {
-        self.key.clear();
-        for p in parts {
-            self.key.push_str(p);
-            self.key.push('\0');
-        }
-        if !self.handles.contains_key(self.key.as_str()) {
-            if self.handles.len() >= MAX_MEMO {
-                self.handles.clear();
-            }
-            self.handles
-                .insert(self.key.as_str().into(), Handle::default());
-        }
-        self.handles
-            .get_mut(self.key.as_str())
-            .expect("inserted above")
     }
 }
 

@@ -14,6 +14,7 @@ use memchr::memmem;
 
 use crate::journal::Entry;
 
+use crate::sources::memo::{Hasher, MAX_MEMO};
 use crate::sources::{LineCounts, LineParser, Unparsed, scan};
 use crate::store::{Handle, Metric, Store};
 
@@ -63,13 +64,6 @@ static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new("fail2ban."));
 static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(" fail2ban"));
-
-/// The jail and logger maps hash with foldhash: several times faster than the
-/// standard SipHash on these short keys, still seeded per process.
-type Hasher = foldhash::fast::RandomState;
-
-/// Jails (or error loggers) whose handles are kept; past this the memo starts over.
-const MAX_MEMO: usize = 4096;
 
 /// Lines a multi-line record may add before we stop believing it.
 const MAX_CONTINUATION: u32 = 500;

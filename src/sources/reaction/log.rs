@@ -10,10 +10,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::LazyLock;
 
+use memchr::memmem;
 use regex::Regex;
 
 use super::FilterPatterns;
 use super::template::Template;
+use crate::sources::memo::Memo;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Metric, Series, Store};
 
@@ -58,11 +60,56 @@ pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event",
 /// Recent matches kept per filter to label the `run` lines that follow them.
 const RECENT_MATCHES: usize = 64;
 
-/// Optional v1 date, then the level word (v1 pads it, v2 does not), then the message.
-static LINE: LazyLock<Regex> = LazyLock::new(|| {
+/// Optional v1 date, then the level word (v1 pads it, v2 does not), then the
+/// message. What [`header`] reads by hand; the regex itself reads the lines
+/// whose first bytes are not ASCII (where `\d` means more than 0-9).
+pub(super) static LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?(DEBUG|INFO|WARN|ERROR|FATAL) +(.*)$")
         .expect("static regex")
 });
+
+/// The markers of the two events, searched with memchr's SIMD substring finder.
+static MATCH: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(": match "));
+static RUN: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(": run "));
+
+/// `YYYY/MM/DD HH:MM:SS ` (v1's date), as the shape of its bytes.
+const DATE: &[u8; 20] = b"0000/00/00 00:00:00 ";
+
+/// (level, message) of a line, exactly as [`LINE`] captures them.
+pub(super) fn header(line: &str) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    if b.iter().take(DATE.len()).any(|&c| c >= 0x80) {
+        let caps = LINE.captures(line)?;
+        return Some((
+            caps.get(1).map_or("", |m| m.as_str()),
+            caps.get(2).map_or("", |m| m.as_str()),
+        ));
+    }
+    let dated = b.len() >= DATE.len()
+        && DATE.iter().zip(b).all(|(&d, &c)| {
+            if d == b'0' {
+                c.is_ascii_digit()
+            } else {
+                c == d
+            }
+        });
+    dated
+        .then(|| level_and_message(&line[DATE.len()..]))
+        .flatten()
+        .or_else(|| level_and_message(line))
+}
+
+/// `LEVEL +message` (the message has no newline: `.` stops at one).
+fn level_and_message(s: &str) -> Option<(&str, &str)> {
+    ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+        .into_iter()
+        .find_map(|level| {
+            let rest = s.strip_prefix(level)?;
+            let msg = rest.trim_start_matches(' ');
+            (msg.len() < rest.len() && memchr::memchr(b'\n', msg.as_bytes()).is_none())
+                .then_some((level, msg))
+        })
+}
 
 /// (pattern name, value) pairs of one match, all of them.
 type PatternValues = Vec<(String, String)>;
@@ -92,6 +139,8 @@ pub struct ReactionLog {
     counts: crate::sources::LineCounts,
     /// Command templates of the actions whose `cmd` uses an opted-in pattern.
     templates: HashMap<(String, String, String), Template>,
+    /// `reaction_match_total` handles by stream, filter and pattern labels.
+    matches: Memo,
 }
 
 impl ReactionLog {
@@ -114,24 +163,37 @@ impl ReactionLog {
             recent: HashMap::new(),
             counts: crate::sources::LineCounts::default(),
             templates,
+            matches: Memo::default(),
         }
     }
 
     fn on_match(&mut self, stream: &str, filter: &str, params: &str, store: &mut Store) {
         let named = self.named_values(stream, filter, params);
+        let labelled = self.labelled(&named).count();
+        if labelled == 0 {
+            // The usual line: one lookup, no allocation.
+            let h = self.matches.get(&[stream, filter]);
+            store.inc_at(
+                h,
+                MATCHES.name,
+                &[("stream", stream), ("filter", filter)],
+                1,
+            );
+            return;
+        }
         let mut labels = vec![("stream", stream), ("filter", filter)];
         labels.extend(self.labelled(&named));
-        store.inc(Series::new(MATCHES.name, &labels), 1);
-        if labels.len() > 2 {
-            let recent = self
-                .recent
-                .entry((stream.to_string(), filter.to_string()))
-                .or_default();
-            if recent.len() == RECENT_MATCHES {
-                recent.pop_front();
-            }
-            recent.push_back(named);
+        let parts = labels.iter().flat_map(|&(k, v)| [k, v]);
+        let h = self.matches.get_with(parts);
+        store.inc_at(h, MATCHES.name, &labels, 1);
+        let recent = self
+            .recent
+            .entry((stream.to_string(), filter.to_string()))
+            .or_default();
+        if recent.len() == RECENT_MATCHES {
+            recent.pop_front();
         }
+        recent.push_back(named);
     }
 
     /// The opted-in pairs, as labels.
@@ -218,12 +280,17 @@ impl ReactionLog {
             }
         }
         if let Some((head, verb, rest)) = split_event(msg) {
-            let parts: Vec<&str> = head.split('.').collect();
-            match (verb, parts.as_slice()) {
-                ("match", [stream, filter]) if !stream.is_empty() && !filter.is_empty() => {
+            let mut parts = head.split('.');
+            let [a, b, c, d] = [(); 4].map(|()| parts.next());
+            match (verb, a, b, c, d) {
+                ("match", Some(stream), Some(filter), None, _)
+                    if !stream.is_empty() && !filter.is_empty() =>
+                {
                     self.on_match(stream, filter, rest, store)
                 }
-                ("run", [s, f, a]) if [s, f, a].iter().all(|p| !p.is_empty()) => {
+                ("run", Some(s), Some(f), Some(a), None)
+                    if [s, f, a].iter().all(|p| !p.is_empty()) =>
+                {
                     self.on_run([s, f, a], rest, failed, store)
                 }
                 _ => {}
@@ -241,8 +308,8 @@ impl ReactionLog {
 
 /// `<head>: match <rest>` or `<head>: run <rest>`, whichever marker comes first.
 fn split_event(msg: &str) -> Option<(&str, &'static str, &str)> {
-    let m = msg.find(": match ").map(|i| (i, "match"));
-    let r = msg.find(": run ").map(|i| (i, "run"));
+    let m = MATCH.find(msg.as_bytes()).map(|i| (i, "match"));
+    let r = RUN.find(msg.as_bytes()).map(|i| (i, "run"));
     let (i, verb) = match (m, r) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b)?,
@@ -339,11 +406,7 @@ impl LineParser for ReactionLog {
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
-        let caps = LINE.captures(line).ok_or(Unparsed { parser: "reaction" })?;
-        let (level, msg) = (
-            caps.get(1).map_or("", |m| m.as_str()),
-            caps.get(2).map_or("", |m| m.as_str()),
-        );
+        let (level, msg) = header(line).ok_or(Unparsed { parser: "reaction" })?;
         self.message(level, msg, store);
         Ok(())
     }

@@ -503,3 +503,55 @@ fn reaction_test_config_is_asked_first() {
         "fell back to the file: {e}"
     );
 }
+
+#[test]
+fn hand_read_header_captures_what_the_line_regex_captures() {
+    use super::log::{LINE, header};
+    let pieces = [
+        "2024",
+        "/04",
+        "/28",
+        " ",
+        "12",
+        ":00",
+        ":01",
+        "  ",
+        "INFO",
+        "WARN",
+        "WARNING",
+        "ERROR",
+        "DEBUG",
+        "FATAL",
+        "x",
+        "\n",
+        "\r",
+        "٣",
+        "é",
+        "0",
+        "ssh.f: match [1.2.3.4]",
+    ];
+    let mut rng = fastrand::Rng::with_seed(5);
+    for _ in 0..50_000 {
+        let line: String = (0..rng.usize(0..12))
+            .map(|_| pieces[rng.usize(..pieces.len())])
+            .collect();
+        let want = LINE.captures(&line).map(|c| {
+            (
+                c.get(1).map_or("", |m| m.as_str()),
+                c.get(2).map_or("", |m| m.as_str()),
+            )
+        });
+        assert_eq!(header(&line), want, "{line:?}");
+    }
+    for line in [
+        "2024/04/28 12:00:01 INFO  ssh.failedlogin: match [1.2.3.4]",
+        "INFO ssh.failedlogin: match [\"1.2.3.4\"]",
+        "٢٠٢٤/04/28 12:00:01 INFO x",
+        "2024/04/28 12:00:01 INFOx",
+    ] {
+        let want = LINE
+            .captures(line)
+            .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()));
+        assert_eq!(header(line), want, "{line:?}");
+    }
+}
