@@ -43,9 +43,7 @@ mod tests {
         ];
         let mut rng = fastrand::Rng::with_seed(11);
         for _ in 0..20_000 {
-            let s: String = (0..rng.usize(0..10))
-                .map(|_| pieces[rng.usize(..pieces.len())])
-                .collect();
+            let s = crate::sources::golden::pieces_joined(&mut rng, &pieces, 10);
             assert_eq!(find_ws(&s), s.find(char::is_whitespace), "{s:?}");
             assert_eq!(trim_ws_start(&s), s.trim_start(), "{s:?}");
         }

@@ -486,9 +486,7 @@ mod tests {
         ];
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..50_000 {
-            let body: String = (0..rng.usize(0..16))
-                .map(|_| pieces[rng.usize(..pieces.len())])
-                .collect();
+            let body = crate::sources::golden::pieces_joined(&mut rng, &pieces, 16);
             assert_eq!(
                 tokens(&body).collect::<Vec<_>>(),
                 reference_tokens(&body),

@@ -532,9 +532,7 @@ fn hand_read_header_captures_what_the_line_regex_captures() {
     ];
     let mut rng = fastrand::Rng::with_seed(5);
     for _ in 0..50_000 {
-        let line: String = (0..rng.usize(0..12))
-            .map(|_| pieces[rng.usize(..pieces.len())])
-            .collect();
+        let line = crate::sources::golden::pieces_joined(&mut rng, &pieces, 12);
         let want = LINE.captures(&line).map(|c| {
             (
                 c.get(1).map_or("", |m| m.as_str()),

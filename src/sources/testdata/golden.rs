@@ -70,3 +70,11 @@ pub fn samples() -> PathBuf {
         .find(|p| p.is_dir())
         .expect("sample logs not found (set RME_SAMPLES to shared/samples)")
 }
+
+/// Up to `max - 1` of `pieces`, picked at random and joined: the inputs of the
+/// differential tests that hold a fast scan to the plain one it replaced.
+pub fn pieces_joined(rng: &mut fastrand::Rng, pieces: &[&str], max: usize) -> String {
+    (0..rng.usize(0..max))
+        .map(|_| pieces[rng.usize(..pieces.len())])
+        .collect()
+}
