@@ -337,6 +337,94 @@ fn embedded_demo_prints_metrics() {
     assert!(text.ends_with("# EOF\n"));
 }
 
+/// Writes `n` fail2ban lines to a new file `path`.
+fn big_log(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        w.write_all(f2b_line(i).as_bytes()).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Asks `/metrics` every 100 ms until it shows `total` lines read: every
+/// request (once rme listens) is answered within the 5 s read timeout, and
+/// some answers show the read part-way, which a read holding the store lock
+/// for its whole length can never show.
+fn metrics_answer_until(url: &str, total: f64, what: &str) {
+    let end = Instant::now() + Duration::from_secs(300);
+    let (mut answered, mut partial, mut unanswered) = (0, Vec::new(), 0);
+    let before = metric_value(&try_get(url, None).unwrap_or_default(), LINES).unwrap_or(0.0);
+    loop {
+        assert!(
+            Instant::now() < end,
+            "{what}: the read did not end in 300 s"
+        );
+        match try_get(url, None) {
+            Some(body) => {
+                answered += 1;
+                let n = metric_value(&body, LINES).unwrap_or(0.0);
+                if n >= total {
+                    assert_eq!(n, total, "{what}: {body}");
+                    break;
+                }
+                if n > before {
+                    partial.push(n);
+                }
+            }
+            // not listening yet
+            None if answered == 0 => {}
+            None => unanswered += 1,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        unanswered, 0,
+        "{what}: requests left unanswered for 5 s (answered: {answered})"
+    );
+    partial.dedup();
+    assert!(
+        partial.len() >= 2,
+        "{what}: /metrics never showed the read part-way: {partial:?} ({answered} answers)"
+    );
+}
+
+/// Two large reads of 1.5 M lines (140 MB; about 8 s each for a debug build
+/// here, all of it under the store lock before reads were batched) while
+/// `/metrics` is asked again and again: the first read of a backlog, and a
+/// file renamed over the log (rotation) while rme runs.
+#[test]
+fn metrics_answers_during_large_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let n = 1_500_000;
+    big_log(&log, n);
+    let port = free_port();
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let child = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .env("RME_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Killed(child);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    metrics_answer_until(&url, n as f64, "first read");
+    let next = dir.path().join("next.log");
+    big_log(&next, n);
+    std::fs::rename(&next, &log).unwrap();
+    metrics_answer_until(&url, 2.0 * n as f64, "read after a rotation");
+}
+
 #[test]
 fn pull_endpoint_follows_appends_and_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();

@@ -433,8 +433,8 @@ pub async fn run_daemon(
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
     }
-    agent.read_sources();
-    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
+    // /metrics first: it answers during a long first read (reads lock the
+    // store one batch at a time).
     let stop_serving = tokio_util_cancel();
     if let Some((listen, options)) = serve {
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -447,6 +447,8 @@ pub async fn run_daemon(
             let _ = rx.recv().await;
         }));
     }
+    agent.read_sources();
+    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
