@@ -622,6 +622,90 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
     assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
 }
 
+/// SIGHUP restarts rme by exec; the state_dir lock is kept across it. While
+/// the daemon restarts again and again, `push --once` runs on the same
+/// state_dir one after another: every one is refused naming the daemon's pid,
+/// and the daemon (same pid) keeps running.
+#[test]
+fn push_once_never_takes_the_lock_during_sighup_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let mut daemon = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id() as i32;
+    let out = collect(daemon.stdout.take().unwrap());
+    let err = collect(daemon.stderr.take().unwrap());
+    let mut daemon = Killed(daemon);
+    let flushes = || out.lock().unwrap().matches("# EOF\n").count();
+    wait_until("a first flush", || flushes() >= 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let onces: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, config) = (stop.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut runs = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    runs.push(push_once_output(&config));
+                }
+                runs
+            })
+        })
+        .collect();
+    for i in 0..12 {
+        let before = flushes();
+        // SAFETY: a signal to the child we started.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        // the stop's last flush, then one by the restarted rme (its signal
+        // handlers are in place by then)
+        let end = Instant::now() + Duration::from_secs(30);
+        while flushes() < before + 2 {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                panic!(
+                    "restart {i}: rme exited ({status}); its log:\n{}",
+                    err.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "restart {i}: rme did not come back; its log:\n{}",
+                err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs: Vec<_> = onces.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(runs.len() >= 12, "only {} runs of push --once", runs.len());
+    for r in &runs {
+        assert_eq!(r.status.code(), Some(2), "push --once ran: {}", stderr(r));
+        assert!(
+            stderr(r).contains(&format!("in use by another rme (pid {pid})")),
+            "{}",
+            stderr(r)
+        );
+    }
+    assert!(
+        !err.lock().unwrap().contains("in use by another rme"),
+        "{}",
+        err.lock().unwrap()
+    );
+    eprintln!("{} runs of push --once during 12 restarts", runs.len());
+}
+
 /// No journald runs in the test machines, so a stand-in `journalctl` (a shell
 /// script) serves entries from a file and honours `--after-cursor` the way the
 /// real one does; what is tested is rme's cursor bookkeeping across runs.

@@ -58,7 +58,7 @@ pub struct Agent {
     /// Spool and state writes that failed, logged once per kind.
     write_errors: WriteErrors,
     /// Held while this Agent lives: one rme per state_dir.
-    _lock: crate::lock::StateLock,
+    state_lock: crate::lock::StateLock,
 }
 
 const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
@@ -99,6 +99,7 @@ impl Agent {
                     input,
                     parser,
                     state.sources.get(&built.name),
+                    built.rotate_wait,
                 ));
             }
             for p in built.probes {
@@ -139,7 +140,7 @@ impl Agent {
             retry,
             sink_states,
             write_errors: WriteErrors::default(),
-            _lock: lock,
+            state_lock: lock,
         })
     }
 
@@ -509,7 +510,7 @@ pub async fn run_daemon(
         match stop {
             Stop::Reload => {
                 tracing::info!("SIGHUP: config is valid; restarting with it");
-                let err = reexec();
+                let err = reexec(&agent.state_lock);
                 tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
             }
             Stop::Exit => {
@@ -521,14 +522,25 @@ pub async fn run_daemon(
     }
 }
 
-/// Replaces this process with a fresh rme with the same arguments; returns only on failure.
-fn reexec() -> std::io::Error {
+/// Replaces this process with a fresh rme with the same arguments, keeping
+/// the state_dir lock (no other rme can take it in between); returns only on failure.
+fn reexec(lock: &crate::lock::StateLock) -> std::io::Error {
     use std::os::unix::process::CommandExt as _;
     let exe = std::env::current_exe()
         .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
-    std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .exec()
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    match lock.keep_across_exec() {
+        Ok((key, fd)) => {
+            cmd.env(key, fd);
+        }
+        Err(e) => {
+            tracing::warn!("SIGHUP: the state_dir lock cannot be kept across the restart: {e}")
+        }
+    }
+    let err = cmd.exec();
+    lock.close_on_exec();
+    err
 }
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {

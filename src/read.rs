@@ -36,11 +36,13 @@ impl Reader {
         input: Input,
         parser: Box<dyn LineParser>,
         saved: Option<&SourceState>,
+        rotate_wait: Duration,
     ) -> Reader {
         let follow = match input {
             Input::File(path) => Follow::File(
                 Tailer::new(path, saved.and_then(|s| s.file))
-                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default())
+                    .with_rotate_wait(rotate_wait),
             ),
             Input::Journal(j) => Follow::Journal(j),
         };

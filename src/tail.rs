@@ -974,6 +974,25 @@ mod tests {
     }
 
     #[test]
+    fn rotate_wait_bounds_how_long_a_renamed_file_is_read() {
+        for (wait, late_is_read) in [(Duration::ZERO, false), (QUIET, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f.log");
+            let old = dir.path().join("f.log.1");
+            append(&p, "a\n");
+            let mut t = Tailer::new(p.clone(), None).with_rotate_wait(wait);
+            assert_eq!(read(&mut t).0, vec!["a"]);
+            std::fs::rename(&p, &old).unwrap();
+            append(&p, "new\n");
+            assert_eq!(read(&mut t).0, vec!["new"]);
+            append(&old, "late\n");
+            let want: Vec<&str> = if late_is_read { vec!["late"] } else { vec![] };
+            assert_eq!(read(&mut t).0, want, "rotate_wait {wait:?}");
+            assert_eq!(t.rotated_pos().len(), usize::from(late_is_read));
+        }
+    }
+
+    #[test]
     fn copytruncate_reads_what_only_the_copy_holds() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.log");
