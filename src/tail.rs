@@ -25,6 +25,14 @@ pub struct FilePos {
     /// from the file we read, as fail2ban's `firstlinemd5` does.
     #[serde(default)]
     pub head: u64,
+    /// The file's mtime (ns since the epoch) when it was last read: files
+    /// rotated in after it are newer (0 when not known).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtime_ns: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A line longer than this without a newline is cut and handed out as it is.
@@ -104,6 +112,9 @@ pub struct Tailer {
     /// Positions in rotated files saved by the last run, opened on the first read.
     saved_rotated: Vec<FilePos>,
     missing_warned: bool,
+    /// The saved file of the last run when it was not found again, for
+    /// [`Tailer::take_between`].
+    lost: Option<FilePos>,
     /// How long a rotated file must be quiet before it is let go.
     rotate_wait: Duration,
     /// The read buffer, kept from call to call (lines are handed out straight from it).
@@ -120,6 +131,7 @@ impl Tailer {
             rotated: Vec::new(),
             saved_rotated: Vec::new(),
             missing_warned: false,
+            lost: None,
             rotate_wait: QUIET,
             buf: Vec::new(),
         }
@@ -184,7 +196,7 @@ impl Tailer {
         let mut stats = ReadStats::default();
         let mut budget = budget.max(1);
         if self.file.is_none() {
-            self.reopen_saved(&mut stats)?;
+            self.reopen_saved(on_line, &mut stats)?;
         }
         if !self.read_rotated(&mut budget, on_line, &mut stats)? {
             stats.more = true;
@@ -207,7 +219,12 @@ impl Tailer {
                     return Ok(stats);
                 }
                 Drained::Truncated => {
+                    // A copytruncate, or a new file on the inode of the one read
+                    // last time (renamed and compressed since, maybe twice).
+                    let (since, head) = (open.pos.mtime_ns, open.pos.head);
+                    let now = (open.pos.dev, open.pos.ino, first_line_hash(&open.file));
                     self.take_copy(on_line, &mut stats)?;
+                    self.take_between(since, head, now, on_line, &mut stats);
                     self.pos = self.file.as_ref().map(|o| o.pos);
                     stats.more = true;
                     return Ok(stats);
@@ -242,18 +259,20 @@ impl Tailer {
             && !old.stream
         {
             tracing::debug!(path = %self.path.display(), ino = old.pos.ino, new_ino = current.ino(), "rotated: the old file is read until quiet");
-            let since = old.file.metadata().and_then(|m| m.modified()).ok();
+            let (since, head) = (old.pos.mtime_ns, old.pos.head);
             self.rotated.push(old);
-            if let Some(since) = since {
-                self.take_between(since, &open, on_line, &mut stats);
-            }
+            let now = (current.dev(), current.ino(), first_line_hash(&open.file));
+            self.take_between(since, head, now, on_line, &mut stats);
+            self.limit_rotated(on_line, &mut stats);
+        } else if let Some(lost) = self.lost.take() {
+            let now = (current.dev(), current.ino(), first_line_hash(&open.file));
+            self.take_between(lost.mtime_ns, lost.head, now, on_line, &mut stats);
             self.limit_rotated(on_line, &mut stats);
         }
         open.pos = FilePos {
             dev: current.dev(),
             ino: current.ino(),
-            offset: 0,
-            head: 0,
+            ..FilePos::default()
         };
         self.pos = Some(open.pos);
         self.file = Some(open);
@@ -320,30 +339,34 @@ impl Tailer {
         }
     }
 
-    /// After a rotation: files the path named between the old file and `new`
+    /// After a rotation: files the path named between the old file and the one
+    /// it names now (device, inode, first line)
     /// (rotated twice between two reads: `log` → `log.1` → `log.2`), never opened
     /// by us. They are the rotated siblings (`log.N`, `log-DATE`, maybe `.gz`)
-    /// written to since the old file was (mtime at least `since`), whose first
-    /// line is none of the files already read; they are read from their start,
+    /// written to since the old file was last read (mtime at least `since_ns`;
+    /// timestamps are coarse, so a tie counts as newer),
+    /// whose first line is none of the files already read; they are read from their start,
     /// oldest first, a plain one followed like any rotated file.
     fn take_between(
         &mut self,
-        since: std::time::SystemTime,
-        new: &Open,
+        since_ns: i64,
+        old_head: u64,
+        (dev, ino, head): (u64, u64, Option<u64>),
         on_line: &mut dyn FnMut(&str),
         stats: &mut ReadStats,
     ) {
-        let new_meta = new.file.metadata().ok();
+        if since_ns <= 0 {
+            return;
+        }
+        let since = std::time::UNIX_EPOCH + Duration::from_nanos(since_ns as u64);
         let mut known_ino: Vec<(u64, u64)> = self
             .rotated
             .iter()
             .map(|o| (o.pos.dev, o.pos.ino))
             .collect();
-        if let Some(m) = &new_meta {
-            known_ino.push((m.dev(), m.ino()));
-        }
+        known_ino.push((dev, ino));
         let mut known_head: Vec<u64> = self.rotated.iter().map(|o| o.pos.head).collect();
-        known_head.push(first_line_hash(&new.file).unwrap_or(0));
+        known_head.extend([old_head, head.unwrap_or(0)]);
         let mut found: Vec<(std::time::SystemTime, PathBuf, bool)> = siblings(&self.path)
             .into_iter()
             .filter_map(|(p, gz)| {
@@ -373,8 +396,7 @@ impl Tailer {
                 o.pos = FilePos {
                     dev: m.dev(),
                     ino: m.ino(),
-                    offset: 0,
-                    head: 0,
+                    ..FilePos::default()
                 };
                 Ok(o)
             }) {
@@ -413,21 +435,40 @@ impl Tailer {
     }
 
     /// Opens the file a saved position names (see [`Tailer::find`]).
-    fn reopen_saved(&mut self, stats: &mut ReadStats) -> io::Result<()> {
+    fn reopen_saved(
+        &mut self,
+        on_line: &mut dyn FnMut(&str),
+        stats: &mut ReadStats,
+    ) -> io::Result<()> {
         let Some(pos) = self.pos else { return Ok(()) };
         match self.find(pos)? {
             Some(open) => self.file = Some(open),
             None => {
-                tracing::warn!(path = %self.path.display(), "the file read last time is gone (rotated and removed?); lines written to it after the last run are lost");
-                stats.lost_rotated = true;
+                // Compressed since (logrotate `compress`)? Read its rest from the .gz.
+                let gz = (pos.head != 0)
+                    .then(|| {
+                        siblings(&self.path)
+                            .into_iter()
+                            .find(|(p, gz)| *gz && gz_head_hash(p) == Some(pos.head))
+                    })
+                    .flatten();
+                match gz {
+                    Some((p, _)) => {
+                        tracing::info!(path = %self.path.display(), gz = %p.display(), "the file read last time was rotated and compressed; reading its rest there");
+                        if !read_gz(&p, pos.offset, &mut self.buf, on_line, stats) {
+                            stats.lost_rotated = true;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(path = %self.path.display(), "the file read last time is gone (rotated and removed?); lines written to it after the last run are lost");
+                        stats.lost_rotated = true;
+                    }
+                }
+                // Files rotated in after it are found from its mtime and first line.
+                self.lost = Some(pos);
                 // Forget it, so read_new takes the path as a new file from 0
                 // (even when the new file reuses the inode).
-                self.pos = Some(FilePos {
-                    dev: 0,
-                    ino: 0,
-                    offset: 0,
-                    head: 0,
-                });
+                self.pos = Some(FilePos::default());
             }
         }
         Ok(())
@@ -486,6 +527,7 @@ impl Tailer {
             ino: m.ino(),
             offset: was,
             head,
+            mtime_ns: 0,
         };
         f.copy = true;
         self.rotated.push(f);
@@ -559,7 +601,8 @@ fn drain(
     }
     let pos = &mut open.pos;
     if !open.stream {
-        let len = open.file.metadata()?.len();
+        let m = open.file.metadata()?;
+        let len = m.len();
         let read_to = pos.offset + open.partial.len() as u64;
         if len < read_to
             || (pos.head != 0 && first_line_hash(&open.file).is_some_and(|h| h != pos.head))
@@ -571,6 +614,8 @@ fn drain(
                 return Ok(Drained::Truncated);
             }
         }
+        // (after the truncation check: `take_between` wants the old file's)
+        pos.mtime_ns = m.mtime() * 1_000_000_000 + m.mtime_nsec();
         open.file
             .seek(SeekFrom::Start(pos.offset + open.partial.len() as u64))?;
     }
@@ -1194,5 +1239,69 @@ mod tests {
         assert_eq!(lines, vec!["unread1", "unread2", "after"]);
         assert!(stats.truncated && !stats.lost_rotated);
         assert!(read(&mut t).0.is_empty());
+    }
+
+    /// `path` gzipped to `path.gz` (its mtime kept, as logrotate does), then removed.
+    fn gzip(path: &Path) {
+        use flate2::write::GzEncoder;
+        let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&std::fs::read(path).unwrap()).unwrap();
+        let out = PathBuf::from(format!("{}.gz", path.display()));
+        std::fs::write(&out, gz.finish().unwrap()).unwrap();
+        File::options()
+            .write(true)
+            .open(&out)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn rotated_twice_between_runs_with_compress_reads_what_is_left() {
+        for delaycompress in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let p = d.join("f.log");
+            let n = |i: u32| d.join(format!("f.log.{i}"));
+            // an old rotation, compressed long ago: never read again
+            append(&n(3), "old\n");
+            gzip(&n(3));
+            std::fs::rename(d.join("f.log.3.gz"), d.join("f.log.4.gz")).unwrap();
+            append(&p, "a1\n");
+            let mut t = Tailer::new(p.clone(), None);
+            assert_eq!(read(&mut t).0, vec!["a1"]);
+            let saved = (t.pos(), t.rotated_pos());
+            drop(t);
+            std::thread::sleep(Duration::from_millis(5));
+            append(&p, "a2\n"); // after the last run
+            // two logrotate runs (rotate, create, compress [, delaycompress])
+            std::fs::rename(&p, n(1)).unwrap();
+            if !delaycompress {
+                gzip(&n(1));
+            }
+            append(&p, "b1\n");
+            if delaycompress {
+                std::fs::rename(n(1), n(2)).unwrap();
+                gzip(&n(2));
+            } else {
+                std::fs::rename(d.join("f.log.1.gz"), d.join("f.log.2.gz")).unwrap();
+            }
+            std::fs::rename(&p, n(1)).unwrap();
+            if !delaycompress {
+                gzip(&n(1));
+            }
+            append(&p, "c1\n");
+            let mut t = Tailer::new(p.clone(), saved.0).with_rotated(saved.1);
+            let (lines, _) = read(&mut t);
+            assert_eq!(
+                lines,
+                vec!["a2", "b1", "c1"],
+                "delaycompress: {delaycompress}"
+            );
+            let mut again = Tailer::new(p.clone(), t.pos()).with_rotated(t.rotated_pos());
+            assert!(read(&mut again).0.is_empty());
+        }
     }
 }

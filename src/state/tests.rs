@@ -16,6 +16,7 @@ fn positions(offset: u64) -> BTreeMap<String, SourceState> {
         ino: 2,
         offset,
         head: 4,
+        mtime_ns: 5,
     };
     BTreeMap::from([(
         "fail2ban".to_string(),
