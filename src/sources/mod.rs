@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod fail2ban;
 pub mod reaction;
+pub mod scan;
 
 #[cfg(test)]
 #[path = "testdata/golden.rs"]

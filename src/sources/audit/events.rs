@@ -10,6 +10,7 @@
 //! auxiliary records join them instead of making new events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::record::Outcome;
 
@@ -18,43 +19,59 @@ pub const MAX_OPEN: usize = 1024;
 /// A waiting event is counted once a record this much newer (ms) was read.
 pub const WINDOW_MS: u64 = 2000;
 
-/// Records that only ever accompany another one, so never name an event.
-const AUXILIARY: &[&str] = &[
-    "PATH",
-    "CWD",
-    "EXECVE",
-    "PROCTITLE",
-    "SOCKADDR",
-    "SOCKETCALL",
-    "EOE",
-    "OBJ_PID",
-    "BPRM_FCAPS",
-    "CAPSET",
-    "MMAP",
-    "FD_PAIR",
-    "IPC",
-    "IPC_SET_PERM",
-    "MQ_OPEN",
-    "MQ_SENDRECV",
-    "MQ_NOTIFY",
-    "MQ_GETSETATTR",
-    "KERN_MODULE",
-];
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// An event's identity. `node` is a hash of the `node=` name (0 without one):
+/// records are grouped without a string per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EventId {
-    pub node: String,
+    pub node: u64,
     pub ms: u64,
     pub serial: u32,
+}
+
+/// A record type name kept inline: the header parser admits at most
+/// [`Kind::MAX`] bytes of `[A-Z0-9_]` (or `UNKNOWN[n]`), so no allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    len: u8,
+    bytes: [u8; Kind::MAX],
+}
+
+impl Kind {
+    pub const MAX: usize = 40;
+
+    /// `kind` cut to [`Kind::MAX`] bytes (at a char boundary).
+    pub fn new(kind: &str) -> Kind {
+        let mut len = kind.len().min(Kind::MAX);
+        while !kind.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; Kind::MAX];
+        bytes[..len].copy_from_slice(&kind.as_bytes()[..len]);
+        Kind {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Cut at a char boundary of a `&str` in `new`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 /// What an event is counted as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counted {
     /// Type of the first non-auxiliary record (of the first record when all are).
-    pub kind: String,
-    /// SYSCALL rule key, `(none)` without a SYSCALL or a key.
-    pub key: String,
+    pub kind: Kind,
+    /// SYSCALL rule key; `None` (exported as `(none)`) without a SYSCALL or a key.
+    pub key: Option<Arc<str>>,
     pub outcome: Outcome,
 }
 
@@ -63,16 +80,16 @@ pub struct Part<'a> {
     pub kind: &'a str,
     /// `res=` of the record, if any.
     pub res: Option<Outcome>,
-    /// SYSCALL only: its rule key and `success=`.
-    pub syscall: Option<(String, Option<Outcome>)>,
+    /// SYSCALL only: its rule key (`None` for none) and `success=`.
+    pub syscall: Option<(Option<Arc<str>>, Option<Outcome>)>,
 }
 
 #[derive(Debug)]
 struct Event {
     arrival: u64,
-    first: String,
-    primary: Option<String>,
-    key: Option<String>,
+    first: Kind,
+    primary: Option<Kind>,
+    key: Option<Arc<str>>,
     outcome: Option<Outcome>,
     counted: bool,
 }
@@ -80,17 +97,43 @@ struct Event {
 impl Event {
     fn counted_as(&self) -> Counted {
         Counted {
-            kind: self.primary.clone().unwrap_or_else(|| self.first.clone()),
-            key: self.key.clone().unwrap_or_else(|| "(none)".into()),
+            kind: self.primary.unwrap_or(self.first),
+            key: self.key.clone(),
             outcome: self.outcome.unwrap_or(Outcome::Unknown),
         }
     }
 }
 
+/// Whether records of this type only ever accompany another one.
+fn auxiliary(kind: &str) -> bool {
+    matches!(
+        kind,
+        "PATH"
+            | "CWD"
+            | "EXECVE"
+            | "PROCTITLE"
+            | "SOCKADDR"
+            | "SOCKETCALL"
+            | "EOE"
+            | "OBJ_PID"
+            | "BPRM_FCAPS"
+            | "CAPSET"
+            | "MMAP"
+            | "FD_PAIR"
+            | "IPC"
+            | "IPC_SET_PERM"
+            | "MQ_OPEN"
+            | "MQ_SENDRECV"
+            | "MQ_NOTIFY"
+            | "MQ_GETSETATTR"
+            | "KERN_MODULE"
+    )
+}
+
 /// The open events.
 #[derive(Debug, Default)]
 pub struct Events {
-    events: HashMap<EventId, Event>,
+    events: HashMap<EventId, Event, foldhash::fast::RandomState>,
     /// Not yet counted, by arrival.
     waiting: BTreeMap<u64, EventId>,
     /// Counted, kept for their late records, by arrival.
@@ -108,24 +151,24 @@ impl Events {
             self.arrivals += 1;
             let e = Event {
                 arrival: self.arrivals,
-                first: part.kind.to_string(),
+                first: Kind::new(part.kind),
                 primary: None,
                 key: None,
                 outcome: None,
                 counted: false,
             };
-            self.waiting.insert(self.arrivals, id.clone());
-            self.events.insert(id.clone(), e);
+            self.waiting.insert(self.arrivals, id);
+            self.events.insert(id, e);
         }
         let Some(event) = self.events.get_mut(&id) else {
             return out;
         };
-        if event.primary.is_none() && !AUXILIARY.contains(&part.kind) {
-            event.primary = Some(part.kind.to_string());
+        if event.primary.is_none() && !auxiliary(part.kind) {
+            event.primary = Some(Kind::new(part.kind));
         }
         let decides = match part.syscall {
             Some((key, success)) => {
-                event.key = Some(key);
+                event.key = key;
                 event.outcome = event.outcome.or(success);
                 true
             }
@@ -137,7 +180,7 @@ impl Events {
             out.push(event.counted_as());
             let arrival = event.arrival;
             self.waiting.remove(&arrival);
-            self.done.insert(arrival, id.clone());
+            self.done.insert(arrival, id);
         }
         if part.kind == "EOE" {
             self.forget(&id);
@@ -154,7 +197,7 @@ impl Events {
             if self.waiting.len() <= MAX_OPEN && id.ms.saturating_add(WINDOW_MS) >= now_ms {
                 break;
             }
-            let id = id.clone();
+            let id = *id;
             if let Some(e) = self.forget(&id) {
                 out.push(e.counted_as());
             }
@@ -175,7 +218,7 @@ impl Events {
 
     /// Counts every waiting event and forgets all, as at the end of a file.
     pub fn drain(&mut self) -> Vec<Counted> {
-        let ids: Vec<EventId> = self.waiting.values().cloned().collect();
+        let ids: Vec<EventId> = self.waiting.values().copied().collect();
         let out = ids
             .iter()
             .filter_map(|id| self.forget(id))
@@ -207,7 +250,7 @@ mod tests {
 
     fn id(ms: u64, serial: u32) -> EventId {
         EventId {
-            node: String::new(),
+            node: 0,
             ms,
             serial,
         }
@@ -230,7 +273,7 @@ mod tests {
         Part {
             kind: "SYSCALL",
             res: None,
-            syscall: Some((key.to_string(), Some(outcome))),
+            syscall: Some((Some(key.into()), Some(outcome))),
         }
     }
 
@@ -273,6 +316,6 @@ mod tests {
         assert!(rest.is_empty());
         let left = ev.drain();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].kind, "ANOM_PROMISCUOUS");
+        assert_eq!(left[0].kind.as_str(), "ANOM_PROMISCUOUS");
     }
 }

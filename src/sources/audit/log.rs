@@ -7,8 +7,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use std::sync::Arc;
+
 use super::events::{Counted, EventId, Events, Part};
-use super::record::{self, Header, Outcome, Token, all_tokens_into, field};
+use super::record::{self, Fields, Header, Outcome, Token, all_tokens_into};
 use crate::journal::Entry;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Handle, Metric, Series, Store};
@@ -49,12 +51,22 @@ const MAX_NODES: usize = 64;
 #[derive(Debug, Default)]
 pub struct AuditLog {
     events: Events,
-    sequences: HashMap<String, Sequence>,
+    sequences: HashMap<String, Sequence, Hasher>,
     counts: crate::sources::LineCounts,
     /// `audit_records_total` handles by record type.
     records: Memo,
     /// `audit_events_total` handles by type, key and result (joined by NUL).
     events_by_labels: Memo,
+    /// `audit_user_auth_total` / `audit_user_login_total` handles by result.
+    user_auth: [Handle; 3],
+    user_login: [Handle; 3],
+    /// `audit_avc_total` handles by verdict, `audit_anomalies_total` by type.
+    avc: Memo,
+    anomalies: Memo,
+    /// Rule keys as shared strings, so an event holds one without a copy.
+    rule_keys: HashMap<Box<str>, Arc<str>, Hasher>,
+    /// Hashes `node=` names into [`EventId::node`].
+    node_hash: foldhash::fast::FixedState,
     /// An empty token vector whose allocation the next line reuses.
     tokens: Vec<Token<'static>>,
 }
@@ -74,11 +86,24 @@ fn reuse<'a, 'b>(mut v: Vec<Token<'a>>) -> Vec<Token<'b>> {
 /// keys, so odd input cannot grow it without bound.
 #[derive(Debug, Default)]
 struct Memo {
-    handles: HashMap<Box<str>, Handle>,
+    handles: HashMap<Box<str>, Handle, Hasher>,
     key: String,
 }
 
 const MAX_MEMO: usize = 4096;
+
+/// The maps of this parser hash with foldhash: several times faster than the
+/// standard SipHash on these short keys, still seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
+/// Slot of an outcome in a per-result handle array.
+fn slot(o: Outcome) -> usize {
+    match o {
+        Outcome::Success => 0,
+        Outcome::Failed => 1,
+        Outcome::Unknown => 2,
+    }
+}
 
 impl Memo {
     /// The handle for `parts`, made (unresolved) the first time they are seen.
@@ -116,23 +141,28 @@ impl LineParser for AuditLog {
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
         let (header, body) = record::parse_header(line).ok_or(Unparsed { parser: "audit" })?;
+        // Only SYSCALL (success, key), AVC (verdict) and records holding `res=`
+        // read a field; the others skip the field scan. Only AVC keeps its tokens
+        // (the verdict is a word); the others read their fields in one pass.
+        let avc = matches!(header.kind, "AVC" | "USER_AVC");
+        let fields = if avc || header.kind == "SYSCALL" || RES.find(body.as_bytes()).is_some() {
+            Fields::scan(body)
+        } else {
+            Fields::default()
+        };
         // The token vector is kept between lines (emptied, so it borrows nothing).
         let mut tokens = reuse(std::mem::take(&mut self.tokens));
-        // Only SYSCALL (success, key), AVC (verdict) and records holding `res=`
-        // read a field; the others skip the field scan.
-        if matches!(header.kind, "SYSCALL" | "AVC" | "USER_AVC")
-            || RES.find(body.as_bytes()).is_some()
-        {
+        if avc {
             all_tokens_into(body, &mut tokens);
         }
         let h = self.records.get(&[header.kind]);
         store.inc_at(h, RECORDS.name, &[("type", header.kind)], 1);
-        count_record(&header, &tokens, store);
+        self.count_record(&header, &tokens, &fields, store);
         if !header.kind.starts_with("DAEMON_") {
             // auditd numbers its own DAEMON_* records apart from the kernel's serials.
             self.follow_sequence(&header, store);
         }
-        self.add_to_event(&header, &tokens, store);
+        self.add_to_event(&header, &fields, store);
         self.tokens = reuse(tokens);
         Ok(())
     }
@@ -181,36 +211,60 @@ fn journal_record(entry: &Entry) -> Option<String> {
     ))
 }
 
-fn count_record(h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
-    let res = || field(tokens, "res").map_or(Outcome::Unknown, |(v, _)| Outcome::from_value(v));
-    match h.kind {
-        "USER_AUTH" => store.inc(Series::new(USER_AUTH.name, &[("result", res().label())]), 1),
-        "USER_LOGIN" => store.inc(
-            Series::new(USER_LOGIN.name, &[("result", res().label())]),
-            1,
-        ),
-        "AVC" | "USER_AVC" => {
-            if let Some(v) = record::avc_verdict(tokens) {
-                store.inc(Series::new(AVC.name, &[("result", &v)]), 1);
-            }
-        }
-        k if k.starts_with("ANOM_") => store.inc(Series::new(ANOMALIES.name, &[("type", k)]), 1),
-        _ => {}
-    }
-}
-
 impl AuditLog {
-    fn add_to_event(&mut self, h: &Header<'_>, tokens: &[Token<'_>], store: &mut Store) {
+    /// Per-record metrics.
+    fn count_record(
+        &mut self,
+        h: &Header<'_>,
+        tokens: &[Token<'_>],
+        fields: &Fields<'_>,
+        store: &mut Store,
+    ) {
+        let res = || fields.res.map_or(Outcome::Unknown, Outcome::from_value);
+        match h.kind {
+            "USER_AUTH" => {
+                let r = res();
+                let h = &mut self.user_auth[slot(r)];
+                store.inc_at(h, USER_AUTH.name, &[("result", r.label())], 1);
+            }
+            "USER_LOGIN" => {
+                let r = res();
+                let h = &mut self.user_login[slot(r)];
+                store.inc_at(h, USER_LOGIN.name, &[("result", r.label())], 1);
+            }
+            "AVC" | "USER_AVC" => {
+                if let Some(v) = record::avc_verdict(tokens) {
+                    let h = self.avc.get(&[&v]);
+                    store.inc_at(h, AVC.name, &[("result", &v)], 1);
+                }
+            }
+            k if k.starts_with("ANOM_") => {
+                let h = self.anomalies.get(&[k]);
+                store.inc_at(h, ANOMALIES.name, &[("type", k)], 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn add_to_event(&mut self, h: &Header<'_>, fields: &Fields<'_>, store: &mut Store) {
+        let node = if h.node.is_empty() {
+            0
+        } else {
+            std::hash::BuildHasher::hash_one(&self.node_hash, h.node)
+        };
         let id = EventId {
-            node: h.node.to_string(),
+            node,
             ms: h.ms,
             serial: h.serial,
         };
-        let syscall = (h.kind == "SYSCALL").then(|| {
-            let success = field(tokens, "success").map(|(v, _)| Outcome::from_value(v));
-            (record::rule_key(tokens), success)
-        });
-        let res = field(tokens, "res").map(|(v, _)| Outcome::from_value(v));
+        let syscall = if h.kind == "SYSCALL" {
+            let success = fields.success.map(Outcome::from_value);
+            let key = record::rule_key(fields.key).map(|k| self.shared_key(&k));
+            Some((key, success))
+        } else {
+            None
+        };
+        let res = fields.res.map(Outcome::from_value);
         for event in self.events.add(
             id,
             Part {
@@ -221,6 +275,20 @@ impl AuditLog {
         ) {
             count_event(&event, &mut self.events_by_labels, store);
         }
+    }
+
+    /// The shared string for a rule key (a handful per host, so kept; the map
+    /// starts over past [`MAX_MEMO`] like the handle memos).
+    fn shared_key(&mut self, key: &str) -> Arc<str> {
+        if let Some(k) = self.rule_keys.get(key) {
+            return k.clone();
+        }
+        if self.rule_keys.len() >= MAX_MEMO {
+            self.rule_keys.clear();
+        }
+        let k: Arc<str> = key.into();
+        self.rule_keys.insert(key.into(), k.clone());
+        k
     }
 
     /// Counts every event still waiting, as at the end of a file.
@@ -251,7 +319,7 @@ impl AuditLog {
 fn count_event(e: &Counted, memo: &mut Memo, store: &mut Store) {
     let labels = [
         ("type", e.kind.as_str()),
-        ("key", e.key.as_str()),
+        ("key", e.key.as_deref().unwrap_or("(none)")),
         ("result", e.outcome.label()),
     ];
     let h = memo.get(&[labels[0].1, labels[1].1, labels[2].1]);

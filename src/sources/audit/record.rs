@@ -7,6 +7,8 @@
 //! `auditd start,`); the tricky point is that any of it may be irregular, so
 //! the tokenizer skips what it cannot read instead of rejecting the record.
 
+use crate::sources::scan::{ascii_ws, find_ws, trim_ws_start};
+
 /// The part every record shares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header<'a> {
@@ -24,19 +26,16 @@ pub fn parse_header(line: &str) -> Option<(Header<'_>, &str)> {
     let mut rest = line.trim_end_matches(['\r', '\n']);
     let mut node = "";
     if let Some(r) = rest.strip_prefix("node=") {
-        (node, rest) = r.split_once(' ')?;
+        (node, rest) = split_at_byte(r, b' ')?;
         rest = rest.trim_start();
     }
-    let (kind, rest) = rest.strip_prefix("type=")?.split_once(' ')?;
+    let (kind, rest) = split_at_byte(rest.strip_prefix("type=")?, b' ')?;
     if !valid_kind(kind) {
         return None;
     }
-    let (id, body) = rest
-        .trim_start()
-        .strip_prefix("msg=audit(")?
-        .split_once(')')?;
-    let (time, serial) = id.split_once(':')?;
-    let (sec, frac) = time.split_once('.')?;
+    let (id, body) = split_at_byte(rest.trim_start().strip_prefix("msg=audit(")?, b')')?;
+    let (time, serial) = split_at_byte(id, b':')?;
+    let (sec, frac) = split_at_byte(time, b'.')?;
     if frac.len() != 3 || !all_digits(frac) || !all_digits(sec) || !all_digits(serial) {
         return None;
     }
@@ -48,7 +47,7 @@ pub fn parse_header(line: &str) -> Option<(Header<'_>, &str)> {
     let serial = serial.parse().ok()?;
     // DAEMON_CONFIG has no ':' after the id.
     let body = body.strip_prefix(':').unwrap_or(body);
-    let body = body.split_once('\x1d').map_or(body, |(raw, _enriched)| raw);
+    let body = split_at_byte(body, 0x1d).map_or(body, |(raw, _enriched)| raw);
     Some((
         Header {
             node,
@@ -58,6 +57,12 @@ pub fn parse_header(line: &str) -> Option<(Header<'_>, &str)> {
         },
         body,
     ))
+}
+
+/// [`str::split_once`] on an ASCII byte, with memchr's SIMD search.
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = memchr::memchr(b, s.as_bytes())?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// `SYSCALL`, `ANOM_PROMISCUOUS`, `UNKNOWN[1329]`: short, so garbage cannot mint labels.
@@ -113,46 +118,92 @@ impl<'a> Iterator for Tokens<'a> {
     type Item = Token<'a>;
 
     fn next(&mut self) -> Option<Token<'a>> {
-        let s = self.rest.trim_start();
+        let s = trim_ws_start(self.rest);
         if s.is_empty() {
             self.rest = s;
             return None;
         }
-        let word_end = s.find(char::is_whitespace).unwrap_or(s.len());
+        let b = s.as_bytes();
         // Old user-space bodies write `(hostname=?,`.
-        let key_from = usize::from(s.starts_with('('));
-        let field = s[..word_end]
-            .find('=')
+        let key_from = usize::from(b[0] == b'(');
+        // One pass to the first `=` or whitespace: a key is read once, and a
+        // word is a field exactly when an `=` comes before its end.
+        let stop = b
+            .iter()
+            .position(|&c| STOPS[usize::from(c)])
+            .unwrap_or(b.len());
+        let eq = (stop < b.len() && b[stop] == b'=')
+            .then_some(stop)
             .filter(|&eq| eq > key_from && valid_key(&s[key_from..eq]));
-        let Some(eq) = field else {
+        let Some(eq) = eq else {
+            // A word; a non-ASCII byte may also be (or precede) whitespace or `=`.
+            if stop < b.len() && b[stop] >= 0x80 {
+                return self.next_slow(s);
+            }
+            let word_end = if stop < b.len() && ascii_ws(b[stop]) {
+                stop
+            } else {
+                find_ws(s).unwrap_or(s.len())
+            };
             self.rest = &s[word_end..];
             return Some(Token::Word(&s[..word_end]));
         };
+        Some(self.field(s, key_from, eq))
+    }
+}
+
+impl<'a> Tokens<'a> {
+    /// The field whose key is `s[key_from..eq]`.
+    fn field(&mut self, s: &'a str, key_from: usize, eq: usize) -> Token<'a> {
         let key = &s[key_from..eq];
         let after = &s[eq + 1..];
-        let (value, quote, rest) = match after.chars().next() {
-            Some(q @ ('"' | '\'')) => {
+        let (value, quote, rest) = match after.as_bytes().first() {
+            Some(&q @ (b'"' | b'\'')) => {
                 let inner = &after[1..];
-                let (value, rest) = inner.split_once(q).unwrap_or((inner, ""));
-                (
-                    value,
-                    if q == '"' {
-                        Quote::Double
-                    } else {
-                        Quote::Single
-                    },
-                    rest,
-                )
+                let (value, rest) = split_at_byte(inner, q).unwrap_or((inner, ""));
+                let quote = if q == b'"' {
+                    Quote::Double
+                } else {
+                    Quote::Single
+                };
+                (value, quote, rest)
             }
             _ => {
-                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                let end = find_ws(after).unwrap_or(after.len());
                 (&after[..end], Quote::Bare, &after[end..])
             }
         };
         self.rest = rest;
-        Some(Token::Field { key, value, quote })
+        Token::Field { key, value, quote }
+    }
+
+    /// The next token of a word holding non-ASCII text: the word's end found by chars.
+    fn next_slow(&mut self, s: &'a str) -> Option<Token<'a>> {
+        let word_end = find_ws(s).unwrap_or(s.len());
+        let key_from = usize::from(s.starts_with('('));
+        let eq = memchr::memchr(b'=', &s.as_bytes()[..word_end])
+            .filter(|&eq| eq > key_from && valid_key(&s[key_from..eq]));
+        match eq {
+            Some(eq) => Some(self.field(s, key_from, eq)),
+            None => {
+                self.rest = &s[word_end..];
+                Some(Token::Word(&s[..word_end]))
+            }
+        }
     }
 }
+
+/// The bytes a key scan stops at: `=`, ASCII whitespace, and any non-ASCII byte.
+static STOPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b == b'=' || ascii_ws(b) || b >= 0x80;
+        i += 1;
+    }
+    t
+};
 
 fn valid_key(k: &str) -> bool {
     k.len() <= 64
@@ -259,25 +310,95 @@ impl Outcome {
     }
 }
 
-/// The rule key(s) of a SYSCALL record, `(none)` without one; several keys
-/// (hex with `\x01` between them) are joined with `,`.
-pub fn rule_key(tokens: &[Token<'_>]) -> String {
-    let Some((raw, quote)) = field(tokens, "key") else {
-        return "(none)".into();
-    };
+/// The fields the counts read, each the first of its name, found in one pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields<'a> {
+    pub res: Option<&'a str>,
+    pub success: Option<&'a str>,
+    pub key: Option<(&'a str, Quote)>,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of [`all_tokens_into`]'s tokens, in its order (outer fields
+    /// first, then those of each `msg='…'` payload), without the token vector.
+    pub fn scan(body: &'a str) -> Fields<'a> {
+        let mut f = Fields::default();
+        let mut first_msg = None;
+        let mut msgs = 0;
+        for t in tokens(body) {
+            f.take(t);
+            if let Token::Field {
+                key: "msg",
+                value,
+                quote: Quote::Single,
+            } = t
+            {
+                first_msg.get_or_insert(value);
+                msgs += 1;
+            }
+        }
+        if msgs == 1 {
+            first_msg
+                .into_iter()
+                .flat_map(tokens)
+                .for_each(|t| f.take(t));
+        } else if msgs > 1 {
+            for t in tokens(body) {
+                if let Token::Field {
+                    key: "msg",
+                    value,
+                    quote: Quote::Single,
+                } = t
+                {
+                    tokens(value).for_each(|t| f.take(t));
+                }
+            }
+        }
+        f
+    }
+
+    /// The fields of a token list, each the first of its name.
+    #[cfg(test)]
+    pub fn of(tokens: &[Token<'a>]) -> Fields<'a> {
+        let mut f = Fields::default();
+        tokens.iter().for_each(|&t| f.take(t));
+        f
+    }
+
+    fn take(&mut self, t: Token<'a>) {
+        // Told apart by length and first byte before comparing (most keys are
+        // neither, and a string compare per key was a memcmp call each).
+        if let Token::Field { key, value, quote } = t {
+            match (key.len(), key.as_bytes()[0]) {
+                (3, b'r') if key == "res" && self.res.is_none() => self.res = Some(value),
+                (7, b's') if key == "success" && self.success.is_none() => {
+                    self.success = Some(value)
+                }
+                (3, b'k') if key == "key" && self.key.is_none() => self.key = Some((value, quote)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The rule key(s) of a SYSCALL record's `key=` field, `None` without one;
+/// several keys (hex with `\x01` between them) are joined with `,`. Borrowed
+/// when written plainly (the usual `key="name"`).
+pub fn rule_key(key: Option<(&str, Quote)>) -> Option<std::borrow::Cow<'_, str>> {
+    let (raw, quote) = key?;
     if quote == Quote::Bare && (raw == "(null)" || raw.is_empty()) {
-        return "(none)".into();
+        return None;
+    }
+    let plain = |k: &str| k.len() <= 64 && !k.is_empty() && !k.chars().any(|c| c.is_control());
+    if quote != Quote::Bare && plain(raw) {
+        return Some(raw.into());
     }
     let keys: Vec<String> = decode(raw, quote)
         .split('\x01')
         .filter(|k| !k.is_empty())
         .map(|k| k.chars().filter(|c| !c.is_control()).take(64).collect())
         .collect();
-    if keys.is_empty() {
-        "(none)".into()
-    } else {
-        keys.join(",")
-    }
+    (!keys.is_empty()).then(|| keys.join(",").into())
 }
 
 /// An AVC verdict: SELinux `avc:  denied` / `granted`, or AppArmor's `apparmor="DENIED"` lowercased.
@@ -294,8 +415,92 @@ pub fn avc_verdict(tokens: &[Token<'_>]) -> Option<String> {
 }
 
 #[cfg(test)]
+/// The char-based tokenizer the byte scan replaced, kept as the reference.
+pub fn reference_tokens(body: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let s = rest.trim_start();
+        if s.is_empty() {
+            return out;
+        }
+        let word_end = s.find(char::is_whitespace).unwrap_or(s.len());
+        let key_from = usize::from(s.starts_with('('));
+        let field = s[..word_end]
+            .find('=')
+            .filter(|&eq| eq > key_from && valid_key(&s[key_from..eq]));
+        let Some(eq) = field else {
+            rest = &s[word_end..];
+            out.push(Token::Word(&s[..word_end]));
+            continue;
+        };
+        let key = &s[key_from..eq];
+        let after = &s[eq + 1..];
+        let (value, quote, r) = match after.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let inner = &after[1..];
+                let (value, r) = inner.split_once(q).unwrap_or((inner, ""));
+                let quote = if q == '"' {
+                    Quote::Double
+                } else {
+                    Quote::Single
+                };
+                (value, quote, r)
+            }
+            _ => {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                (&after[..end], Quote::Bare, &after[end..])
+            }
+        };
+        rest = r;
+        out.push(Token::Field { key, value, quote });
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_scan_tokenizes_exactly_like_the_char_scan() {
+        let pieces = [
+            "a",
+            "key",
+            "=",
+            "\"",
+            "'",
+            " ",
+            "  ",
+            "\t",
+            "\r",
+            "\u{b}",
+            "(",
+            "é",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{3000}",
+            "\u{85}",
+            "res=success",
+            "msg='",
+            "x=\"y z\"",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..50_000 {
+            let body: String = (0..rng.usize(0..16))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            assert_eq!(
+                tokens(&body).collect::<Vec<_>>(),
+                reference_tokens(&body),
+                "{body:?}"
+            );
+            assert_eq!(
+                Fields::scan(&body),
+                Fields::of(&all_tokens(&body)),
+                "{body:?}"
+            );
+        }
+    }
 
     #[test]
     fn header_with_node_enriched_suffix_and_no_colon() {
@@ -385,11 +590,20 @@ mod tests {
         );
         assert_eq!(decode("ABC", Quote::Bare), "ABC");
         assert_eq!(decode("deadbeef", Quote::Bare), "deadbeef"); // hex is uppercase only
-        let key = |body: &str| rule_key(&all_tokens(body));
+        let key = |body: &str| {
+            rule_key(Fields::of(&all_tokens(body)).key).map_or("(none)".into(), |k| k.into_owned())
+        };
         assert_eq!(key("key=65786563013634626974\""), "exec,64bit");
         assert_eq!(key("key=(null)"), "(none)");
         assert_eq!(key("a=1"), "(none)");
         assert_eq!(key("key=\"filter-this\""), "filter-this");
+        assert_eq!(
+            key("key=\"a\u{2}b\""),
+            "ab",
+            "a control character is dropped"
+        );
+        assert_eq!(key("key=\"\""), "(none)");
+        assert_eq!(key("x=1 key=\"first\" key=\"second\""), "first");
     }
 
     #[test]

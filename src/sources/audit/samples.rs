@@ -157,6 +157,24 @@ fn measured(store: &Store) -> Oracle {
 }
 
 #[test]
+fn byte_tokenizer_agrees_with_the_char_tokenizer_on_every_sample() {
+    let mut bodies = 0;
+    for path in sample_files() {
+        for line in lines(&path) {
+            if let Some((_, body)) = super::record::parse_header(&line) {
+                let fast: Vec<_> = super::record::tokens(body).collect();
+                assert_eq!(fast, super::record::reference_tokens(body), "{line:?}");
+                let all = super::record::all_tokens(body);
+                let fields = super::record::Fields::scan(body);
+                assert_eq!(fields, super::record::Fields::of(&all), "{line:?}");
+                bodies += 1;
+            }
+        }
+    }
+    assert!(bodies > 500, "only {bodies} records read");
+}
+
+#[test]
 fn every_sample_agrees_with_the_regex_count() {
     let mut total = Oracle::default();
     let mut files = 0;

@@ -14,7 +14,7 @@ use memchr::memmem;
 
 use crate::journal::Entry;
 
-use crate::sources::{LineCounts, LineParser, Unparsed};
+use crate::sources::{LineCounts, LineParser, Unparsed, scan};
 use crate::store::{Handle, Metric, Store};
 
 pub const FAILURES: Metric = Metric::counter(
@@ -63,6 +63,12 @@ static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new("fail2ban."));
 static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(" fail2ban"));
+/// What the observer appends to the `Found` lines it repeats.
+static BAD: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(", bad - "));
+
+/// The jail and logger maps hash with foldhash: several times faster than the
+/// standard SipHash on these short keys, still seeded per process.
+type Hasher = foldhash::fast::RandomState;
 
 /// Jails (or error loggers) whose handles are kept; past this the memo starts over.
 const MAX_MEMO: usize = 4096;
@@ -73,10 +79,13 @@ const MAX_CONTINUATION: u32 = 500;
 /// A record's (logger, level, message).
 pub(super) type Record<'a> = (&'a str, &'a str, &'a str);
 
-/// Levels fail2ban logs with, its own (`MSG`, `TRACE`, `HEAVY`) included.
-const LEVELS: &[&str] = &[
-    "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG", "MSG", "TRACE", "HEAVY",
-];
+/// The levels fail2ban logs with, its own (`MSG`, `TRACE`, `HEAVY`) included.
+fn is_level(level: &str) -> bool {
+    matches!(
+        level,
+        "CRITICAL" | "ERROR" | "WARNING" | "NOTICE" | "INFO" | "DEBUG" | "MSG" | "TRACE" | "HEAVY"
+    )
+}
 
 /// The record in a line: `fail2ban.<logger>[<pid>]: <LEVEL> <message>` after any
 /// timestamp or syslog header; spaces around `[pid]` and the PID itself are optional.
@@ -158,7 +167,7 @@ fn record_at(s: &str) -> Option<Record<'_>> {
     };
     let (level, msg) = after.split_at(n);
     let unnamed = level.len() > "Level ".len() && level.starts_with("Level ");
-    if !(unnamed || LEVELS.contains(&level)) {
+    if !(unnamed || is_level(level)) {
         return None;
     }
     let trimmed = msg.trim_start();
@@ -183,14 +192,14 @@ pub struct Fail2banLog {
     open_record: Option<u32>,
     /// Jails that logged `Flush ticket(s)` and have not started or banned since:
     /// their unbans are the jail letting go, not bans expiring.
-    flushing: HashSet<String>,
+    flushing: HashSet<String, Hasher>,
     /// The server logged `Stopping all jails` / `Shutdown in progress` (a stop
     /// without flushable actions logs no `Flush` line).
     stopping: bool,
     /// Each jail's handles, resolved at its first event of each kind.
-    jails: HashMap<String, JailHandles>,
+    jails: HashMap<String, JailHandles, Hasher>,
     /// `fail2ban_errors_total` per logger: the `logger` label and its handle.
-    errors: HashMap<String, (String, Handle)>,
+    errors: HashMap<String, (String, Handle), Hasher>,
     counts: LineCounts,
     /// Add the event's id as an `ip` label (`ip_label`).
     ip_label: bool,
@@ -228,7 +237,7 @@ fn jail_event(rest: &str) -> JailEvent {
             .is_some_and(|id| !id.trim().is_empty())
     };
     if has_id("Found ") {
-        if rest.contains(", bad - ") {
+        if BAD.find(rest.as_bytes()).is_some() {
             JailEvent::ObserverFound
         } else {
             JailEvent::Found
@@ -415,7 +424,7 @@ impl LineParser for Fail2banLog {
     }
 
     fn parse(&mut self, line: &str, store: &mut Store) -> Result<(), Unparsed> {
-        if line.trim().is_empty() {
+        if scan::trim_ws_start(line).is_empty() {
             return Ok(());
         }
         if let Some((logger, level, msg)) = record(line) {
