@@ -392,7 +392,8 @@ fn metrics_answer_until(url: &str, total: f64, what: &str) {
 /// Two large reads of 1.5 M lines (140 MB; about 8 s each for a debug build
 /// here, all of it under the store lock before reads were batched) while
 /// `/metrics` is asked again and again: the first read of a backlog, and a
-/// file renamed over the log (rotation) while rme runs.
+/// file renamed over the log (rotation) while rme runs. During the second,
+/// the flushes (every second) go on too, with the counts read so far.
 #[test]
 fn metrics_answers_during_large_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -404,18 +405,19 @@ fn metrics_answers_during_large_reads() {
         dir.path(),
         "rme.toml",
         &format!(
-            "state_dir = \"{}\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            "interval_secs = 1\nstate_dir = \"{}\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
             dir.path().join("state").display(),
             log.display()
         ),
     );
-    let child = rme()
+    let mut child = rme()
         .args(["push", "--config", config.to_str().unwrap()])
         .env("RME_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let out = collect(child.stdout.take().unwrap());
     let _child = Killed(child);
     let url = format!("http://127.0.0.1:{port}/metrics");
     metrics_answer_until(&url, n as f64, "first read");
@@ -423,6 +425,15 @@ fn metrics_answers_during_large_reads() {
     big_log(&next, n);
     std::fs::rename(&next, &log).unwrap();
     metrics_answer_until(&url, 2.0 * n as f64, "read after a rotation");
+    let mut flushed: Vec<f64> = (out.lock().unwrap().split("# EOF\n"))
+        .filter_map(|e| metric_value(e, LINES))
+        .filter(|v| *v > n as f64 && *v < 2.0 * n as f64)
+        .collect();
+    flushed.dedup();
+    assert!(
+        flushed.len() >= 2,
+        "no flushes during the read after a rotation: {flushed:?}"
+    );
 }
 
 #[test]

@@ -474,7 +474,13 @@ pub async fn run_daemon(
                     }
                 },
             };
-            agent.read_sources();
+            if stop.is_some() {
+                agent.read_sources();
+            } else {
+                // A long read already under way (the watcher's) goes on to the
+                // end by itself; the flush takes what it has read so far.
+                read::read_all_unless_busy(&agent.readers, &agent.shared);
+            }
             agent.probe();
             if let Err(e) = agent.flush() {
                 tracing::error!("flush failed: {e:#}");

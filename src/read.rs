@@ -137,7 +137,26 @@ fn journal_batch(
 /// Reads every reader to its end; errors are logged per source, returned, and
 /// retried next time.
 pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) -> Vec<(String, String)> {
-    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    read_each(readers.lock().unwrap_or_else(|e| e.into_inner()), shared)
+}
+
+/// [`read_all`], unless another thread is reading already (the watcher's read
+/// of a large backlog): that read goes on to the end, and what it has fed so
+/// far is in the store, so a flush need not wait for it.
+pub fn read_all_unless_busy(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+    match readers.try_lock() {
+        Ok(r) => drop(read_each(r, shared)),
+        Err(std::sync::TryLockError::Poisoned(e)) => drop(read_each(e.into_inner(), shared)),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            tracing::debug!("a read is under way; this flush takes what it has read so far");
+        }
+    }
+}
+
+fn read_each(
+    mut readers: MutexGuard<'_, Vec<Reader>>,
+    shared: &Mutex<Shared>,
+) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for r in readers.iter_mut() {
         if let Err(e) = r.read_new(shared) {
