@@ -19,7 +19,7 @@ use crate::shared::{Shared, lock};
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
 use crate::spool::Spool;
-use crate::store::{Metric, Series, Store};
+use crate::store::{Handle, Metric, Store};
 
 /// How hard one delivery tries a body before leaving it (and the rest) in the spool.
 #[derive(Clone, Debug)]
@@ -93,32 +93,61 @@ pub fn describe_metrics(store: &mut Store) {
 }
 
 /// The spool's gauges, and what it dropped since the last call, into the store.
-pub fn record_spool(store: &mut Store, sink: &str, spool: &mut Spool, now: i64) {
+pub fn record_spool(
+    m: &mut SinkMetrics,
+    store: &mut Store,
+    sink: &str,
+    spool: &mut Spool,
+    now: i64,
+) {
     let l = [("sink", sink)];
-    store.set(Series::new(SPOOL_RECORDS.name, &l), spool.len() as f64);
-    store.set(Series::new(SPOOL_BYTES.name, &l), spool.bytes() as f64);
+    store.set_at(&mut m.records, SPOOL_RECORDS.name, &l, spool.len() as f64);
+    store.set_at(&mut m.bytes, SPOOL_BYTES.name, &l, spool.bytes() as f64);
     let age = spool
         .oldest_created_ms()
         .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-    store.set(Series::new(SPOOL_AGE.name, &l), age);
+    store.set_at(&mut m.age, SPOOL_AGE.name, &l, age);
     let dropped = std::mem::take(&mut spool.dropped);
-    for (reason, n) in [("overflow", dropped.overflow), ("corrupt", dropped.corrupt)] {
-        store.inc(
-            Series::new(SPOOL_DROPPED.name, &[("sink", sink), ("reason", reason)]),
+    for (h, reason, n) in [
+        (&mut m.dropped_overflow, "overflow", dropped.overflow),
+        (&mut m.dropped_corrupt, "corrupt", dropped.corrupt),
+    ] {
+        store.inc_at(
+            h,
+            SPOOL_DROPPED.name,
+            &[("sink", sink), ("reason", reason)],
             n,
         );
     }
-    store.inc(
-        Series::new(SAMPLES.name, &[("sink", sink), ("result", "dropped")]),
+    let dropped_l = [("sink", sink), ("result", "dropped")];
+    store.inc_at(
+        &mut m.samples_dropped,
+        SAMPLES.name,
+        &dropped_l,
         dropped.samples,
     );
     // Refusals exist from the first flush at 0, so that a receiver-side
     // `increase()` (examples/alerts.yml) sees the first one.
-    store.inc(
-        Series::new(SAMPLES.name, &[("sink", sink), ("result", "rejected")]),
-        0,
-    );
-    store.inc(Series::new(POINTS_REJECTED.name, &[("sink", sink)]), 0);
+    let rejected_l = [("sink", sink), ("result", "rejected")];
+    store.inc_at(&mut m.samples_rejected, SAMPLES.name, &rejected_l, 0);
+    store.inc_at(&mut m.points_rejected, POINTS_REJECTED.name, &l, 0);
+}
+
+/// A sink's self-metric handles, resolved once and then bumped without
+/// building a series each flush. The flush and the courier keep one each.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    records: Handle,
+    bytes: Handle,
+    age: Handle,
+    dropped_overflow: Handle,
+    dropped_corrupt: Handle,
+    samples_dropped: Handle,
+    samples_rejected: Handle,
+    points_rejected: Handle,
+    /// `rme_requests_total` and `rme_samples_total` by sent, retried, rejected.
+    requests: [Handle; 3],
+    samples: [Handle; 3],
 }
 
 /// What one delivery did, recorded into the store once by [`record_delivery`].
@@ -137,21 +166,25 @@ pub struct Tally {
 }
 
 /// Adds one delivery's tally to the sink's self-metrics.
-pub fn record_delivery(store: &mut Store, sink: &str, t: &Tally) {
-    for (result, requests, samples) in [
+pub fn record_delivery(m: &mut SinkMetrics, store: &mut Store, sink: &str, t: &Tally) {
+    let results = [
         ("sent", t.sent, Some(t.sent_samples)),
         ("retried", t.retried, None),
         ("rejected", t.rejected, Some(t.rejected_samples)),
-    ] {
+    ];
+    for (i, (result, requests, samples)) in results.into_iter().enumerate() {
         let l = [("sink", sink), ("result", result)];
-        store.inc(Series::new(REQUESTS.name, &l), requests);
+        store.inc_at(&mut m.requests[i], REQUESTS.name, &l, requests);
         if let Some(n) = samples {
-            store.inc(Series::new(SAMPLES.name, &l), n);
+            store.inc_at(&mut m.samples[i], SAMPLES.name, &l, n);
         }
     }
     if t.rejected_points > 0 {
-        store.inc(
-            Series::new(POINTS_REJECTED.name, &[("sink", sink)]),
+        let l = [("sink", sink)];
+        store.inc_at(
+            &mut m.points_rejected,
+            POINTS_REJECTED.name,
+            &l,
             t.rejected_points,
         );
     }
@@ -235,13 +268,15 @@ pub struct Courier {
     pub wake: Arc<tokio::sync::Notify>,
     pub retry: RetryPolicy,
     pub shared: Arc<Mutex<Shared>>,
+    pub metrics: SinkMetrics,
 }
 
 impl Courier {
     /// One delivery round, its tally recorded into the store.
     async fn round(&mut self, retry: &RetryPolicy) -> Result<(), String> {
         let (tally, result) = deliver(&mut self.sink, &self.spool, retry).await;
-        record_delivery(&mut lock(&self.shared).store, self.sink.name(), &tally);
+        let store = &mut lock(&self.shared).store;
+        record_delivery(&mut self.metrics, store, self.sink.name(), &tally);
         result
     }
 
@@ -341,7 +376,7 @@ mod tests {
         let (tally, result) = rt.block_on(deliver(&mut sink, &spool, &policy));
         let spool = spool.into_inner().unwrap();
         let mut store = Store::new(Limits::default());
-        record_delivery(&mut store, "scripted", &tally);
+        record_delivery(&mut SinkMetrics::default(), &mut store, "scripted", &tally);
         (sink, spool, store, result)
     }
 

@@ -31,6 +31,7 @@ pub struct Outlet {
     pub spool: SharedSpool,
     config: SinkConfig,
     wake: Arc<tokio::sync::Notify>,
+    metrics: delivery::SinkMetrics,
 }
 
 /// What a run achieved, for `--once`'s exit code.
@@ -125,6 +126,7 @@ impl Agent {
                 spool: Arc::new(Mutex::new(spool)),
                 config: sink_config,
                 wake: Arc::default(),
+                metrics: delivery::SinkMetrics::default(),
             });
         }
         let shared = Arc::new(Mutex::new(Shared {
@@ -195,8 +197,9 @@ impl Agent {
         let at = now_ms();
         let (snap, mut pending) = {
             let mut g = lock(&self.shared);
-            for o in &self.outlets {
-                delivery::record_spool(&mut g.store, o.sink.name(), &mut lock_spool(&o.spool), at);
+            for o in &mut self.outlets {
+                let spool = &mut lock_spool(&o.spool);
+                delivery::record_spool(&mut o.metrics, &mut g.store, o.sink.name(), spool, at);
             }
             let snap = g.store.snapshot(at);
             let Shared { store, positions } = &mut *g;
@@ -238,6 +241,9 @@ impl Agent {
                 }
             }
         }
+        // Every body is spooled: the snapshot's points go before the state is
+        // deflated, so the two never sit in memory together.
+        drop(snap);
         crate::failpoint::hit("after-spool");
         let saved = self.state.commit(&mut pending, &self.sink_states);
         StateFile::settle(&mut lock(&self.shared).store, pending, saved.is_ok());
@@ -276,9 +282,10 @@ impl Agent {
     pub fn save_state(&mut self) {
         let saved = {
             let mut g = lock(&self.shared);
-            for o in &self.outlets {
-                let mut spool = lock_spool(&o.spool);
-                delivery::record_spool(&mut g.store, o.sink.name(), &mut spool, now_ms());
+            for o in &mut self.outlets {
+                let spool = &mut lock_spool(&o.spool);
+                let (m, name) = (&mut o.metrics, o.sink.name());
+                delivery::record_spool(m, &mut g.store, name, spool, now_ms());
             }
             let Shared { store, positions } = &mut *g;
             self.state.save(store, positions, &self.sink_states)
@@ -306,6 +313,7 @@ impl Agent {
                     wake: o.wake.clone(),
                     retry: self.retry.clone(),
                     shared: self.shared.clone(),
+                    metrics: delivery::SinkMetrics::default(),
                 })
             })
             .collect()
@@ -319,7 +327,8 @@ impl Agent {
             tasks.spawn(async move {
                 let (tally, result) = delivery::deliver(&mut c.sink, &c.spool, &c.retry).await;
                 let name = c.sink.name().to_string();
-                delivery::record_delivery(&mut lock(&c.shared).store, &name, &tally);
+                let store = &mut lock(&c.shared).store;
+                delivery::record_delivery(&mut c.metrics, store, &name, &tally);
                 (name, tally.rejected, result)
             });
         }

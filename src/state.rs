@@ -269,7 +269,7 @@ impl StateFile {
         }
         let (changed, forgotten) = store.take_changes();
         let mut pending = Pending {
-            raw: Vec::with_capacity(16 + changed.len() * 24),
+            raw_len: 0,
             changed,
             forgotten,
             new_ids: Vec::new(),
@@ -277,10 +277,10 @@ impl StateFile {
             sources: sources.clone(),
             full,
         };
-        pending.encode();
+        pending.number();
         if !full {
             // Deflated, a large frame is a quarter of its records or less; a small one is not.
-            let estimate = pending.raw.len() as u64 / 2 + 16;
+            let estimate = pending.raw_len as u64 / 2 + 16;
             if self.journal_bytes + estimate > self.checkpoint_bytes.max(self.min_journal_bytes) {
                 store.unwrite(&pending.changed, std::mem::take(&mut pending.forgotten));
                 self.checkpoint_due = true;
@@ -304,11 +304,8 @@ impl StateFile {
             sinks: sinks.clone(),
         };
         let seq = self.seq + 1;
-        pending.raw[..8].copy_from_slice(&seq.to_le_bytes());
-        if pending.full || self.meta.as_ref() != Some(&meta) {
-            put_meta(&mut pending.raw, &meta)?;
-        }
-        let frame = frame(&pending.raw)?;
+        let new_meta = pending.full || self.meta.as_ref() != Some(&meta);
+        let frame = pending.frame(seq, new_meta.then_some(&meta))?;
         if pending.full {
             let mut bytes = Vec::with_capacity(frame.len() + 12);
             bytes.extend_from_slice(CHECKPOINT_MAGIC);
@@ -366,11 +363,13 @@ impl StateFile {
     }
 }
 
-/// A save taken from the store, not yet written.
+/// A save taken from the store, not yet written: its records are encoded at
+/// commit, outside the store's lock, straight into the deflater (a checkpoint
+/// of 100 000 label sets is 9 MB of records before deflate, 0.7 MB after).
 #[derive(Debug)]
 pub struct Pending {
-    /// Sequence number (filled in at commit), then the records.
-    raw: Vec<u8>,
+    /// Bytes of the records (without the sequence number and meta) before deflate.
+    raw_len: usize,
     changed: Vec<Changed>,
     forgotten: Vec<u32>,
     /// Counters first written by this save, with the id they get.
@@ -382,26 +381,68 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn encode(&mut self) {
-        put_u64(&mut self.raw, 0);
+    /// Gives each counter first written by this save its id, and sizes the records.
+    fn number(&mut self) {
+        let mut len = 0;
         for c in &self.changed {
             let id = if self.full || c.saved_id == NOT_SAVED {
                 let id = self.next_id;
                 self.next_id += 1;
-                put_def(&mut self.raw, id, &c.series);
+                len += def_len(id, &c.series);
                 self.new_ids.push((c.slot, id));
                 id
             } else {
                 c.saved_id
             };
-            put_val(&mut self.raw, id, c.value, c.start_ms);
+            len += val_len(id, c.value, c.start_ms);
+        }
+        if !self.full {
+            len += self
+                .forgotten
+                .iter()
+                .map(|&id| 1 + uvar_len(u64::from(id)))
+                .sum::<usize>();
+        }
+        self.raw_len = len;
+    }
+
+    /// The frame of this save: the sequence number, the records and `meta`,
+    /// deflated as they are encoded (64 KiB at a time).
+    fn frame(&self, seq: u64, meta: Option<&Meta>) -> anyhow::Result<Vec<u8>> {
+        use flate2::write::DeflateEncoder;
+        const STEP: usize = 64 << 10;
+        let mut enc = DeflateEncoder::new(
+            Vec::with_capacity(self.raw_len / 8 + 64),
+            flate2::Compression::fast(),
+        );
+        let mut buf = Vec::with_capacity(STEP + 1024);
+        put_u64(&mut buf, seq);
+        let mut new_ids = self.new_ids.iter();
+        for c in &self.changed {
+            let id = if self.full || c.saved_id == NOT_SAVED {
+                let &(_, id) = new_ids.next().expect("numbered in prepare");
+                put_def(&mut buf, id, &c.series);
+                id
+            } else {
+                c.saved_id
+            };
+            put_val(&mut buf, id, c.value, c.start_ms);
+            if buf.len() >= STEP {
+                enc.write_all(&buf)?;
+                buf.clear();
+            }
         }
         if !self.full {
             for &id in &self.forgotten {
-                self.raw.push(TAG_FORGET);
-                put_uvar(&mut self.raw, u64::from(id));
+                buf.push(TAG_FORGET);
+                put_uvar(&mut buf, u64::from(id));
             }
         }
+        if let Some(meta) = meta {
+            put_meta(&mut buf, meta)?;
+        }
+        enc.write_all(&buf)?;
+        Ok(frame_of(&enc.finish()?))
     }
 }
 
@@ -490,23 +531,15 @@ const TAG_VAL: u8 = 2;
 const TAG_FORGET: u8 = 3;
 const TAG_META: u8 = 4;
 
-/// `[len u32][crc32 u32][deflated records]`.
-fn frame(raw: &[u8]) -> anyhow::Result<Vec<u8>> {
-    use flate2::write::DeflateEncoder;
-    let mut enc = DeflateEncoder::new(
-        Vec::with_capacity(raw.len() / 4 + 16),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(raw)?;
-    let body = enc.finish()?;
+/// `[len u32][crc32 u32][deflated records]`, around records already deflated.
+fn frame_of(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
-/// The records of the frame at `at` and where the next one starts, if it is whole and intact.
 fn unframe(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
     let head = bytes.get(at..at + 8)?;
     let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
@@ -600,6 +633,34 @@ fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+fn uvar_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn text_len(s: &str) -> usize {
+    uvar_len(s.len() as u64) + s.len()
+}
+
+/// Bytes [`put_def`] writes.
+fn def_len(id: u32, series: &Series) -> usize {
+    let labels = series.labels();
+    1 + uvar_len(u64::from(id))
+        + text_len(series.name())
+        + uvar_len(labels.len() as u64)
+        + labels
+            .map(|(k, v)| text_len(k) + text_len(v))
+            .sum::<usize>()
+}
+
+/// Bytes [`put_val`] writes.
+fn val_len(id: u32, value: u64, start_ms: i64) -> usize {
+    1 + uvar_len(u64::from(id)) + uvar_len(value) + uvar_len(zigzag(start_ms))
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
@@ -624,7 +685,7 @@ fn put_val(out: &mut Vec<u8>, id: u32, value: u64, start_ms: i64) {
     out.push(TAG_VAL);
     put_uvar(out, u64::from(id));
     put_uvar(out, value);
-    put_uvar(out, ((start_ms << 1) ^ (start_ms >> 63)) as u64);
+    put_uvar(out, zigzag(start_ms));
 }
 
 fn put_meta(out: &mut Vec<u8>, meta: &Meta) -> anyhow::Result<()> {

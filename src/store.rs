@@ -25,13 +25,57 @@ use crate::labels::relabel::{self, Selector, WholeRegex};
 
 /// A series: metric name plus labels kept sorted by (name, value), as
 /// remote-write requires. Packed into one string with the end of each part,
-/// so a series costs two allocations whatever its label count.
+/// so a series costs one allocation (up to five labels and 64 KiB of text;
+/// two beyond) whatever its label count.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Series {
     /// The name, then each label's name and value, back to back.
     text: Box<str>,
     /// Where the name, and then each label name and value, end in `text`.
-    ends: Box<[u32]>,
+    ends: Ends,
+}
+
+/// Part ends inline (the usual case), or on the heap. Which one is decided by
+/// the sizes alone, so equal series are equal here too (unused entries are 0).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Ends {
+    Inline { len: u8, at: [u16; Ends::INLINE] },
+    Heap(Box<[u32]>),
+}
+
+impl Ends {
+    /// Name + 5 labels.
+    const INLINE: usize = 11;
+
+    fn new(ends: &[u32]) -> Ends {
+        let short =
+            ends.len() <= Ends::INLINE && ends.last().is_none_or(|&e| e <= u32::from(u16::MAX));
+        if !short {
+            return Ends::Heap(ends.into());
+        }
+        let mut at = [0; Ends::INLINE];
+        for (a, &e) in at.iter_mut().zip(ends) {
+            *a = e as u16;
+        }
+        Ends::Inline {
+            len: ends.len() as u8,
+            at,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ends::Inline { len, .. } => usize::from(*len),
+            Ends::Heap(e) => e.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Ends::Inline { at, .. } => usize::from(at[i]),
+            Ends::Heap(e) => e[i] as usize,
+        }
+    }
 }
 
 impl Series {
@@ -53,23 +97,32 @@ impl Series {
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>();
         let mut text = String::with_capacity(len);
-        let mut ends = Vec::with_capacity(1 + 2 * labels.clone().count());
+        let parts = 1 + 2 * labels.clone().count();
+        // The ends are gathered on the stack when they fit inline.
+        let mut inline = [0u32; Ends::INLINE];
+        let mut heap = Vec::new();
+        let ends: &mut [u32] = if parts <= Ends::INLINE {
+            &mut inline[..parts]
+        } else {
+            heap.resize(parts, 0);
+            &mut heap
+        };
         text.push_str(name);
-        ends.push(text.len() as u32);
-        for (k, v) in labels {
+        ends[0] = text.len() as u32;
+        for (i, (k, v)) in labels.enumerate() {
             text.push_str(k);
-            ends.push(text.len() as u32);
+            ends[1 + 2 * i] = text.len() as u32;
             text.push_str(v);
-            ends.push(text.len() as u32);
+            ends[2 + 2 * i] = text.len() as u32;
         }
         Series {
             text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
+            ends: Ends::new(ends),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.text[..self.ends[0] as usize]
+        &self.text[..self.ends.get(0)]
     }
 
     /// The labels, sorted by name.
@@ -85,7 +138,7 @@ impl Series {
     }
 
     fn part(&self, i: usize) -> &str {
-        &self.text[self.ends[i - 1] as usize..self.ends[i] as usize]
+        &self.text[self.ends.get(i - 1)..self.ends.get(i)]
     }
 }
 
@@ -513,8 +566,8 @@ struct Slot {
     /// `None` while the slot is free.
     series: Option<Arc<Series>>,
     kind: Kind,
+    /// The counter; for a gauge, its value's bits (a slot is one or the other).
     counter: u64,
-    gauge: f64,
     start_ms: i64,
     updated_ms: i64,
     generation: u32,
@@ -558,12 +611,15 @@ pub struct Changed {
 pub struct Store {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    index: HashMap<Arc<Series>, u32>,
+    /// foldhash, not SipHash: this index is looked up for every handle made and
+    /// hashes whole label sets; its per-process seed and the series cap bound
+    /// what crafted label values could do to it.
+    index: HashMap<Arc<Series>, u32, foldhash::fast::RandomState>,
     /// Live slots sorted by series; rebuilt when `sorted` is false.
     order: Vec<u32>,
     sorted: bool,
     meta: BTreeMap<&'static str, Meta>,
-    series_per_metric: HashMap<Box<str>, usize>,
+    series_per_metric: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     limits: Limits,
     rules: Rules,
     /// The clock sources' updates are stamped with; set by the caller before a batch.
@@ -704,7 +760,6 @@ impl Store {
             series: Some(series.clone()),
             kind,
             counter: 0,
-            gauge: 0.0,
             start_ms: now,
             updated_ms: now,
             generation,
@@ -790,7 +845,7 @@ impl Store {
     /// Sets the gauge of `h` (see [`Store::inc_at`]).
     pub fn set_at(&mut self, h: &mut Handle, name: &str, labels: &[(&str, &str)], value: f64) {
         if self.refresh(h, name, Kind::Gauge, labels) {
-            self.touch(h).gauge = value;
+            self.touch(h).counter = value.to_bits();
         }
     }
 
@@ -1053,7 +1108,7 @@ impl Slot {
     fn value(&self) -> Value {
         match self.kind {
             Kind::Counter => Value::Counter(self.counter),
-            Kind::Gauge => Value::Gauge(self.gauge),
+            Kind::Gauge => Value::Gauge(f64::from_bits(self.counter)),
         }
     }
 }

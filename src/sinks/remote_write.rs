@@ -249,11 +249,17 @@ impl Sink for RemoteWrite {
         let mut sent = Vec::with_capacity(snap.points.len());
         let mut enc = wire::Encoder::default();
         let mut snappy = snap::raw::Encoder::new();
+        // Compressed into one scratch buffer and copied out at its exact size:
+        // `compress_vec` leaves each body with the capacity of the worst case
+        // (about 1.17 times the uncompressed request), all held until spooled.
+        let mut scratch = Vec::new();
         let mut body = |enc: &wire::Encoder, samples: u64| -> anyhow::Result<Batch> {
+            scratch.resize(snap::raw::max_compress_len(enc.buf.len()), 0);
+            let n = snappy
+                .compress(&enc.buf, &mut scratch)
+                .context("snappy compression")?;
             Ok(Batch {
-                body: snappy
-                    .compress_vec(&enc.buf)
-                    .context("snappy compression")?,
+                body: scratch[..n].to_vec(),
                 samples,
                 note: Vec::new(),
             })

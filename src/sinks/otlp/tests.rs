@@ -479,7 +479,8 @@ async fn partial_success_is_counted_by_the_push_cycle() {
         "an accepted request leaves the spool"
     );
     let mut store = Store::new(Limits::default());
-    crate::delivery::record_delivery(&mut store, "otlp", &tally);
+    let mut m = crate::delivery::SinkMetrics::default();
+    crate::delivery::record_delivery(&mut m, &mut store, "otlp", &tally);
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
         2

@@ -63,8 +63,6 @@ static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new("fail2ban."));
 static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(" fail2ban"));
-/// What the observer appends to the `Found` lines it repeats.
-static BAD: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(", bad - "));
 
 /// The jail and logger maps hash with foldhash: several times faster than the
 /// standard SipHash on these short keys, still seeded per process.
@@ -150,13 +148,13 @@ fn record_at(s: &str) -> Option<Record<'_>> {
     if logger.is_empty() {
         return None;
     }
-    rest = rest.trim_start();
+    rest = scan::trim_ws_start(rest);
     if let Some(pid) = rest.strip_prefix('[') {
         let n = word_end(pid, |b| b.is_ascii_digit());
-        rest = pid[n..].strip_prefix(']').filter(|_| n > 0)?.trim_start();
+        rest = scan::trim_ws_start(pid[n..].strip_prefix(']').filter(|_| n > 0)?);
     }
     let rest = rest.strip_prefix(':')?;
-    let after = rest.trim_start();
+    let after = scan::trim_ws_start(rest);
     if after.len() == rest.len() {
         return None;
     }
@@ -170,7 +168,7 @@ fn record_at(s: &str) -> Option<Record<'_>> {
     if !(unnamed || is_level(level)) {
         return None;
     }
-    let trimmed = msg.trim_start();
+    let trimmed = scan::trim_ws_start(msg);
     if trimmed.len() == msg.len() && !msg.is_empty() {
         return None;
     }
@@ -196,8 +194,10 @@ pub struct Fail2banLog {
     /// The server logged `Stopping all jails` / `Shutdown in progress` (a stop
     /// without flushable actions logs no `Flush` line).
     stopping: bool,
-    /// Each jail's handles, resolved at its first event of each kind.
-    jails: HashMap<String, JailHandles, Hasher>,
+    /// Each jail's handles, resolved at its first event of each kind, found
+    /// by one lookup of its name in `jail_index`.
+    jails: Vec<JailHandles>,
+    jail_index: HashMap<Box<str>, usize, Hasher>,
     /// `fail2ban_errors_total` per logger: the `logger` label and its handle.
     errors: HashMap<String, (String, Handle), Hasher>,
     counts: LineCounts,
@@ -237,7 +237,10 @@ fn jail_event(rest: &str) -> JailEvent {
             .is_some_and(|id| !id.trim().is_empty())
     };
     if has_id("Found ") {
-        if BAD.find(rest.as_bytes()).is_some() {
+        // The observer's repeats: `Found <id>, bad - <time>, …` (looked for at
+        // each comma: a plain `Found` line has none).
+        let b = rest.as_bytes();
+        if memchr::memchr_iter(b',', b).any(|i| b[i..].starts_with(b", bad - ")) {
             JailEvent::ObserverFound
         } else {
             JailEvent::Found
@@ -270,9 +273,10 @@ fn event_id(rest: &str) -> &str {
 
 /// `[jail] rest` → (jail, rest). Jail names hold anything but `]`.
 fn split_jail(msg: &str) -> Option<(&str, &str)> {
-    let (jail, rest) = msg.strip_prefix('[')?.split_once(']')?;
-    let rest = rest.strip_prefix(' ')?;
-    (!jail.is_empty() && !jail.contains('[')).then_some((jail, rest))
+    let inner = msg.strip_prefix('[')?;
+    let end = memchr::memchr(b']', inner.as_bytes())?;
+    let (jail, rest) = (&inner[..end], inner[end + 1..].strip_prefix(' ')?);
+    (!jail.is_empty() && memchr::memchr(b'[', jail.as_bytes()).is_none()).then_some((jail, rest))
 }
 
 /// The jail named by `Jail '<name>' <verb>` or `Creating new jail '<name>'`.
@@ -387,13 +391,19 @@ impl Fail2banLog {
 
     /// The handles of a jail's series (allocates only for a jail not seen yet).
     fn handles(&mut self, jail: &str) -> &mut JailHandles {
-        if self.jails.len() >= MAX_MEMO && !self.jails.contains_key(jail) {
-            self.jails.clear();
-        }
-        if !self.jails.contains_key(jail) {
-            self.jails.insert(jail.to_string(), JailHandles::default());
-        }
-        self.jails.get_mut(jail).expect("inserted above")
+        let i = match self.jail_index.get(jail) {
+            Some(&i) => i,
+            None => {
+                if self.jails.len() >= MAX_MEMO {
+                    self.jails.clear();
+                    self.jail_index.clear();
+                }
+                self.jails.push(JailHandles::default());
+                self.jail_index.insert(jail.into(), self.jails.len() - 1);
+                self.jails.len() - 1
+            }
+        };
+        &mut self.jails[i]
     }
 
     fn continuation(&mut self, line: &str) -> Result<(), Unparsed> {
