@@ -337,6 +337,105 @@ fn embedded_demo_prints_metrics() {
     assert!(text.ends_with("# EOF\n"));
 }
 
+/// Writes `n` fail2ban lines to a new file `path`.
+fn big_log(path: &Path, n: usize) {
+    use std::io::Write as _;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        w.write_all(f2b_line(i).as_bytes()).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Asks `/metrics` every 100 ms until it shows `total` lines read: every
+/// request (once rme listens) is answered within the 5 s read timeout, and
+/// some answers show the read part-way, which a read holding the store lock
+/// for its whole length can never show.
+fn metrics_answer_until(url: &str, total: f64, what: &str) {
+    let end = Instant::now() + Duration::from_secs(300);
+    let (mut answered, mut partial, mut unanswered) = (0, Vec::new(), 0);
+    let before = metric_value(&try_get(url, None).unwrap_or_default(), LINES).unwrap_or(0.0);
+    loop {
+        assert!(
+            Instant::now() < end,
+            "{what}: the read did not end in 300 s"
+        );
+        match try_get(url, None) {
+            Some(body) => {
+                answered += 1;
+                let n = metric_value(&body, LINES).unwrap_or(0.0);
+                if n >= total {
+                    assert_eq!(n, total, "{what}: {body}");
+                    break;
+                }
+                if n > before {
+                    partial.push(n);
+                }
+            }
+            // not listening yet
+            None if answered == 0 => {}
+            None => unanswered += 1,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        unanswered, 0,
+        "{what}: requests left unanswered for 5 s (answered: {answered})"
+    );
+    partial.dedup();
+    assert!(
+        partial.len() >= 2,
+        "{what}: /metrics never showed the read part-way: {partial:?} ({answered} answers)"
+    );
+}
+
+/// Two large reads of 1.5 M lines (140 MB; about 8 s each for a debug build
+/// here, all of it under the store lock before reads were batched) while
+/// `/metrics` is asked again and again: the first read of a backlog, and a
+/// file renamed over the log (rotation) while rme runs. During the second,
+/// the flushes (every second) go on too, with the counts read so far.
+#[test]
+fn metrics_answers_during_large_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    let n = 1_500_000;
+    big_log(&log, n);
+    let port = free_port();
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{}\"\n[serve]\nlisten = \"127.0.0.1:{port}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let mut child = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .env("RME_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let _child = Killed(child);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    metrics_answer_until(&url, n as f64, "first read");
+    let next = dir.path().join("next.log");
+    big_log(&next, n);
+    std::fs::rename(&next, &log).unwrap();
+    metrics_answer_until(&url, 2.0 * n as f64, "read after a rotation");
+    let mut flushed: Vec<f64> = (out.lock().unwrap().split("# EOF\n"))
+        .filter_map(|e| metric_value(e, LINES))
+        .filter(|v| *v > n as f64 && *v < 2.0 * n as f64)
+        .collect();
+    flushed.dedup();
+    assert!(
+        flushed.len() >= 2,
+        "no flushes during the read after a rotation: {flushed:?}"
+    );
+}
+
 #[test]
 fn pull_endpoint_follows_appends_and_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
@@ -532,6 +631,90 @@ fn daemon_flushes_on_interval_reloads_on_sighup_and_flushes_on_sigterm() {
     assert!(status.success(), "{status:?}: {}", err.lock().unwrap());
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(metric_value(&last_exposition(&out), LINES), Some(5.0));
+}
+
+/// SIGHUP restarts rme by exec; the state_dir lock is kept across it. While
+/// the daemon restarts again and again, `push --once` runs on the same
+/// state_dir one after another: every one is refused naming the daemon's pid,
+/// and the daemon (same pid) keeps running.
+#[test]
+fn push_once_never_takes_the_lock_during_sighup_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fail2ban.log");
+    append(&log, &f2b_line(1));
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "interval_secs = 1\nstate_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            log.display()
+        ),
+    );
+    let mut daemon = rme()
+        .args(["push", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id() as i32;
+    let out = collect(daemon.stdout.take().unwrap());
+    let err = collect(daemon.stderr.take().unwrap());
+    let mut daemon = Killed(daemon);
+    let flushes = || out.lock().unwrap().matches("# EOF\n").count();
+    wait_until("a first flush", || flushes() >= 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let onces: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, config) = (stop.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut runs = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    runs.push(push_once_output(&config));
+                }
+                runs
+            })
+        })
+        .collect();
+    for i in 0..12 {
+        let before = flushes();
+        // SAFETY: a signal to the child we started.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        // the stop's last flush, then one by the restarted rme (its signal
+        // handlers are in place by then)
+        let end = Instant::now() + Duration::from_secs(30);
+        while flushes() < before + 2 {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                panic!(
+                    "restart {i}: rme exited ({status}); its log:\n{}",
+                    err.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "restart {i}: rme did not come back; its log:\n{}",
+                err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let runs: Vec<_> = onces.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(runs.len() >= 12, "only {} runs of push --once", runs.len());
+    for r in &runs {
+        assert_eq!(r.status.code(), Some(2), "push --once ran: {}", stderr(r));
+        assert!(
+            stderr(r).contains(&format!("in use by another rme (pid {pid})")),
+            "{}",
+            stderr(r)
+        );
+    }
+    assert!(
+        !err.lock().unwrap().contains("in use by another rme"),
+        "{}",
+        err.lock().unwrap()
+    );
+    eprintln!("{} runs of push --once during 12 restarts", runs.len());
 }
 
 /// No journald runs in the test machines, so a stand-in `journalctl` (a shell

@@ -280,6 +280,81 @@ fn once_runs_across_late_reopen_and_copytruncate_count_every_ban() {
     assert_eq!(once(), 230.0, "nothing counted twice");
 }
 
+/// Between two `push --once` runs, logrotate runs twice with fail2ban's config
+/// (create, compress, delaycompress): the file read last time is now
+/// `fail2ban.log.2.gz` (its rest is read there) and the file in between,
+/// `fail2ban.log.1`, was never seen (read from its start). Then, on another
+/// host, copytruncate with compress and no delaycompress: the lines past the
+/// last run are only in `fail2ban.log.1.gz`.
+#[test]
+fn once_runs_across_two_rotations_and_a_compressed_copytruncate_count_every_ban() {
+    use std::io::Write as _;
+    for copytruncate in [false, true] {
+        let h = Host::new(if copytruncate { "rotgzct" } else { "rottwice" });
+        let config = h.config("[[sinks]]\ntype = \"stdout\"\n");
+        let series = format!("fail2ban_bans_total{{jail=\"{}\"}}", h.jail);
+        let mut n = 0u32;
+        let mut bans = |k: u32| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(h.log())
+                .expect("log");
+            for _ in 0..k {
+                n += 1;
+                writeln!(
+                    f,
+                    "2026-12-01 21:00:00,{:03} fail2ban.actions        [42]: NOTICE  [{}] Ban 192.0.2.{}",
+                    n % 1000,
+                    h.jail,
+                    n % 250 + 1
+                )
+                .expect("writing");
+            }
+        };
+        let once = || {
+            let out = run_rme(&[
+                "push",
+                "--once",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            metric_value(&stdout(&out), &series).unwrap_or(0.0)
+        };
+        bans(100);
+        assert_eq!(once(), 100.0);
+        bans(10); // not read yet
+        if copytruncate {
+            let conf = write(
+                h.dir.path(),
+                "logrotate-copytruncate-compress.conf",
+                &format!(
+                    "{} {{\n    rotate 4\n    copytruncate\n    compress\n    notifempty\n    missingok\n}}\n",
+                    h.log().display()
+                ),
+            );
+            h.logrotate(&conf);
+            assert!(h.path("fail2ban.log.1.gz").exists() && !h.path("fail2ban.log.1").exists());
+            bans(5);
+            assert_eq!(once(), 115.0, "the lines only the gzipped copy holds");
+        } else {
+            let conf = h.logrotate_create();
+            h.logrotate(&conf);
+            bans(20); // the writer has reopened: to the new file
+            std::thread::sleep(Duration::from_millis(20));
+            h.logrotate(&conf);
+            assert!(h.path("fail2ban.log.2.gz").exists() && h.path("fail2ban.log.1").exists());
+            bans(30);
+            assert_eq!(once(), 160.0, "the rest of .2.gz, all of .1, the new file");
+        }
+        let total = once();
+        assert_eq!(total, h.bans_on_disk() as f64, "nothing counted twice");
+        bans(1);
+        assert_eq!(once(), total + 1.0);
+    }
+}
+
 /// A FIFO as log, as in mtail's documented syslog setup: the daemon follows it as a
 /// stream (it used to hang at start with no log line); `--once` refuses it, and
 /// `/dev/zero`, clearly, instead of reading forever.

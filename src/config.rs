@@ -382,6 +382,26 @@ mod tests {
     }
 
     #[test]
+    fn rotate_wait_secs_is_read_and_shown_by_check_config() {
+        let c = Config::parse(
+            "[[sources]]\ntype = \"fail2ban\"\nlog = \"/a\"\nrotate_wait_secs = 5\n[[sources]]\ntype = \"reaction\"\nlog = \"/b\"\n",
+            None,
+        )
+        .unwrap();
+        let waits: Vec<u64> = c.sources.iter().map(|s| s.rotate_wait().0).collect();
+        assert_eq!(waits, vec![5, 30]);
+        let shown = c.to_toml().unwrap();
+        assert!(shown.contains("rotate_wait_secs = 5"), "{shown}");
+        assert!(shown.contains("rotate_wait_secs = 30"), "{shown}");
+        let err = Config::parse(
+            "[[sources]]\ntype = \"audit\"\nlog = \"/a\"\nrotate_wait_secs = -1\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("`-1`"), "{err:#}");
+    }
+
+    #[test]
     fn misspelt_top_level_key_is_rejected() {
         let err = Config::parse("intervall_secs = 3\n", None).unwrap_err();
         assert!(format!("{err:#}").contains("intervall_secs"));

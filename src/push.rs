@@ -59,7 +59,7 @@ pub struct Agent {
     /// Spool and state writes that failed, logged once per kind.
     write_errors: WriteErrors,
     /// Held while this Agent lives: one rme per state_dir.
-    _lock: crate::lock::StateLock,
+    state_lock: crate::lock::StateLock,
 }
 
 const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
@@ -100,6 +100,7 @@ impl Agent {
                     input,
                     parser,
                     state.sources.get(&built.name),
+                    built.rotate_wait,
                 ));
             }
             for p in built.probes {
@@ -141,7 +142,7 @@ impl Agent {
             retry,
             sink_states,
             write_errors: WriteErrors::default(),
-            _lock: lock,
+            state_lock: lock,
         })
     }
 
@@ -442,8 +443,8 @@ pub async fn run_daemon(
         let shared = agent.shared.clone();
         std::thread::spawn(move || read::follow_journal(r, shared));
     }
-    agent.read_sources();
-    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
+    // /metrics first: it answers during a long first read (reads lock the
+    // store one batch at a time).
     let stop_serving = tokio_util_cancel();
     if let Some((listen, options)) = serve {
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -456,6 +457,8 @@ pub async fn run_daemon(
             let _ = rx.recv().await;
         }));
     }
+    agent.read_sources();
+    let _watcher = read::watch_files(&agent.readers, &agent.shared)?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -480,7 +483,13 @@ pub async fn run_daemon(
                     }
                 },
             };
-            agent.read_sources();
+            if stop.is_some() {
+                agent.read_sources();
+            } else {
+                // A long read already under way (the watcher's) goes on to the
+                // end by itself; the flush takes what it has read so far.
+                read::read_all_unless_busy(&agent.readers, &agent.shared);
+            }
             agent.probe();
             if let Err(e) = agent.flush() {
                 tracing::error!("flush failed: {e:#}");
@@ -516,7 +525,7 @@ pub async fn run_daemon(
         match stop {
             Stop::Reload => {
                 tracing::info!("SIGHUP: config is valid; restarting with it");
-                let err = reexec();
+                let err = reexec(&agent.state_lock);
                 tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
             }
             Stop::Exit => {
@@ -528,14 +537,25 @@ pub async fn run_daemon(
     }
 }
 
-/// Replaces this process with a fresh rme with the same arguments; returns only on failure.
-fn reexec() -> std::io::Error {
+/// Replaces this process with a fresh rme with the same arguments, keeping
+/// the state_dir lock (no other rme can take it in between); returns only on failure.
+fn reexec(lock: &crate::lock::StateLock) -> std::io::Error {
     use std::os::unix::process::CommandExt as _;
     let exe = std::env::current_exe()
         .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
-    std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .exec()
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    match lock.keep_across_exec() {
+        Ok((key, fd)) => {
+            cmd.env(key, fd);
+        }
+        Err(e) => {
+            tracing::warn!("SIGHUP: the state_dir lock cannot be kept across the restart: {e}")
+        }
+    }
+    let err = cmd.exec();
+    lock.close_on_exec();
+    err
 }
 
 fn tokio_util_cancel() -> tokio::sync::broadcast::Sender<()> {

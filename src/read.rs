@@ -1,9 +1,12 @@
 //! Following inputs: each source's log file (through `tail.rs`) or journal
 //! entries (through `journal.rs`), fed line by line (entry by entry) to its
 //! parser under the shared lock, with the read position moved in the same lock.
+//! A file is read in batches of about 1 MiB: each batch's read() runs without
+//! the lock, which is held only while its lines are fed, so `/metrics` and the
+//! flushes wait a millisecond, not the length of a multi-gigabyte first read.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,7 +16,7 @@ use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sources::{Input, LineParser, feed_as, feed_entry_as};
 use crate::state::SourceState;
 use crate::store::now_ms;
-use crate::tail::Tailer;
+use crate::tail::{BATCH, Tailer};
 
 /// One source's log input with its parser.
 pub struct Reader {
@@ -33,11 +36,13 @@ impl Reader {
         input: Input,
         parser: Box<dyn LineParser>,
         saved: Option<&SourceState>,
+        rotate_wait: Duration,
     ) -> Reader {
         let follow = match input {
             Input::File(path) => Follow::File(
                 Tailer::new(path, saved.and_then(|s| s.file))
-                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default()),
+                    .with_rotated(saved.map(|s| s.rotated.clone()).unwrap_or_default())
+                    .with_rotate_wait(rotate_wait),
             ),
             Input::Journal(j) => Follow::Journal(j),
         };
@@ -67,26 +72,36 @@ impl Reader {
     pub fn read_new(&mut self, shared: &Mutex<Shared>) -> anyhow::Result<u64> {
         match &mut self.follow {
             Follow::File(tailer) => {
-                let mut g = lock_at(shared, now_ms());
-                let Shared { store, positions } = &mut *g;
                 let parser = &mut *self.parser;
                 let name = &self.name;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
                 let mut progress = crate::progress::Progress::start(tailer.path(), offset);
-                let stats = tailer
-                    .read_new(&mut |line| {
-                        feed_as(name, parser, line, store);
+                let mut lines = 0;
+                loop {
+                    // The read() of each batch runs without the lock; the lock is
+                    // taken at the batch's first line and keeps the positions
+                    // with the counts they gave.
+                    let mut guard: Option<MutexGuard<'_, Shared>> = None;
+                    let result = tailer.read_some(BATCH, &mut |line| {
+                        let g = guard.get_or_insert_with(|| lock_at(shared, now_ms()));
+                        feed_as(name, parser, line, &mut g.store);
                         if let Some(p) = progress.as_mut() {
                             p.advance(line.len() as u64 + 1);
                         }
-                    })
-                    .with_context(|| {
+                    });
+                    let mut g = guard.unwrap_or_else(|| lock(shared));
+                    let at = g.positions.entry(self.name.clone()).or_default();
+                    at.file = tailer.pos();
+                    at.rotated = tailer.rotated_pos();
+                    drop(g);
+                    let stats = result.with_context(|| {
                         format!("source {}: reading {}", self.name, tailer.path().display())
                     })?;
-                let at = positions.entry(self.name.clone()).or_default();
-                at.file = tailer.pos();
-                at.rotated = tailer.rotated_pos();
-                Ok(stats.lines)
+                    lines += stats.lines;
+                    if !stats.more {
+                        return Ok(lines);
+                    }
+                }
             }
             Follow::Journal(input) => {
                 journal_batch(&self.name, input, &mut *self.parser, shared, false)
@@ -122,7 +137,26 @@ fn journal_batch(
 /// Reads every reader to its end; errors are logged per source, returned, and
 /// retried next time.
 pub fn read_all(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) -> Vec<(String, String)> {
-    let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+    read_each(readers.lock().unwrap_or_else(|e| e.into_inner()), shared)
+}
+
+/// [`read_all`], unless another thread is reading already (the watcher's read
+/// of a large backlog): that read goes on to the end, and what it has fed so
+/// far is in the store, so a flush need not wait for it.
+pub fn read_all_unless_busy(readers: &Mutex<Vec<Reader>>, shared: &Mutex<Shared>) {
+    match readers.try_lock() {
+        Ok(r) => drop(read_each(r, shared)),
+        Err(std::sync::TryLockError::Poisoned(e)) => drop(read_each(e.into_inner(), shared)),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            tracing::debug!("a read is under way; this flush takes what it has read so far");
+        }
+    }
+}
+
+fn read_each(
+    mut readers: MutexGuard<'_, Vec<Reader>>,
+    shared: &Mutex<Shared>,
+) -> Vec<(String, String)> {
     let mut failed = Vec::new();
     for r in readers.iter_mut() {
         if let Err(e) = r.read_new(shared) {

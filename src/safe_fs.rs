@@ -52,12 +52,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
-/// Opens a file for reading; a symlink as last component is an error (ELOOP).
+/// Opens a file for reading; a symlink as last component is an error (ELOOP)
+/// that says so.
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    e.kind(),
+                    format!("is a symbolic link; refusing to follow it ({e})"),
+                )
+            } else {
+                e
+            }
+        })
 }
 
 /// Opens (creating, mode 0600) a file for reading and writing, not following a symlink.

@@ -469,10 +469,13 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Reads rme 0.1's `state.json`, if there is one.
+/// Reads rme 0.1's `state.json`, if there is one (a symlink there is an error).
 fn read_json(path: &Path) -> anyhow::Result<Option<State>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let mut text = String::new();
+    match crate::safe_fs::open_nofollow(path) {
+        Ok(mut f) => f
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading state file {}", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading state file {}", path.display())),
     };

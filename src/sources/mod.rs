@@ -130,6 +130,25 @@ fn count(source: &str, parser: &mut dyn LineParser, store: &mut Store, failed: b
     }
 }
 
+/// A source's `rotate_wait_secs`: after a rename rotation the old file is still
+/// read until it has not grown for this long (a writer that reopens late, as
+/// fail2ban until its postrotate `flushlogs`). Default 30 s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct RotateWait(pub u64);
+
+impl Default for RotateWait {
+    fn default() -> Self {
+        RotateWait(crate::tail::QUIET.as_secs())
+    }
+}
+
+impl RotateWait {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+}
+
 /// Where a source's lines come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -158,6 +177,8 @@ pub fn log_input(
 pub struct Built {
     pub name: String,
     pub input: Option<(Input, Box<dyn LineParser>)>,
+    /// How long a renamed log file is still read (`rotate_wait_secs`).
+    pub rotate_wait: std::time::Duration,
     pub probes: Vec<Box<dyn Probe>>,
 }
 
@@ -177,6 +198,15 @@ impl SourceConfig {
             SourceConfig::Reaction(c) => c.name.as_deref().unwrap_or("reaction"),
             SourceConfig::Fail2ban(c) => c.name.as_deref().unwrap_or("fail2ban"),
             SourceConfig::Audit(c) => c.name.as_deref().unwrap_or("audit"),
+        }
+    }
+
+    /// Its `rotate_wait_secs`.
+    pub fn rotate_wait(&self) -> RotateWait {
+        match self {
+            SourceConfig::Reaction(c) => c.rotate_wait_secs,
+            SourceConfig::Fail2ban(c) => c.rotate_wait_secs,
+            SourceConfig::Audit(c) => c.rotate_wait_secs,
         }
     }
 
@@ -211,6 +241,7 @@ pub fn build(config: &SourceConfig) -> anyhow::Result<Built> {
     Ok(Built {
         name,
         input,
+        rotate_wait: config.rotate_wait().duration(),
         probes,
     })
 }
@@ -234,6 +265,7 @@ pub fn parse_file(
             socket: None,
             helper: None,
             ip_label: false,
+            rotate_wait_secs: RotateWait::default(),
         }),
         "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
             name: None,
@@ -244,6 +276,7 @@ pub fn parse_file(
             show: false,
             socket: None,
             command: reaction::default_command(),
+            rotate_wait_secs: RotateWait::default(),
         }),
         "audit" => SourceConfig::Audit(audit::AuditConfig {
             log,

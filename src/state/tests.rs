@@ -16,6 +16,7 @@ fn positions(offset: u64) -> BTreeMap<String, SourceState> {
         ino: 2,
         offset,
         head: 4,
+        mtime_ns: 5,
     };
     BTreeMap::from([(
         "fail2ban".to_string(),
@@ -274,4 +275,27 @@ fn damaged_files_name_the_file() {
         msg.contains("state.checkpoint") && msg.contains("version 9"),
         "{msg}"
     );
+}
+
+#[test]
+fn state_files_behind_a_symlink_are_refused() {
+    // what another local user could plant: links to files rme would take as its state
+    let elsewhere = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/state/testdata/state-v1.json");
+    std::fs::copy(&fixture, elsewhere.path().join(JSON_STATE)).unwrap();
+    let (mut file, _) = StateFile::open(elsewhere.path()).unwrap();
+    let mut s = store();
+    s.inc(Series::new("a_total", &[]), 5);
+    file.save(&mut s, &positions(3), &BTreeMap::new()).unwrap();
+    s.inc(Series::new("a_total", &[]), 1);
+    file.save(&mut s, &positions(4), &BTreeMap::new()).unwrap();
+    std::fs::copy(&fixture, elsewhere.path().join(JSON_STATE)).unwrap();
+    for name in [JSON_STATE, CHECKPOINT, JOURNAL] {
+        let target = elsewhere.path().join(name);
+        assert!(target.exists(), "{name}");
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(name)).unwrap();
+        let msg = format!("{:#}", StateFile::open(dir.path()).unwrap_err());
+        assert!(msg.contains(name) && msg.contains("symbolic link"), "{msg}");
+    }
 }

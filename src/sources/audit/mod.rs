@@ -50,6 +50,10 @@ pub struct AuditConfig {
     /// kernel status instead of asking the kernel, so rme itself needs no capability.
     #[serde(default)]
     pub helper: Option<PathBuf>,
+    /// After a rename rotation, how many seconds the old log file is still
+    /// read after it last grew (a writer reopening late). Default 30.
+    #[serde(default)]
+    pub rotate_wait_secs: crate::sources::RotateWait,
 }
 
 fn default_netlink() -> bool {

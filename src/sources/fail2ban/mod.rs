@@ -45,6 +45,10 @@ pub struct Fail2banConfig {
     /// attacker, so pair it with a `top`, `geoip`, `hash` or `prefix` label rule.
     #[serde(default)]
     pub ip_label: bool,
+    /// After a rename rotation, how many seconds the old log file is still
+    /// read after it last grew (a writer reopening late). Default 30.
+    #[serde(default)]
+    pub rotate_wait_secs: crate::sources::RotateWait,
 }
 
 impl Fail2banConfig {

@@ -56,6 +56,10 @@ pub struct ReactionConfig {
     /// `config` itself, and .jsonnet needs the `jsonnet` command). Default `reaction` from PATH.
     #[serde(default = "default_command")]
     pub command: PathBuf,
+    /// After a rename rotation, how many seconds the old log file is still
+    /// read after it last grew (a writer reopening late). Default 30.
+    #[serde(default)]
+    pub rotate_wait_secs: crate::sources::RotateWait,
 }
 
 impl Default for ReactionConfig {
@@ -69,6 +73,7 @@ impl Default for ReactionConfig {
             show: false,
             socket: None,
             command: default_command(),
+            rotate_wait_secs: Default::default(),
         }
     }
 }
