@@ -648,6 +648,13 @@ fn feed_lines(
     stats: &mut ReadStats,
 ) {
     let mut start = 0;
+    // The chunk's text checked as UTF-8 once, not line by line: every line that
+    // ends inside the valid part is a `&str` slice of it (a `\n` is never inside
+    // a character, so line starts are char boundaries).
+    let text = match std::str::from_utf8(chunk) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&chunk[..e.valid_up_to()]).unwrap_or_default(),
+    };
     for i in memchr_all(chunk) {
         let line = if partial.is_empty() {
             &chunk[start..i]
@@ -662,7 +669,10 @@ fn feed_lines(
             }
             pos.offset += consumed;
         }
-        emit(line, on_line);
+        match text.get(start..i) {
+            Some(valid) if partial.is_empty() => on_line(valid.strip_suffix('\r').unwrap_or(valid)),
+            _ => emit(line, on_line),
+        }
         stats.lines += 1;
         partial.clear();
         start = i + 1;
