@@ -207,4 +207,4 @@ fi
 fi
 
 # ---------------------------------------------------------------- 8. attackers as labels
-bash examples/bench_attackers.sh
+RME=$RME bash examples/bench_attackers.sh

@@ -8,7 +8,7 @@
 # Needs the release binary (bench.sh builds it), python3, /usr/bin/time and tor-geoipdb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rme=$PWD/target/release/rme
+rme=${RME:-$PWD/target/release/rme} # bench.sh passes its RME
 [ -x "$rme" ] || cargo build --release --locked --bin rme
 dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/rme-bench-attackers.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
