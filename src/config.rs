@@ -348,6 +348,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_inside_a_source_or_sink_names_its_key() {
+        let e = Config::parse(
+            "[[sources]]\ntype = \"fail2ban\"\nlog = \"/x\"\nrotate_wait_secs = -1\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("in `rotate_wait_secs`"), "{e:#}");
+        let e = Config::parse(
+            "[[sinks]]\ntype = \"remote_write\"\nurl = \"http://x/\"\ntimeout_secs = \"3\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("in `timeout_secs`"), "{e:#}");
+    }
+
+    #[test]
     fn reference_config_is_valid() {
         Config::parse(REFERENCE_CONFIG, None).unwrap();
     }

@@ -75,14 +75,33 @@ pub trait Sink {
     fn replay_note(&mut self, _note: &[u8]) {}
 }
 
-/// The closed set of sinks; `type` picks one.
+/// The closed set of sinks; `type` picks one (read by [`crate::invalid::tagged`],
+/// so an error names the key inside the sink).
 #[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "toml::Table")]
 pub enum SinkConfig {
     Stdout(stdout::StdoutConfig),
     RemoteWrite(remote_write::RemoteWriteConfig),
     Otlp(otlp::OtlpConfig),
     Statsd(statsd::StatsdConfig),
+}
+
+impl TryFrom<toml::Table> for SinkConfig {
+    type Error = String;
+
+    fn try_from(table: toml::Table) -> Result<SinkConfig, String> {
+        crate::invalid::tagged(
+            table,
+            &[
+                ("stdout", |v| v.try_into().map(SinkConfig::Stdout)),
+                ("remote_write", |v| {
+                    v.try_into().map(SinkConfig::RemoteWrite)
+                }),
+                ("otlp", |v| v.try_into().map(SinkConfig::Otlp)),
+                ("statsd", |v| v.try_into().map(SinkConfig::Statsd)),
+            ],
+        )
+    }
 }
 
 impl SinkConfig {

@@ -182,13 +182,29 @@ pub struct Built {
     pub probes: Vec<Box<dyn Probe>>,
 }
 
-/// The closed set of sources; `type` picks one.
+/// The closed set of sources; `type` picks one (read by [`crate::invalid::tagged`],
+/// so an error names the key inside the source).
 #[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "toml::Table")]
 pub enum SourceConfig {
     Reaction(reaction::ReactionConfig),
     Fail2ban(fail2ban::Fail2banConfig),
     Audit(audit::AuditConfig),
+}
+
+impl TryFrom<toml::Table> for SourceConfig {
+    type Error = String;
+
+    fn try_from(table: toml::Table) -> Result<SourceConfig, String> {
+        crate::invalid::tagged(
+            table,
+            &[
+                ("reaction", |v| v.try_into().map(SourceConfig::Reaction)),
+                ("fail2ban", |v| v.try_into().map(SourceConfig::Fail2ban)),
+                ("audit", |v| v.try_into().map(SourceConfig::Audit)),
+            ],
+        )
+    }
 }
 
 impl SourceConfig {
