@@ -45,4 +45,5 @@ pub mod state;
 pub mod store;
 pub mod tail;
 pub mod text;
+pub mod varint;
 pub mod web_config;

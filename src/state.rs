@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Changed, NOT_SAVED, SavedCounter, Series, SlotRef, Store};
 use crate::tail::FilePos;
+use crate::varint;
 
 const JSON_STATE: &str = "state.json";
 const MIGRATED_JSON: &str = "state.json.migrated";
@@ -381,11 +382,17 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Whether this save writes `c`'s label set (and gives it a new id): every
+    /// counter in a checkpoint, counters the state file does not hold yet in a frame.
+    fn first_written(&self, c: &Changed) -> bool {
+        self.full || c.saved_id == NOT_SAVED
+    }
+
     /// Gives each counter first written by this save its id, and sizes the records.
     fn number(&mut self) {
         let mut len = 0;
         for c in &self.changed {
-            let id = if self.full || c.saved_id == NOT_SAVED {
+            let id = if self.first_written(c) {
                 let id = self.next_id;
                 self.next_id += 1;
                 len += def_len(id, &c.series);
@@ -400,7 +407,7 @@ impl Pending {
             len += self
                 .forgotten
                 .iter()
-                .map(|&id| 1 + uvar_len(u64::from(id)))
+                .map(|&id| 1 + varint::len(u64::from(id)))
                 .sum::<usize>();
         }
         self.raw_len = len;
@@ -419,7 +426,7 @@ impl Pending {
         put_u64(&mut buf, seq);
         let mut new_ids = self.new_ids.iter();
         for c in &self.changed {
-            let id = if self.full || c.saved_id == NOT_SAVED {
+            let id = if self.first_written(c) {
                 let &(_, id) = new_ids.next().expect("numbered in prepare");
                 put_def(&mut buf, id, &c.series);
                 id
@@ -435,7 +442,7 @@ impl Pending {
         if !self.full {
             for &id in &self.forgotten {
                 buf.push(TAG_FORGET);
-                put_uvar(&mut buf, u64::from(id));
+                varint::put(&mut buf, u64::from(id));
             }
         }
         if let Some(meta) = meta {
@@ -625,28 +632,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn uvar_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 fn text_len(s: &str) -> usize {
-    uvar_len(s.len() as u64) + s.len()
+    varint::len(s.len() as u64) + s.len()
 }
 
 /// Bytes [`put_def`] writes.
 fn def_len(id: u32, series: &Series) -> usize {
     let labels = series.labels();
-    1 + uvar_len(u64::from(id))
+    1 + varint::len(u64::from(id))
         + text_len(series.name())
-        + uvar_len(labels.len() as u64)
+        + varint::len(labels.len() as u64)
         + labels
             .map(|(k, v)| text_len(k) + text_len(v))
             .sum::<usize>()
@@ -654,7 +649,7 @@ fn def_len(id: u32, series: &Series) -> usize {
 
 /// Bytes [`put_val`] writes.
 fn val_len(id: u32, value: u64, start_ms: i64) -> usize {
-    1 + uvar_len(u64::from(id)) + uvar_len(value) + uvar_len(zigzag(start_ms))
+    1 + varint::len(u64::from(id)) + varint::len(value) + varint::len(zigzag(start_ms))
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -666,15 +661,15 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_text(out: &mut Vec<u8>, s: &str) {
-    put_uvar(out, s.len() as u64);
+    varint::put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
 
 fn put_def(out: &mut Vec<u8>, id: u32, series: &Series) {
     out.push(TAG_DEF);
-    put_uvar(out, u64::from(id));
+    varint::put(out, u64::from(id));
     put_text(out, series.name());
-    put_uvar(out, series.labels().len() as u64);
+    varint::put(out, series.labels().len() as u64);
     for (k, v) in series.labels() {
         put_text(out, k);
         put_text(out, v);
@@ -683,15 +678,15 @@ fn put_def(out: &mut Vec<u8>, id: u32, series: &Series) {
 
 fn put_val(out: &mut Vec<u8>, id: u32, value: u64, start_ms: i64) {
     out.push(TAG_VAL);
-    put_uvar(out, u64::from(id));
-    put_uvar(out, value);
-    put_uvar(out, zigzag(start_ms));
+    varint::put(out, u64::from(id));
+    varint::put(out, value);
+    varint::put(out, zigzag(start_ms));
 }
 
 fn put_meta(out: &mut Vec<u8>, meta: &Meta) -> anyhow::Result<()> {
     let json = serde_json::to_vec(meta)?;
     out.push(TAG_META);
-    put_uvar(out, json.len() as u64);
+    varint::put(out, json.len() as u64);
     out.extend_from_slice(&json);
     Ok(())
 }

@@ -1233,16 +1233,13 @@ mod tests {
 
     #[test]
     fn copytruncate_with_compress_reads_the_gzipped_copy() {
-        use flate2::write::GzEncoder;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.log");
         append(&p, "first\n");
         let mut t = Tailer::new(p.clone(), None);
         assert_eq!(read(&mut t).0, vec!["first"]);
         append(&p, "unread1\nunread2\n");
-        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&std::fs::read(&p).unwrap()).unwrap();
-        std::fs::write(dir.path().join("f.log.1.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(dir.path().join("f.log.1.gz"), gzipped(&p)).unwrap();
         std::fs::File::create(&p).unwrap();
         append(&p, "after\n");
         let (lines, stats) = read(&mut t);
@@ -1251,14 +1248,18 @@ mod tests {
         assert!(read(&mut t).0.is_empty());
     }
 
+    /// The file's bytes, gzipped.
+    fn gzipped(path: &Path) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&std::fs::read(path).unwrap()).unwrap();
+        gz.finish().unwrap()
+    }
+
     /// `path` gzipped to `path.gz` (its mtime kept, as logrotate does), then removed.
     fn gzip(path: &Path) {
-        use flate2::write::GzEncoder;
         let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
-        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&std::fs::read(path).unwrap()).unwrap();
         let out = PathBuf::from(format!("{}.gz", path.display()));
-        std::fs::write(&out, gz.finish().unwrap()).unwrap();
+        std::fs::write(&out, gzipped(path)).unwrap();
         File::options()
             .write(true)
             .open(&out)

@@ -8,8 +8,8 @@ pub const fn ascii_ws(b: u8) -> bool {
 }
 
 /// The first whitespace of `s`, by [`char::is_whitespace`]: a byte scan while
-/// the text is ASCII (audit bodies nearly always are), chars from the first
-/// non-ASCII byte on, which is a char boundary since every byte before it was ASCII.
+/// the text is ASCII, chars from the first non-ASCII byte on (a char boundary,
+/// since every byte before it was ASCII).
 pub fn find_ws(s: &str) -> Option<usize> {
     for (i, &b) in s.as_bytes().iter().enumerate() {
         if ascii_ws(b) {

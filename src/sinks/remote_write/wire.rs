@@ -6,6 +6,7 @@
 use std::hash::{Hash as _, Hasher as _};
 
 use crate::store::Series;
+use crate::varint;
 
 /// A request being written; `buf` holds the protobuf of the series and
 /// metadata written since it was cleared.
@@ -15,28 +16,16 @@ pub struct Encoder {
     labels: Vec<(&'static str, &'static str)>,
 }
 
-fn varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 /// A length-delimited field's size with its tag (tags here are one byte).
 fn delimited_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
+    1 + varint::len(len as u64) + len
 }
 
 /// A string field, left out when empty (proto3).
 fn string(buf: &mut Vec<u8>, tag: u8, s: &str) {
     if !s.is_empty() {
         buf.push(tag);
-        varint(buf, s.len() as u64);
+        varint::put(buf, s.len() as u64);
         buf.extend_from_slice(s.as_bytes());
     }
 }
@@ -79,25 +68,25 @@ impl Encoder {
         let labels_len: usize = l.iter().map(|(k, v)| delimited_len(label_len(k, v))).sum();
         let ts = at_ms as u64;
         let sample_len =
-            if value != 0.0 { 9 } else { 0 } + if ts != 0 { 1 + varint_len(ts) } else { 0 };
+            if value != 0.0 { 9 } else { 0 } + if ts != 0 { 1 + varint::len(ts) } else { 0 };
         let buf = &mut self.buf;
         buf.push(0x0a);
-        varint(buf, (labels_len + delimited_len(sample_len)) as u64);
+        varint::put(buf, (labels_len + delimited_len(sample_len)) as u64);
         for (k, v) in &l {
             buf.push(0x0a);
-            varint(buf, label_len(k, v) as u64);
+            varint::put(buf, label_len(k, v) as u64);
             string(buf, 0x0a, k);
             string(buf, 0x12, v);
         }
         buf.push(0x12);
-        varint(buf, sample_len as u64);
+        varint::put(buf, sample_len as u64);
         if value != 0.0 {
             buf.push(0x09);
             buf.extend_from_slice(&value.to_bits().to_le_bytes());
         }
         if ts != 0 {
             buf.push(0x10);
-            varint(buf, ts);
+            varint::put(buf, ts);
         }
         self.labels = reuse(l);
         h.finish()
@@ -106,14 +95,14 @@ impl Encoder {
     /// Appends one `MetricMetadata` (field 3 of `WriteRequest`).
     pub fn metadata(&mut self, kind: i32, name: &str, help: &str) {
         let kind = kind as u64;
-        let kind_len = if kind != 0 { 1 + varint_len(kind) } else { 0 };
+        let kind_len = if kind != 0 { 1 + varint::len(kind) } else { 0 };
         let len = kind_len + string_len(name) + string_len(help);
         let buf = &mut self.buf;
         buf.push(0x1a);
-        varint(buf, len as u64);
+        varint::put(buf, len as u64);
         if kind != 0 {
             buf.push(0x08);
-            varint(buf, kind);
+            varint::put(buf, kind);
         }
         string(buf, 0x12, name);
         string(buf, 0x22, help);
