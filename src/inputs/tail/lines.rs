@@ -22,7 +22,7 @@ pub(super) enum Drained {
     /// The byte budget ran out first.
     More,
     /// The file was truncated (copytruncate): its position is still the old one,
-    /// for [`Tailer::take_copy`], and the file is to be read again from 0.
+    /// for [`super::Tailer::take_copy`], and the file is to be read again from 0.
     Truncated,
 }
 
