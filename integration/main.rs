@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod fail2ban_live;
 mod fleet;
+mod hosts;
 mod import;
 mod journal;
 mod logging;

@@ -4,7 +4,7 @@
 //! key and the reason (`sinks[1].url: scheme must be http or https`). Each
 //! source's and sink's own struct lives in its module, beside the code that uses it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,6 +48,18 @@ pub struct Config {
     /// and counted in `rme_spool_dropped_total{reason="overflow"}`. Default 64 MiB.
     #[serde(default = "default_spool_max_bytes")]
     pub spool_max_bytes: u64,
+    /// The `host` label on every series the push sinks send (remote-write
+    /// external label, OTLP `host.name`, statsd tag or path segment). Default:
+    /// this host's name from `uname(2)` (`uname -n`); `host = ""` adds none.
+    /// `check-config` shows the name it resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Labels added to every series in every push sink, like `host`; a sink's
+    /// own `external_labels` (OTLP: `resource_attributes`) entry of the same
+    /// name wins. Not added to `stdout` or the pull `/metrics`: a scraper adds
+    /// its own. Default none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Optional pull endpoint served by `rme push` and `rme serve`.
     #[serde(default)]
     pub serve: Option<ServeConfig>,
@@ -233,13 +245,30 @@ impl Config {
 
     /// Parses, resolves relative paths against `base`, and validates.
     pub fn parse(text: &str, base: Option<&Path>) -> anyhow::Result<Config> {
-        let mut config: Config = toml::from_str(text)?;
+        let mut config: Config = match crate::envsubst::expand_config(text)? {
+            Some(expanded) => toml::from_str(&expanded)?,
+            None => toml::from_str(text)?,
+        };
         if let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) {
             config.resolve_paths(base);
         }
         config.validate()?;
+        config.apply_labels()?;
         config.load_web_config()?;
         Ok(config)
+    }
+
+    /// Resolves `host` (shown so by `check-config`) and adds it and `[labels]`
+    /// to every push sink, under the sink's own entries.
+    fn apply_labels(&mut self) -> Result<(), Invalid> {
+        let global = crate::host::global_labels(self.host.as_deref(), &self.labels)?;
+        if self.host.is_none() {
+            self.host = Some(global.get("host").cloned().unwrap_or_default());
+        }
+        for s in &mut self.sinks {
+            s.add_labels(&global);
+        }
+        Ok(())
     }
 
     /// Reads and checks `serve.web_config` (TLS files, hashes), so a broken one
@@ -441,6 +470,69 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("sinks[1].name"), "{err:#}");
+    }
+
+    const PUSH_SINKS: &str = "[[sinks]]\ntype = \"remote_write\"\nurl = \"http://x/w\"\n\
+        [[sinks]]\ntype = \"otlp\"\n\
+        [[sinks]]\ntype = \"statsd\"\n[[sinks]]\ntype = \"stdout\"\n";
+
+    /// Every push sink's labels, as `add_labels` left them (OTLP's resource attributes).
+    fn sink_labels(c: &Config) -> Vec<BTreeMap<String, String>> {
+        c.sinks
+            .iter()
+            .map(|s| match s {
+                SinkConfig::RemoteWrite(c) => c.external_labels.clone(),
+                SinkConfig::Otlp(c) => c.resource_attributes.clone(),
+                SinkConfig::Statsd(c) => c.external_labels.clone(),
+                SinkConfig::Stdout(_) => BTreeMap::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_push_sink_gets_the_nodename_as_host_by_default() {
+        let host = crate::host::nodename().expect("this host has a name");
+        let c = Config::parse(PUSH_SINKS, None).unwrap();
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(
+            sink_labels(&c),
+            [
+                m(&[("host", &host)]),
+                m(&[("host.name", &host)]),
+                m(&[("host", &host)]),
+                m(&[]),
+            ]
+        );
+        // check-config shows the name it resolved to
+        assert!(c.to_toml().unwrap().contains(&format!("host = \"{host}\"")));
+    }
+
+    #[test]
+    fn host_is_overridable_removable_and_a_sinks_own_label_wins() {
+        let text = format!(
+            "host = \"web1\"\n[labels]\ndc = \"fra1\"\n{PUSH_SINKS}\
+             [[sinks]]\ntype = \"remote_write\"\nname = \"own\"\nurl = \"http://y/w\"\n\
+             external_labels = {{ host = \"mine\" }}\n"
+        );
+        let c = Config::parse(&text, None).unwrap();
+        let l = sink_labels(&c);
+        assert_eq!(l[0]["host"], "web1");
+        assert_eq!(l[0]["dc"], "fra1");
+        assert_eq!(l[1]["host.name"], "web1");
+        assert_eq!(l[1]["dc"], "fra1");
+        assert_eq!(l[2]["dc"], "fra1");
+        assert!(l[3].is_empty(), "stdout gets none");
+        assert_eq!(l[4]["host"], "mine");
+        assert_eq!(l[4]["dc"], "fra1");
+        let c = Config::parse(&format!("host = \"\"\n{PUSH_SINKS}"), None).unwrap();
+        assert!(sink_labels(&c).iter().all(BTreeMap::is_empty));
+        // what check-config prints reads back the same
+        let again = Config::parse(&c.to_toml().unwrap(), None).unwrap();
+        assert!(sink_labels(&again).iter().all(BTreeMap::is_empty));
+        let err = Config::parse("[labels]\nhost = \"x\"\n", None).unwrap_err();
+        assert!(format!("{err:#}").contains("labels.host: "), "{err:#}");
     }
 
     #[test]

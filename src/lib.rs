@@ -21,9 +21,11 @@
 
 pub mod config;
 pub mod delivery;
+pub mod envsubst;
 pub mod failpoint;
 pub mod helper;
 pub mod helper_proto;
+pub mod host;
 pub mod import;
 pub mod inputs;
 pub mod invalid;

@@ -130,6 +130,27 @@ impl SinkConfig {
         }
     }
 
+    /// Adds the top-level labels (`host`, `[labels]`) under the sink's own:
+    /// remote-write and statsd `external_labels`, OTLP `resource_attributes`
+    /// (`host` as `host.name`). `stdout` takes none (see [`crate::host`]).
+    pub fn add_labels(&mut self, global: &std::collections::BTreeMap<String, String>) {
+        match self {
+            SinkConfig::Stdout(_) => {}
+            SinkConfig::RemoteWrite(c) => crate::host::merge_into(&mut c.external_labels, global),
+            SinkConfig::Statsd(c) => crate::host::merge_into(&mut c.external_labels, global),
+            SinkConfig::Otlp(c) => {
+                let renamed = global
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "host" => ("host.name".to_string(), v.clone()),
+                        _ => (k.clone(), v.clone()),
+                    })
+                    .collect();
+                crate::host::merge_into(&mut c.resource_attributes, &renamed);
+            }
+        }
+    }
+
     /// Checks what serde cannot; `key` is where the sink sits, e.g. `sinks[0]`.
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         match self {

@@ -73,8 +73,9 @@ pub struct OtlpConfig {
     /// Extra request headers (gRPC metadata), e.g. `{ authorization = "Bearer …" }`.
     #[serde(default, serialize_with = "crate::sinks::http::masked_values")]
     pub headers: BTreeMap<String, String>,
-    /// Resource attributes added to `service.name = "rme"`, `service.version`
-    /// and `host.name`; a key set here replaces the built-in one.
+    /// Resource attributes added to `service.name = "rme"` and `service.version`,
+    /// and to the top-level `host` (as `host.name`) and `[labels]`; a key set
+    /// here replaces the built-in or top-level one.
     #[serde(default)]
     pub resource_attributes: BTreeMap<String, String>,
     /// PEM file of the CA(s) that signed the receiver's certificate (added to the

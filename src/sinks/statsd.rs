@@ -79,6 +79,13 @@ pub struct StatsdConfig {
     /// (`name.jail_sshd:1|c`, one path level per label, for graphite without tags).
     #[serde(default)]
     pub tag_style: TagStyle,
+    /// Labels added to every metric, over the top-level `host` and `[labels]`
+    /// (an entry here wins; a label the series has keeps its own value): tags
+    /// with `dogstatsd` and `graphite`; with `path`, `host` is a path segment
+    /// after the prefix (`rme.web1.fail2ban_bans_total.jail_sshd`, dots in the
+    /// name as `_`, the graphite habit) and any other a `.name_value` level. Default none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
     /// Largest UDP datagram (or TCP write) in bytes; lines are packed up to it.
     /// 1432 fits Fast Ethernet, 8932 jumbo frames, 512 the commodity Internet. Default 1432.
     #[serde(default = "default_max_packet_bytes")]
@@ -129,6 +136,14 @@ fn is_host_port(addr: &str) -> bool {
 
 impl StatsdConfig {
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        for (name, value) in &self.external_labels {
+            if !crate::host::is_label_name(name) || value.is_empty() {
+                return Err(Invalid::new(
+                    format!("{key}.external_labels.{name}"),
+                    "a label name is [a-zA-Z_][a-zA-Z0-9_]* (not __…) with a value that is not empty",
+                ));
+            }
+        }
         if !is_host_port(&self.address) {
             return Err(Invalid::new(
                 format!("{key}.address"),
@@ -253,8 +268,18 @@ impl Statsd {
             key.push_str(prefix);
             key.push('.');
         }
+        let own = |k: &str| series.label(k).is_some_and(|v| !v.is_empty());
+        let external = (self.config.external_labels.iter())
+            .filter(|(k, _)| !own(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let path = self.config.tag_style == TagStyle::Path;
+        if path && let Some(host) = self.config.external_labels.get("host").filter(|_| !own("host")) {
+            key.push_str(&sanitize(host, false));
+            key.push('.');
+        }
         key.push_str(&sanitize(series.name(), false));
-        let labels = series.labels().filter(|(_, v)| !v.is_empty());
+        let labels = (series.labels().filter(|(_, v)| !v.is_empty()))
+            .chain(external.filter(|(k, _)| !(path && *k == "host")));
         let mut suffix = String::new();
         for (i, (k, v)) in labels.enumerate() {
             let (k, v) = (
@@ -789,6 +814,29 @@ mod tests {
             text(s.encode(&snap(&[(&v4, Value::Counter(1), 0)])).unwrap()),
             ["b.ip_192_0_2_1:1|c"]
         );
+    }
+
+    #[test]
+    fn external_labels_are_tags_and_host_a_path_segment() {
+        let series = Series::new("rme_bans_total", &[("jail", "sshd")]);
+        let cases = [
+            ("dogstatsd", "rme.rme_bans_total:2|c|#jail:sshd,dc:fra1,host:web1.example"),
+            ("graphite", "rme.rme_bans_total;jail=sshd;dc=fra1;host=web1.example:2|c"),
+            ("path", "rme.web1_example.rme_bans_total.jail_sshd.dc_fra1:2|c"),
+        ];
+        for (style, want) in cases {
+            let mut s = sink(&format!(
+                "prefix = \"rme\"\ntag_style = \"{style}\"\n\
+                 external_labels = {{ host = \"web1.example\", dc = \"fra1\" }}"
+            ));
+            let out = text(s.encode(&snap(&[(&series, Value::Counter(2), 0)])).unwrap());
+            assert_eq!(out, [want], "{style}");
+        }
+        // a label the series has keeps its own value
+        let own = Series::new("m", &[("host", "h2")]);
+        let mut s = sink("tag_style = \"path\"\nexternal_labels = { host = \"web1\" }");
+        let out = text(s.encode(&snap(&[(&own, Value::Counter(1), 0)])).unwrap());
+        assert_eq!(out, ["m.host_h2:1|c"]);
     }
 
     /// Every line statsd gets parses back (its own way, stats.js handlePacket)

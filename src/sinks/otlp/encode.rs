@@ -24,13 +24,8 @@ pub(super) fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// This host's name, as the kernel knows it (`uname -n`).
-pub(super) fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    Some(name.trim().to_string()).filter(|n| !n.is_empty())
-}
-
-/// The resource every request carries: built-in attributes, then the user's.
+/// The resource every request carries: built-in attributes, then the user's
+/// (`host.name` comes with the config's `host`, see [`crate::host`]).
 pub(super) fn resource(user: &BTreeMap<String, String>) -> Resource {
     let mut attrs = BTreeMap::new();
     attrs.insert("service.name".to_string(), "rme".to_string());
@@ -38,9 +33,6 @@ pub(super) fn resource(user: &BTreeMap<String, String>) -> Resource {
         "service.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     );
-    if let Some(host) = host_name() {
-        attrs.insert("host.name".to_string(), host);
-    }
     attrs.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
     Resource {
         attributes: attrs.iter().map(|(k, v)| string_kv(k, v)).collect(),

@@ -4,7 +4,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Metric, NumberDataPoint, metric, number_data_point,
 };
 
-use super::encode::host_name;
 use super::transport::gzip;
 use super::*;
 use crate::store::{Limits, Series, Store};
@@ -115,7 +114,8 @@ fn resource_has_service_host_and_user_attributes_user_wins() {
         attr(attrs, "deployment.environment").as_deref(),
         Some("prod")
     );
-    assert_eq!(attr(attrs, "host.name"), host_name());
+    // host.name comes from the config's `host` (crate::host), not from the sink
+    assert_eq!(attr(attrs, "host.name"), None);
     assert_eq!(
         attrs.iter().filter(|kv| kv.key == "service.name").count(),
         1

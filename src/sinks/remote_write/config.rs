@@ -52,8 +52,9 @@ pub struct RemoteWriteConfig {
     /// used (the HTTP_PROXY environment variables are ignored).
     #[serde(default, serialize_with = "crate::sinks::http::redacted_url_opt")]
     pub proxy_url: Option<String>,
-    /// Labels added to every series, e.g. `{ host = "web1", job = "rme" }`. A
-    /// label the series already has keeps its own value.
+    /// Labels added to every series, e.g. `{ job = "rme", dc = "fra1" }`, over
+    /// the top-level `host` and `[labels]` (an entry here wins). A label the
+    /// series already has keeps its own value.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
 }
