@@ -494,7 +494,10 @@ mod tests {
         let host = crate::host::nodename().expect("this host has a name");
         let c = Config::parse(PUSH_SINKS, None).unwrap();
         let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert_eq!(
             sink_labels(&c),

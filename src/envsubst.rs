@@ -61,7 +61,8 @@ fn expand_value(
 
 fn is_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    c.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -141,10 +142,15 @@ mod tests {
             "[[sinks]]\nurl = \"${NOPE}\"\n[[store.labels]]\nreplacement = \"${name}\"\n",
         )
         .unwrap();
-        let toml::Value::Table(t) = &mut t else { panic!() };
+        let toml::Value::Table(t) = &mut t else {
+            panic!()
+        };
         let sinks = t.get_mut("sinks").unwrap();
         let err = expand_value(sinks, "sinks", &env).unwrap_err().to_string();
-        assert!(err.starts_with("sinks[0].url: environment variable NOPE"), "{err}");
+        assert!(
+            err.starts_with("sinks[0].url: environment variable NOPE"),
+            "{err}"
+        );
         let store = t.get_mut("store").unwrap();
         assert!(!expand_value(store, "store", &env).unwrap());
     }

@@ -94,7 +94,10 @@ mod tests {
 
     #[test]
     fn nodename_is_the_kernels() {
-        let out = std::process::Command::new("uname").arg("-n").output().unwrap();
+        let out = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap();
         let want = String::from_utf8(out.stdout).unwrap();
         assert_eq!(nodename().as_deref(), Some(want.trim()));
     }
@@ -115,7 +118,11 @@ mod tests {
             let labels = BTreeMap::from([(k.to_string(), v.to_string())]);
             global_labels(None, &labels).unwrap_err().to_string()
         };
-        assert!(bad("host", "x").starts_with("labels.host: "), "{}", bad("host", "x"));
+        assert!(
+            bad("host", "x").starts_with("labels.host: "),
+            "{}",
+            bad("host", "x")
+        );
         assert!(bad("__x", "1").starts_with("labels.__x: "));
         assert!(bad("a-b", "1").starts_with("labels.a-b: "));
         assert!(bad("dc", "").contains("labels.dc: the value must not be empty"));

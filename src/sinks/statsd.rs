@@ -273,7 +273,13 @@ impl Statsd {
             .filter(|(k, _)| !own(k))
             .map(|(k, v)| (k.as_str(), v.as_str()));
         let path = self.config.tag_style == TagStyle::Path;
-        if path && let Some(host) = self.config.external_labels.get("host").filter(|_| !own("host")) {
+        if path
+            && let Some(host) = self
+                .config
+                .external_labels
+                .get("host")
+                .filter(|_| !own("host"))
+        {
             key.push_str(&sanitize(host, false));
             key.push('.');
         }
@@ -820,9 +826,18 @@ mod tests {
     fn external_labels_are_tags_and_host_a_path_segment() {
         let series = Series::new("rme_bans_total", &[("jail", "sshd")]);
         let cases = [
-            ("dogstatsd", "rme.rme_bans_total:2|c|#jail:sshd,dc:fra1,host:web1.example"),
-            ("graphite", "rme.rme_bans_total;jail=sshd;dc=fra1;host=web1.example:2|c"),
-            ("path", "rme.web1_example.rme_bans_total.jail_sshd.dc_fra1:2|c"),
+            (
+                "dogstatsd",
+                "rme.rme_bans_total:2|c|#jail:sshd,dc:fra1,host:web1.example",
+            ),
+            (
+                "graphite",
+                "rme.rme_bans_total;jail=sshd;dc=fra1;host=web1.example:2|c",
+            ),
+            (
+                "path",
+                "rme.web1_example.rme_bans_total.jail_sshd.dc_fra1:2|c",
+            ),
         ];
         for (style, want) in cases {
             let mut s = sink(&format!(
