@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rme::sinks::Sink as _;
-use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig, compress};
+use rme::sinks::remote_write::reference::compress;
+use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig};
 use rme::store::{Limits, Series, Snapshot, Store};
 
 fn snapshot(series: usize) -> Snapshot {

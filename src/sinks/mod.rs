@@ -1,8 +1,9 @@
 //! The protocols rme speaks: one module each.
 //!
 //! A sink only encodes a [`Snapshot`] into request bodies and sends one body
-//! once, classifying the answer. Retry, backoff and the disk spool live in
-//! `push.rs`, so "nothing is lost" is written once for every sink.
+//! once, classifying the answer. Retry and backoff live in each sink's courier
+//! (`delivery.rs`) and the disk queue in `spool.rs`, so "nothing is lost" is
+//! written once for every sink.
 
 pub mod http;
 pub mod otlp;

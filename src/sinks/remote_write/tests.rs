@@ -2,6 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use prost::Message as _;
 
+use super::reference::compress;
 use super::*;
 use crate::store::{Limits, Series, Store};
 
