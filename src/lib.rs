@@ -6,8 +6,9 @@
 //! Imports run downhill only, in these layers (top first):
 //! - `main.rs`, `serve.rs`: the CLI and `GET /metrics` (with `web_config.rs`: TLS and basic auth
 //!   from an exporter-toolkit web config); `logging.rs`: log output;
-//! - `push.rs`: the flush cycle; `delivery.rs`: each sink's courier task and retry loop;
-//!   `read.rs`: following every input;
+//! - `agent/`: the engine: the flush cycle (`mod.rs`), the daemon loop (`daemon.rs`),
+//!   each sink's courier task and retry loop (`delivery.rs`), following every input
+//!   (`read.rs`), and `rme parse` (`parse.rs`);
 //! - `config.rs`: the file as written and `Config::plan`, which builds it; `helper.rs`: the privileged server;
 //!   `import/`: another tool's config written out as rme's (`rme import`);
 //! - `sources/` (one folder per program: `mod.rs` config + build, `log.rs`, a probe, `tests.rs`)
@@ -19,8 +20,8 @@
 //!   (secrets out of messages), `ratelimit.rs` (counting repeated warnings), `failpoint.rs`
 //!   (crash points of debug builds).
 
+pub mod agent;
 pub mod config;
-pub mod delivery;
 pub mod failpoint;
 pub mod helper;
 pub mod helper_proto;
@@ -31,9 +32,7 @@ pub mod labels;
 pub mod lock;
 pub mod logging;
 pub mod progress;
-pub mod push;
 pub mod ratelimit;
-pub mod read;
 pub mod redact;
 pub mod safe_fs;
 pub mod serve;
@@ -44,6 +43,5 @@ pub mod spool;
 pub mod state;
 pub mod store;
 pub mod tail;
-pub mod text;
 pub mod varint;
 pub mod web_config;
