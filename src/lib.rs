@@ -14,8 +14,9 @@
 //! - `sources/` (one folder per program: `mod.rs` config + build, `log.rs`, a probe, `tests.rs`)
 //!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
 //!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
-//! - `state.rs`, `text.rs`; then the ground: `store.rs`, `labels/` (label rule kinds: replace,
-//!   lowercase, selectors, top-K, GeoIP, hash), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`,
+//! - `state.rs`; then the ground: `store/` (the series arena in `mod.rs`, `series.rs`,
+//!   `snapshot.rs`, and `text.rs`: a snapshot as exposition text), `labels/` (the label
+//!   rules in `rules.rs`, and the kinds: replace, lowercase, selectors, top-K, GeoIP, hash), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`,
 //!   `safe_fs.rs` (writes in the state dir), `lock.rs` (one rme per state dir), `redact.rs`
 //!   (secrets out of messages), `ratelimit.rs` (counting repeated warnings), `failpoint.rs`
 //!   (crash points of debug builds).
@@ -26,14 +27,11 @@ pub mod failpoint;
 pub mod helper;
 pub mod helper_proto;
 pub mod import;
+pub mod inputs;
 pub mod invalid;
-pub mod journal;
 pub mod labels;
 pub mod lock;
 pub mod logging;
-pub mod progress;
-pub mod ratelimit;
-pub mod redact;
 pub mod safe_fs;
 pub mod serve;
 pub mod shared;
@@ -42,6 +40,5 @@ pub mod sources;
 pub mod spool;
 pub mod state;
 pub mod store;
-pub mod tail;
 pub mod varint;
 pub mod web_config;

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::inputs::tail::Tailer;
 use crate::sources::{self, SourceConfig};
 use crate::store::text::{Format, render};
 use crate::store::{Limits, Store, now_ms};
-use crate::tail::Tailer;
 
 /// The metrics a whole log file gives, read by the parser of `source` (one of
 /// [`sources::NAMES`]). `reaction_config` and `pattern_labels` are reaction's.

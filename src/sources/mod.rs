@@ -18,8 +18,8 @@ pub(crate) mod golden;
 
 use serde::Deserialize;
 
+use crate::inputs::journal::{Entry, JournalInput};
 use crate::invalid::{Invalid, Read};
-use crate::journal::{Entry, JournalInput};
 use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
@@ -139,7 +139,7 @@ pub struct RotateWait(pub u64);
 
 impl Default for RotateWait {
     fn default() -> Self {
-        RotateWait(crate::tail::QUIET.as_secs())
+        RotateWait(crate::inputs::tail::DEFAULT_ROTATE_WAIT.as_secs())
     }
 }
 
