@@ -188,7 +188,10 @@ mod tests {
     fn gauges_and_first_increment_none_get_no_zero() {
         let mut z = Zeros::new(FirstIncrement::Zero);
         z.advance(MIN);
-        assert_eq!(z.zero_ms(&point("g", Value::Gauge(1.0), 2 * MIN), 3 * MIN), None);
+        assert_eq!(
+            z.zero_ms(&point("g", Value::Gauge(1.0), 2 * MIN), 3 * MIN),
+            None
+        );
         let mut none = Zeros::new(FirstIncrement::None);
         none.advance(MIN);
         let c = point("c_total", Value::Counter(1), 2 * MIN);
@@ -242,6 +245,9 @@ mod tests {
     fn state_without_a_watermark_writes_no_zero() {
         let mut z = Zeros::new(FirstIncrement::Zero);
         z.restore(serde_json::json!({}));
-        assert_eq!(z.zero_ms(&point("c_total", Value::Counter(1), MIN), 2 * MIN), None);
+        assert_eq!(
+            z.zero_ms(&point("c_total", Value::Counter(1), MIN), 2 * MIN),
+            None
+        );
     }
 }
