@@ -390,7 +390,7 @@ impl RemoteWrite {
             .map_err(|e| {
                 let reason = format!(
                     "POST {}: {}",
-                    crate::redact::url(self.url.as_str()),
+                    crate::logging::redact::url(self.url.as_str()),
                     super::http::error_chain(&e)
                 );
                 (
