@@ -74,6 +74,12 @@ pub trait Sink {
     /// [`Sink::restore_state`]: a crash may have come before the state file
     /// caught up with what was spooled.
     fn replay_note(&mut self, _note: &[u8]) {}
+    /// Sends held back since the last call because the receiver's own health
+    /// check failed (statsd's management port did not answer `health: up`),
+    /// for `rme_sink_health_failures_total`. 0 for sinks without one.
+    fn take_health_failures(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The closed set of sinks; `type` picks one (read by [`crate::invalid::tagged`],
@@ -201,6 +207,13 @@ impl Sink for AnySink {
             AnySink::RemoteWrite(s) => s.restore_state(state),
             AnySink::Otlp(s) => s.restore_state(state),
             AnySink::Stdout(_) => {}
+        }
+    }
+
+    fn take_health_failures(&mut self) -> u64 {
+        match self {
+            AnySink::Statsd(s) => s.take_health_failures(),
+            AnySink::Stdout(_) | AnySink::RemoteWrite(_) | AnySink::Otlp(_) => 0,
         }
     }
 
