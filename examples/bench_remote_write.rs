@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rme::sinks::Sink as _;
-use rme::sinks::remote_write::reference::compress;
-use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig};
+use rme::sinks::remote_write::{RemoteWrite, RemoteWriteConfig, compress};
 use rme::store::{Limits, Series, Snapshot, Store};
 
 fn snapshot(series: usize) -> Snapshot {

@@ -1,13 +1,10 @@
 //! The reference encoder: a snapshot as prost `WriteRequest` messages, built
 //! the obvious way (every label copied into a `prompb::Label`), then encoded by
-//! prost and snappy-compressed. It is not on the send path: the sink's
+//! prost (then [`super::compress`]). It is not on the send path: the sink's
 //! `encode` writes the same bytes straight from the store through `wire.rs`.
 //! This is the oracle `wire.rs` is checked against (the test
 //! `hand_written_protobuf_is_the_bytes_prost_writes`), and what
 //! `examples/bench_remote_write.rs` times beside it.
-
-use anyhow::Context as _;
-use prost::Message as _;
 
 use super::RemoteWrite;
 use super::prompb::{self, metric_metadata::MetricType};
@@ -59,12 +56,19 @@ impl RemoteWrite {
 
     /// One point as a series: its labels, then external labels it lacks, sorted by name; empty values dropped.
     fn series(&self, p: &Point, at_ms: i64) -> prompb::TimeSeries {
+        let zero = self.zeros.zero_ms(p, at_ms).map(|z| prompb::Sample {
+            value: 0.0,
+            timestamp: z,
+        });
         prompb::TimeSeries {
             labels: self.labels(&p.series),
-            samples: vec![prompb::Sample {
-                value: p.value.as_f64(),
-                timestamp: at_ms,
-            }],
+            samples: zero
+                .into_iter()
+                .chain([prompb::Sample {
+                    value: p.value.as_f64(),
+                    timestamp: at_ms,
+                }])
+                .collect(),
         }
     }
 
@@ -89,11 +93,4 @@ impl RemoteWrite {
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         labels
     }
-}
-
-/// Protobuf, then snappy block format (never the framed format: the spec forbids it).
-pub fn compress(req: &prompb::WriteRequest) -> anyhow::Result<Vec<u8>> {
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .context("snappy compression")
 }
