@@ -137,7 +137,11 @@ fn skip_own_time(s: &str) -> &str {
         && b[19] == b','
         && b[20..23].iter().all(u8::is_ascii_digit)
         && scan::ascii_ws(b[23]);
-    if own { scan::trim_ws_start(&s[24..]) } else { s }
+    if own {
+        scan::trim_ws_start(&s[24..])
+    } else {
+        s
+    }
 }
 
 /// `YYYY-MM-DD`.
@@ -145,7 +149,9 @@ fn is_date(b: &[u8]) -> bool {
     b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit())
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
 }
 
 /// `HH:MM:SS`.
@@ -207,14 +213,14 @@ impl<'a> Iterator for Words<'a> {
 }
 
 fn is_month(w: &str) -> bool {
-    matches!(
-        w,
-        "Jan" | "Feb" | "Mar" | "Apr" | "May" | "Jun" | "Jul" | "Aug" | "Sep" | "Oct" | "Nov" | "Dec"
-    )
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    MONTHS.contains(&w)
 }
 
 fn is_weekday(w: &str) -> bool {
-    matches!(w, "Mon" | "Tue" | "Wed" | "Thu" | "Fri" | "Sat" | "Sun")
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&w)
 }
 
 /// `HH:MM:SS` with an optional `.fraction`.

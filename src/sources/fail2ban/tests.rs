@@ -178,7 +178,10 @@ fn record_prefix_shapes() {
             "1764600000.123456 web1 fail2ban-server[1]: 2026-12-07 10:00:00,123 fail2ban.jail [1]: NOTICE ok",
             Some(("jail", "NOTICE", "ok")),
         ),
-        ("Nov 24 10:03:52 host sshd[1]: fail2ban.jail: NOTICE ok", None),
+        (
+            "Nov 24 10:03:52 host sshd[1]: fail2ban.jail: NOTICE ok",
+            None,
+        ),
         ("host fail2ban.jail: NOTICE ok", None),
         ("fail2ban.jail: Level  y", None),
         (
