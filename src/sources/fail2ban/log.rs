@@ -120,6 +120,7 @@ pub(super) fn find(line: &str) -> Option<Found<'_>> {
 
 /// The record of a line (see [`find`]); spaces around `[pid]` and the PID
 /// itself are optional. Returns (logger, level, message).
+#[cfg(test)]
 pub(super) fn record(line: &str) -> Option<Record<'_>> {
     match find(line)? {
         Found::Record(r) => Some(r),
