@@ -79,6 +79,10 @@ pub const SPOOL_DROPPED: Metric = Metric::counter(
     "rme_spool_dropped_total",
     "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
 );
+pub const HEALTH_FAILURES: Metric = Metric::counter(
+    "rme_sink_health_failures_total",
+    "Sends held back because the receiver's health check failed (statsd: its management port did not answer `health: up`), by sink.",
+);
 const POINTS_REJECTED: Metric = Metric::counter(
     "rme_sink_points_rejected_total",
     "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
@@ -93,6 +97,7 @@ const METRICS: &[Metric] = &[
     SPOOL_AGE,
     SPOOL_DROPPED,
     POINTS_REJECTED,
+    HEALTH_FAILURES,
 ];
 
 /// Registers the self-metrics of delivery.
@@ -153,6 +158,7 @@ pub struct SinkMetrics {
     samples_dropped: Handle,
     samples_rejected: Handle,
     points_rejected: Handle,
+    health_failures: Handle,
     /// `rme_requests_total` and `rme_samples_total` by sent, retried, rejected.
     requests: [Handle; 3],
     samples: [Handle; 3],
@@ -171,6 +177,8 @@ pub struct Tally {
     pub rejected_samples: u64,
     /// Points refused inside requests the receiver took (OTLP partial success).
     pub rejected_points: u64,
+    /// Sends held back because the receiver's health check failed.
+    pub health_failures: u64,
 }
 
 /// Adds one delivery's tally to the sink's self-metrics.
@@ -186,6 +194,15 @@ pub fn record_delivery(m: &mut SinkMetrics, store: &mut Store, sink: &str, t: &T
         if let Some(n) = samples {
             store.inc_at(&mut m.samples[i], SAMPLES.name, &l, n);
         }
+    }
+    if t.health_failures > 0 {
+        let l = [("sink", sink)];
+        store.inc_at(
+            &mut m.health_failures,
+            HEALTH_FAILURES.name,
+            &l,
+            t.health_failures,
+        );
     }
     if t.rejected_points > 0 {
         let l = [("sink", sink)];
@@ -251,7 +268,9 @@ async fn drain<S: Sink>(
         };
         let mut attempt = 0;
         loop {
-            match sink.send(&record.body).await {
+            let sent = sink.send(&record.body).await;
+            tally.health_failures += sink.take_health_failures();
+            match sent {
                 Ok(accepted) => {
                     crate::failpoint::hit("after-send");
                     tally.sent += 1;
