@@ -1,9 +1,10 @@
 //! The protocols rme speaks: one module each.
 //!
 //! A sink only encodes a [`Snapshot`] into request bodies and sends one body
-//! once, classifying the answer. Retry, backoff and the disk spool live in
-//! `push.rs`, so "nothing is lost" is written once for every sink.
+//! once, classifying the answer. Retry and backoff live in `agent/delivery.rs`,
+//! the disk spool in `spool.rs`, so "nothing is lost" is written once for every sink.
 
+pub mod first_increment;
 pub mod http;
 pub mod otlp;
 pub mod remote_write;
@@ -215,13 +216,18 @@ impl Sink for AnySink {
     fn save_state(&self) -> Option<serde_json::Value> {
         match self {
             AnySink::Statsd(s) => s.save_state(),
-            AnySink::Stdout(_) | AnySink::RemoteWrite(_) | AnySink::Otlp(_) => None,
+            AnySink::RemoteWrite(s) => s.save_state(),
+            AnySink::Otlp(s) => s.save_state(),
+            AnySink::Stdout(_) => None,
         }
     }
 
     fn restore_state(&mut self, state: serde_json::Value) {
-        if let AnySink::Statsd(s) = self {
-            s.restore_state(state);
+        match self {
+            AnySink::Statsd(s) => s.restore_state(state),
+            AnySink::RemoteWrite(s) => s.restore_state(state),
+            AnySink::Otlp(s) => s.restore_state(state),
+            AnySink::Stdout(_) => {}
         }
     }
 
@@ -233,8 +239,11 @@ impl Sink for AnySink {
     }
 
     fn replay_note(&mut self, note: &[u8]) {
-        if let AnySink::Statsd(s) = self {
-            s.replay_note(note);
+        match self {
+            AnySink::Statsd(s) => s.replay_note(note),
+            AnySink::RemoteWrite(s) => s.replay_note(note),
+            AnySink::Otlp(s) => s.replay_note(note),
+            AnySink::Stdout(_) => {}
         }
     }
 }

@@ -20,6 +20,8 @@ use prost::Message as _;
 use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
+use super::first_increment::{FirstIncrement, Zeros};
+use super::http::{TlsConfig, TlsFiles};
 use super::{Accepted, Batch, SendError, Sink};
 use crate::invalid::Invalid;
 use crate::store::Snapshot;
@@ -29,7 +31,7 @@ mod encode;
 mod transport;
 
 pub use classify::{classify_grpc, classify_http, retry_after};
-pub use encode::{batches, metrics, request};
+pub use encode::{batches, metrics, metrics_with_zeros, request};
 use transport::Transport;
 
 /// Wire protocol, as the OpenTelemetry SDKs spell it (`OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -91,12 +93,23 @@ pub struct OtlpConfig {
     /// Accept any server certificate (testing only; http/protobuf only). Default false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The four TLS keys above as one table, as `remote_write` spells them:
+    /// `tls = { ca_file = "ca.pem", cert_file = "c.pem", key_file = "c.key" }`.
+    /// Either this table or the flat keys, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<TlsConfig>>,
     /// Seconds one request may take, connection included. Default 10.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     /// Data points per request; larger snapshots are split. Default 1000.
     #[serde(default = "default_max_points")]
     pub max_points_per_request: usize,
+    /// `"zero"` (default): a counter series born while rme watches gets a 0
+    /// data point just after the previous push before its first point, so
+    /// receivers that ignore start times (VictoriaMetrics) count its first
+    /// events. `"none"`: only the start time says when it began.
+    #[serde(default)]
+    pub first_increment: FirstIncrement,
 }
 
 const fn default_timeout_secs() -> u64 {
@@ -117,36 +130,68 @@ impl OtlpConfig {
             .iter_mut()
             .chain(self.cert_file.iter_mut())
             .chain(self.key_file.iter_mut())
+            .chain(self.tls.iter_mut().flat_map(|t| {
+                t.ca_file
+                    .iter_mut()
+                    .chain(t.cert_file.iter_mut())
+                    .chain(t.key_file.iter_mut())
+            }))
             .for_each(fix);
+    }
+
+    /// The TLS files, from the `tls` table when it is given, else the flat keys.
+    pub fn tls_files(&self) -> TlsFiles<'_> {
+        match &self.tls {
+            Some(t) => t.files(),
+            None => TlsFiles {
+                key: "",
+                ca_file: self.ca_file.as_deref(),
+                cert_file: self.cert_file.as_deref(),
+                key_file: self.key_file.as_deref(),
+                insecure_skip_verify: self.insecure_skip_verify,
+            },
+        }
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         let url = self
             .url()
             .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
-        let tls = url.scheme() == "https";
+        let flat = self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.insecure_skip_verify;
+        if self.tls.is_some() && flat {
+            return Err(Invalid::new(
+                format!("{key}.tls"),
+                "give the TLS keys either in `tls = { ... }` or flat (`ca_file`, `cert_file`, `key_file`, `insecure_skip_verify`), not both",
+            ));
+        }
+        let https = url.scheme() == "https";
+        let files = self.tls_files();
+        let at = |field: &str| format!("{key}.{}{field}", files.key);
         for (field, set) in [
-            ("ca_file", self.ca_file.is_some()),
-            ("cert_file", self.cert_file.is_some()),
-            ("key_file", self.key_file.is_some()),
-            ("insecure_skip_verify", self.insecure_skip_verify),
+            ("ca_file", files.ca_file.is_some()),
+            ("cert_file", files.cert_file.is_some()),
+            ("key_file", files.key_file.is_some()),
+            ("insecure_skip_verify", files.insecure_skip_verify),
         ] {
-            if set && !tls {
+            if set && !https {
                 return Err(Invalid::new(
-                    format!("{key}.{field}"),
+                    at(field),
                     "TLS options need an https:// endpoint",
                 ));
             }
         }
-        if self.cert_file.is_some() != self.key_file.is_some() {
+        if files.cert_file.is_some() != files.key_file.is_some() {
             return Err(Invalid::new(
-                format!("{key}.cert_file"),
+                at("cert_file"),
                 "cert_file and key_file go together",
             ));
         }
-        if self.insecure_skip_verify && self.protocol == Protocol::Grpc {
+        if files.insecure_skip_verify && self.protocol == Protocol::Grpc {
             return Err(Invalid::new(
-                format!("{key}.insecure_skip_verify"),
+                at("insecure_skip_verify"),
                 "not supported with grpc; give the receiver's CA in ca_file",
             ));
         }
@@ -222,6 +267,8 @@ pub struct Otlp {
     resource: Resource,
     max_points: usize,
     transport: Transport,
+    /// New counters' zero points (`first_increment`).
+    zeros: Zeros,
 }
 
 impl Otlp {
@@ -231,6 +278,7 @@ impl Otlp {
             resource: encode::resource(&config.resource_attributes),
             max_points: config.max_points_per_request,
             transport: Transport::new(config)?,
+            zeros: Zeros::new(config.first_increment),
         })
     }
 
@@ -255,21 +303,52 @@ impl Sink for Otlp {
     }
 
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        Ok(batches(metrics(snap), self.max_points)
-            .into_iter()
-            .map(|mut group| {
-                let samples = group
-                    .iter_mut()
-                    .map(|m| encode::points_mut(m).map_or(0, |p| p.len() as u64))
-                    .sum();
-                let body = request(&self.resource, group).encode_to_vec();
-                Batch {
-                    body,
-                    samples,
-                    note: Vec::new(),
-                }
-            })
-            .collect())
+        let watermark = self.zeros.after(snap);
+        let zeros = &self.zeros;
+        let at_ns = snap.at_ms.max(0) as u64 * 1_000_000;
+        // The series zeroed go in the first body's note: a flush's bodies are
+        // all spooled before any is sent (see `first_increment`).
+        let mut zeroed: Vec<_> = snap
+            .points
+            .iter()
+            .filter(|p| zeros.zero_ms(p, snap.at_ms).is_some())
+            .map(|p| crate::store::Series::clone(&p.series))
+            .collect();
+        let out = batches(
+            metrics_with_zeros(snap, &|p| zeros.zero_ms(p, snap.at_ms)),
+            self.max_points,
+        )
+        .into_iter()
+        .map(|mut group| {
+            // the snapshot's points, not the zeros before them
+            let samples = group
+                .iter_mut()
+                .filter_map(encode::points_mut)
+                .flat_map(|p| p.iter())
+                .filter(|p| p.time_unix_nano == at_ns)
+                .count() as u64;
+            let body = request(&self.resource, group).encode_to_vec();
+            Batch {
+                body,
+                samples,
+                note: Zeros::note(watermark, std::mem::take(&mut zeroed)),
+            }
+        })
+        .collect();
+        self.zeros.advance(watermark);
+        Ok(out)
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        Some(self.zeros.save())
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) {
+        self.zeros.restore(state);
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        self.zeros.replay(note);
     }
 
     async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
