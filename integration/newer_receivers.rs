@@ -117,7 +117,8 @@ fn remote_write_into_prometheus_2_53_stores_every_series_sent() {
         dir.path(),
         "rme.toml",
         &format!(
-            "state_dir = \"state\"\n\
+            // host = "": stdout (the truth here) carries no host label, Prometheus would
+            "state_dir = \"state\"\nhost = \"\"\n\
              [[sources]]\ntype = \"fail2ban\"\nlog = \"{}\"\n\
              [[sources]]\ntype = \"reaction\"\nlog = \"{}\"\nconfig = \"{}\"\npattern_labels = [\"ip\"]\n\
              [[sources]]\ntype = \"audit\"\nlog = \"{}\"\nnetlink = false\n\

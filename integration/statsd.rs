@@ -54,7 +54,8 @@ fn setup(address: &str, style: &'static str, extra: &str) -> Setup {
         dir.path(),
         "rme.toml",
         &format!(
-            "interval_secs = 1\nstate_dir = \"state\"\n\n[[sources]]\ntype = \"fail2ban\"\nlog = \"fail2ban.log\"\n\n\
+            // host = "": the graphite paths here are the series' own (the host label: hosts.rs)
+            "interval_secs = 1\nstate_dir = \"state\"\nhost = \"\"\n\n[[sources]]\ntype = \"fail2ban\"\nlog = \"fail2ban.log\"\n\n\
              [[sinks]]\ntype = \"statsd\"\naddress = \"{address}\"\nprefix = \"{prefix}\"\ntag_style = \"{style}\"\n{extra}"
         ),
     );
