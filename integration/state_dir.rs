@@ -157,6 +157,41 @@ fn unsafe_state_dir_and_sink_names_are_refused() {
     assert!(stderr(&out).contains("sinks[0].name"), "{}", stderr(&out));
 }
 
+/// F18: a corrupt record in the spool is dropped and counted in the same
+/// `push --once` run's output, not only in the next run's.
+#[test]
+fn push_once_counts_the_corrupt_spool_records_it_drops_in_that_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let state = d.join("state");
+    append(&d.join("fail2ban.log"), &lines(2));
+    let cfg = config(d, &state, "[[sinks]]\ntype = \"stdout\"\n");
+    let once = || run_rme(&["push", "--once", "--config", cfg.to_str().expect("utf-8")]);
+    let out = once();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A record that fails its checksum (a bad disk, or a crash on one), 3 samples.
+    let mut bad = b"RMS3".to_vec();
+    bad.extend_from_slice(&1i64.to_le_bytes());
+    bad.extend_from_slice(&3u32.to_le_bytes());
+    bad.extend_from_slice(&4u32.to_le_bytes());
+    bad.extend_from_slice(&0u32.to_le_bytes());
+    bad.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
+    bad.extend_from_slice(b"junk");
+    std::fs::write(state.join("spool/stdout/00000000000000000001.rec"), &bad).expect("plant");
+    let out = once();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = crate::common::stdout(&out);
+    let series = r#"rme_spool_dropped_total{reason="corrupt",sink="stdout"}"#;
+    assert_eq!(
+        crate::common::metric_value(&text, series),
+        Some(1.0),
+        "{series} in this run's output:\n{text}"
+    );
+    let samples = r#"rme_sink_samples_total{result="dropped",sink="stdout"}"#;
+    assert_eq!(crate::common::metric_value(&text, samples), Some(3.0), "{text}");
+    assert!(stderr(&out).contains("corrupt spool record skipped"), "{}", stderr(&out));
+}
+
 /// A small tmpfs as the state dir's file system, unmounted when dropped.
 struct Tmpfs(PathBuf);
 

@@ -114,7 +114,7 @@ impl Agent {
             if let Some(s) = sink_states.remove(sink.name()) {
                 sink.restore_state(s);
             }
-            let spool = Spool::open(
+            let mut spool = Spool::open(
                 &config.state_dir.join("spool").join(sink.name()),
                 config.spool_max_bytes,
             )?;
