@@ -26,7 +26,7 @@
 //! `state.json.migrated`. `rme state` prints the state as that JSON.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -504,11 +504,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The journal opened for appending; a symlink in its place is an error, as
 /// everywhere in the state directory.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .append(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    crate::safe_fs::open_append(path)
 }
 
 /// Reads rme 0.1's `state.json`, if there is one (a symlink there is an error).
@@ -614,7 +610,10 @@ fn unframe(bytes: &[u8], at: usize) -> Option<(Vec<u8>, usize)> {
 fn valid_names(series: &Series) -> bool {
     fn name(s: &str, colon: bool) -> bool {
         let ok = |c: u8, first: bool| {
-            c.is_ascii_alphabetic() || c == b'_' || (colon && c == b':') || (!first && c.is_ascii_digit())
+            c.is_ascii_alphabetic()
+                || c == b'_'
+                || (colon && c == b':')
+                || (!first && c.is_ascii_digit())
         };
         let b = s.as_bytes();
         !b.is_empty() && b.iter().enumerate().all(|(i, &c)| ok(c, i == 0))

@@ -388,7 +388,9 @@ fn restored_names_are_validated_and_bad_ones_skipped_and_counted() {
         assert!(!text.contains(bad), "{bad} in\n{text}");
     }
     assert_eq!(
-        text.lines().filter(|l| l.starts_with("fail2ban_bans_total")).count(),
+        text.lines()
+            .filter(|l| l.starts_with("fail2ban_bans_total"))
+            .count(),
         1,
         "{text}"
     );
