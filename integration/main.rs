@@ -22,3 +22,4 @@ mod rotation;
 mod serve_tls;
 mod state_dir;
 mod statsd;
+mod stop;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Fields, Header, Outcome, Token, all_tokens_into};
-use crate::journal::Entry;
+use crate::inputs::journal::Entry;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Handle, Metric, Series, Store};
 
