@@ -376,7 +376,8 @@ fn restored_names_are_validated_and_bad_ones_skipped_and_counted() {
     }
     checkpoint_of(dir.path(), &deflate_piece_final(&raw));
     let (_, _, mut s) = reopen(dir.path());
-    let text = crate::text::render(&s.snapshot(1_000), crate::text::Format::OpenMetrics);
+    let text =
+        crate::store::text::render(&s.snapshot(1_000), crate::store::text::Format::OpenMetrics);
     assert_eq!(
         value(&s, "fail2ban_bans_total", &[("jail", "sshd")]),
         Some(Value::Counter(5))
