@@ -173,6 +173,9 @@ pub struct Seen {
     pub attackers_at_zero: usize,
     /// Raw samples stored per series (to check nothing was written twice).
     pub samples: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>>,
+    /// The lowest and highest `sum(increase([15m]))` over the truth at that
+    /// instant, at every push and 2.5 s after it (between two cron runs).
+    pub band: (f64, f64),
 }
 
 /// Waits until the receiver's raw data holds `truth` bans for the host, then reads it as a user would.
@@ -200,10 +203,32 @@ pub fn seen(r: &Receiver, host: &str, truth: u64, attackers: &BTreeSet<String>) 
         .iter()
         .filter(|ip| by_ip.get(*ip).copied().unwrap_or(0.0) <= 0.0)
         .count();
+    // the truth at an instant: each series' last value at or before it
+    let pushes: BTreeSet<i64> = samples
+        .values()
+        .flatten()
+        .filter(|p| p.1 > 0.0)
+        .map(|p| (p.0 * 1000.0).round() as i64)
+        .collect();
+    let mut band = (f64::INFINITY, f64::NEG_INFINITY);
+    for t in pushes.iter().flat_map(|&t| [t, t + 2_500]) {
+        let at = t as f64 / 1000.0;
+        let truth: f64 = samples
+            .values()
+            .filter_map(|p| p.iter().rev().find(|p| p.0 <= at + 1e-6))
+            .map(|p| p.1)
+            .sum();
+        let shown = query_at(&r.url, &format!("sum(increase({selector}[15m]))"), at)
+            .first()
+            .map_or(0.0, |r| r.1);
+        let ratio = shown / truth;
+        band = (band.0.min(ratio), band.1.max(ratio));
+    }
     Seen {
         increase,
         attackers_at_zero,
         samples,
+        band,
     }
 }
 
@@ -269,13 +294,22 @@ fn report(receivers: &[Receiver], results: &[Vec<(u64, BTreeSet<String>, Seen)>]
         let seen: f64 = hosts.iter().map(|h| h.2.increase).sum();
         let attackers: usize = hosts.iter().map(|h| h.1.len()).sum();
         let zero: usize = hosts.iter().map(|h| h.2.attackers_at_zero).sum();
+        let low = hosts
+            .iter()
+            .map(|h| h.2.band.0)
+            .fold(f64::INFINITY, f64::min);
+        let high = hosts
+            .iter()
+            .map(|h| h.2.band.1)
+            .fold(f64::NEG_INFINITY, f64::max);
         let per_host: Vec<String> = hosts
             .iter()
             .map(|h| format!("{:.2}/{}", h.2.increase, h.0))
             .collect();
         println!(
             "first_increment: {}: sum(increase()) per host {} = {seen:.2} of {truth} bans; \
-             attackers at 0: {zero} of {attackers}",
+             attackers at 0: {zero} of {attackers}; sum(increase()) / truth at every push and \
+             2.5 s after: {low:.2}..{high:.2}",
             r.name,
             per_host.join(", ")
         );
