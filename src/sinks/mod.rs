@@ -1,8 +1,8 @@
 //! The protocols rme speaks: one module each.
 //!
 //! A sink only encodes a [`Snapshot`] into request bodies and sends one body
-//! once, classifying the answer. Retry, backoff and the disk spool live in
-//! `push.rs`, so "nothing is lost" is written once for every sink.
+//! once, classifying the answer. Retry and backoff live in `agent/delivery.rs`,
+//! the disk spool in `spool.rs`, so "nothing is lost" is written once for every sink.
 
 pub mod first_increment;
 pub mod http;

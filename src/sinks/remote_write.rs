@@ -3,7 +3,7 @@
 //!
 //! The tricky point is ordering: Prometheus refuses a whole request when one
 //! sample is older than what it holds, so each body is self-contained, carries
-//! one snapshot's timestamp only, and `push.rs` sends the spool oldest first.
+//! one snapshot's timestamp only, and `agent/delivery.rs` sends the spool oldest first.
 //! Labels are sorted by name bytewise as the spec says (`__name__` is not
 //! always first: `Zone` < `__name__`).
 

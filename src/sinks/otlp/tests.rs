@@ -465,13 +465,13 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     spool
         .append(&bodies(sink.encode(&snapshot()))[0], 1, 1)
         .unwrap();
-    let retry = crate::delivery::RetryPolicy {
+    let retry = crate::agent::delivery::RetryPolicy {
         attempts: 1,
         min_backoff: std::time::Duration::ZERO,
         max_backoff: std::time::Duration::ZERO,
     };
     let spool = std::sync::Mutex::new(spool);
-    let (tally, result) = crate::delivery::deliver(&mut sink, &spool, &retry).await;
+    let (tally, result) = crate::agent::delivery::deliver(&mut sink, &spool, &retry).await;
     result.unwrap();
     assert_eq!(
         spool.lock().unwrap().len(),
@@ -479,8 +479,8 @@ async fn partial_success_is_counted_by_the_push_cycle() {
         "an accepted request leaves the spool"
     );
     let mut store = Store::new(Limits::default());
-    let mut m = crate::delivery::SinkMetrics::default();
-    crate::delivery::record_delivery(&mut m, &mut store, "otlp", &tally);
+    let mut m = crate::agent::delivery::SinkMetrics::default();
+    crate::agent::delivery::record_delivery(&mut m, &mut store, "otlp", &tally);
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
         2

@@ -1,7 +1,7 @@
 //! Getting spooled bodies to one receiver: the retry loop, and, in `rme push`,
 //! one task per sink ([`Courier`]) that runs it.
 //!
-//! The flush (push.rs) encodes a snapshot for every sink and appends the
+//! The flush (`agent/mod.rs`) encodes a snapshot for every sink and appends the
 //! bodies to each sink's spool; it never waits for a receiver. Each sink's
 //! courier then sends its spool oldest first, on its own task with its own
 //! copy of the sink (connection, client) and its own backoff, so a receiver
@@ -38,6 +38,25 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `rme push --once`: three tries, 0.5 s to 5 s apart.
+    pub fn once() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// The daemon: four tries, 1 s apart at first, at most the flush
+    /// `interval` (1 to 60 s) apart: the next flush wakes the courier anyway.
+    pub fn daemon(interval: Duration) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            min_backoff: Duration::from_secs(1),
+            max_backoff: interval.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+
     /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self
@@ -159,7 +178,7 @@ pub struct SinkMetrics {
     samples_rejected: Handle,
     points_rejected: Handle,
     health_failures: Handle,
-    /// `rme_requests_total` and `rme_samples_total` by sent, retried, rejected.
+    /// `rme_sink_requests_total` and `rme_sink_samples_total` by sent, retried, rejected.
     requests: [Handle; 3],
     samples: [Handle; 3],
 }
