@@ -246,6 +246,86 @@ fn parse_prints_enriched_events() {
     );
 }
 
+/// F1 of security-review-3: a user name holding `'` (which libaudit writes
+/// inside `msg='…'` without encoding) must not change a login's result. Real
+/// auparse (`aureport --auth -if`, auditd 3.0.9 from `peers.sh install`) and
+/// `rme parse audit` read the same file; each record's verdict must agree, and
+/// the forged names must not move a failure to success or back.
+#[test]
+fn aureport_reads_the_forged_user_name_as_rme_does() {
+    let Ok(aureport) = which("aureport") else {
+        panic!("aureport not found: install auditd (integration/peers/peers.sh install)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let record = |serial: u32, acct: &str, res: &str| {
+        format!(
+            "type=USER_AUTH msg=audit(17646000{serial:02}.100:{serial}): pid=4242 uid=0 auid=4294967295 \
+             ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=\"{acct}\" \
+             exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res={res}'\n"
+        )
+    };
+    // The first two are the review's records, byte for byte.
+    let mut log = String::new();
+    log.push_str("type=USER_AUTH msg=audit(1764600000.100:501): pid=4242 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=\"x'res=success\" exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res=failed'\n");
+    log.push_str("type=USER_AUTH msg=audit(1764600001.100:502): pid=4242 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=\"admin\" exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res=failed'\n");
+    // The other way round: a success made to look failed, and names of quotes.
+    log.push_str(&record(10, "y'res=failed", "success"));
+    log.push_str(&record(11, "'''", "success"));
+    log.push_str(&record(12, "'res=success'", "failed"));
+    let file = write(dir.path(), "audit.log", &log);
+
+    let out = Command::new(&aureport)
+        .args(["--auth", "-if"])
+        .arg(&file)
+        .output()
+        .expect("running aureport");
+    let report = stdout(&out);
+    assert!(out.status.success(), "{}\n{report}", stderr(&out));
+    // `N. date time acct host term exe success event`
+    let verdicts: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|n| n.ends_with('.'))
+        })
+        .filter_map(|l| l.split_whitespace().rev().nth(1))
+        .collect();
+    assert_eq!(verdicts, ["no", "no", "yes", "yes", "no"], "{report}");
+    let (yes, no) = (
+        verdicts.iter().filter(|v| **v == "yes").count() as f64,
+        verdicts.iter().filter(|v| **v == "no").count() as f64,
+    );
+
+    let out = rme().args(["parse", "audit"]).arg(&file).output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let auth = |r: &str| metric_value(&text, &format!("audit_user_auth_total{{result=\"{r}\"}}"));
+    assert_eq!(auth("success"), Some(yes), "{text}");
+    assert_eq!(auth("failed"), Some(no), "{text}");
+    let events = |r: &str| {
+        metric_value(
+            &text,
+            &format!("audit_events_total{{key=\"(none)\",result=\"{r}\",type=\"USER_AUTH\"}}"),
+        )
+    };
+    assert_eq!(
+        (events("success"), events("failed")),
+        (Some(yes), Some(no)),
+        "{text}"
+    );
+}
+
+/// `path` of `program` on `PATH`, or where Debian puts admin tools.
+fn which(program: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{program} not on PATH"))
+}
+
 /// `rme push` as nobody gets the status through a root `rme helper --group nogroup`,
 /// and a clear error when no helper listens.
 #[test]

@@ -23,3 +23,4 @@ mod serve_attacks;
 mod serve_tls;
 mod state_dir;
 mod statsd;
+mod stop;

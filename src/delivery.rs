@@ -8,8 +8,16 @@
 //! that hangs or is slow delays only its own sink: not another sink, not the
 //! next flush's reading and spooling, not `/metrics`. A body leaves the spool
 //! only after the receiver's 2xx (or a refusal for good), so stopping a
-//! courier mid-request — at SIGTERM when the stop timeout runs out — loses
-//! nothing: the body waits in the spool for the next run.
+//! courier mid-request loses nothing: the body waits in the spool for the
+//! next run.
+//!
+//! A stop (SIGTERM, SIGINT, SIGHUP's in-place restart) never cuts a request
+//! that is on the wire: the courier lets it finish, is woken from a backoff
+//! wait at once, tries what is left once, and returns. Only when the stop
+//! timeout (`stop_timeout_secs`) runs out is a courier dropped mid-request;
+//! the receiver may have stored that body without rme seeing its answer, so
+//! that one body (the oldest in the spool) may reach the receiver twice. No
+//! other stop sends a body twice.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,15 +211,36 @@ pub async fn deliver<S: Sink>(
     retry: &RetryPolicy,
 ) -> (Tally, Result<(), String>) {
     let mut tally = Tally::default();
-    let result = drain(sink, spool, retry, &mut tally).await;
+    let result = drain(sink, spool, retry, &mut tally, None).await;
     (tally, result)
 }
 
+/// Whether `stop` has turned true (at once if it already is); never, without one.
+async fn stopping(stop: Option<&mut StopSignal>) {
+    match stop {
+        Some(s) => {
+            // An error means the sender is gone: nobody can ask to stop any more.
+            if s.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The stop signal of `rme push`'s couriers: turns true once, at a stop.
+pub type StopSignal = tokio::sync::watch::Receiver<bool>;
+
+/// Like [`deliver`], but a backoff wait ends early when `stop` turns true.
+/// A request already sent is never cut: `sink.send` runs to its answer (or
+/// the sink's own timeout), so that a body the receiver took is removed from
+/// the spool and never sent again.
 async fn drain<S: Sink>(
     sink: &mut S,
     spool: &Mutex<Spool>,
     retry: &RetryPolicy,
     tally: &mut Tally,
+    mut stop: Option<&mut StopSignal>,
 ) -> Result<(), String> {
     let name = sink.name().to_string();
     loop {
@@ -252,7 +281,10 @@ async fn drain<S: Sink>(
                     }
                     let wait = after.unwrap_or_else(|| retry.backoff(attempt));
                     tracing::warn!(sink = %name, attempt, wait_ms = wait.as_millis() as u64, "{reason}; retrying");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stopping(stop.as_deref_mut()) => return Err(format!("{reason}; stopping")),
+                    }
                 }
             }
         }
@@ -262,8 +294,8 @@ async fn drain<S: Sink>(
 /// One sink's delivery task in `rme push`: its own copy of the sink (built
 /// from the same config: its own connection), the sink's spool, and a wake-up
 /// the flush rings after appending.
-pub struct Courier {
-    pub sink: AnySink,
+pub struct Courier<S = AnySink> {
+    pub sink: S,
     pub spool: SharedSpool,
     pub wake: Arc<tokio::sync::Notify>,
     pub retry: RetryPolicy,
@@ -271,10 +303,16 @@ pub struct Courier {
     pub metrics: SinkMetrics,
 }
 
-impl Courier {
-    /// One delivery round, its tally recorded into the store.
-    async fn round(&mut self, retry: &RetryPolicy) -> Result<(), String> {
-        let (tally, result) = deliver(&mut self.sink, &self.spool, retry).await;
+impl<S: Sink> Courier<S> {
+    /// One delivery round, its tally recorded into the store. `stop` only
+    /// ends a backoff wait early; a request on the wire runs to its answer.
+    async fn round(
+        &mut self,
+        retry: &RetryPolicy,
+        stop: Option<&mut StopSignal>,
+    ) -> Result<(), String> {
+        let mut tally = Tally::default();
+        let result = drain(&mut self.sink, &self.spool, retry, &mut tally, stop).await;
         let store = &mut lock(&self.shared).store;
         record_delivery(&mut self.metrics, store, self.sink.name(), &tally);
         result
@@ -282,16 +320,17 @@ impl Courier {
 
     /// Delivers whenever woken, retrying with backoff between rounds, until
     /// `stop` turns true; then tries what is left once more (no backoff) and
-    /// returns. The caller bounds that last round with its stop timeout, and
-    /// dropping this future mid-request keeps the body in the spool.
-    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// returns. A stop never cuts a request on the wire (that body could be
+    /// stored by the receiver and then sent again by the last round): the
+    /// round under way finishes its request, skips any backoff, and the last
+    /// round follows. The caller bounds all of it with its stop timeout;
+    /// dropping this future then keeps the body in the spool, and that body
+    /// alone may reach the receiver twice.
+    pub async fn run(mut self, mut stop: StopSignal) {
         let retry = self.retry.clone();
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let result = tokio::select! {
-                r = self.round(&retry) => r,
-                _ = stop.changed() => break,
-            };
+            let result = self.round(&retry, Some(&mut stop)).await;
             let pause = if result.is_err() {
                 failures = failures.saturating_add(1);
                 Some(retry.backoff(failures.saturating_add(2)))
@@ -307,14 +346,14 @@ impl Courier {
                         None => self.wake.notified().await,
                     }
                 } => {}
-                _ = stop.changed() => break,
+                _ = stopping(Some(&mut stop)) => break,
             }
         }
         let last = RetryPolicy {
             attempts: 1,
             ..retry
         };
-        if let Err(reason) = self.round(&last).await {
+        if let Err(reason) = self.round(&last, None).await {
             tracing::warn!(sink = %self.sink.name(), "stopping with data in the spool for the next run: {reason}");
         }
     }
@@ -415,6 +454,115 @@ mod tests {
             spool.len(),
             1,
             "the body that kept failing waits for the next flush"
+        );
+    }
+
+    /// A sink whose receiver takes `delay` to answer, and stores each body
+    /// before it answers (as VictoriaMetrics behind a slow link does).
+    struct Slow {
+        delay: Duration,
+        stored: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Sink for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn encode(&mut self, _: &crate::store::Snapshot) -> anyhow::Result<Vec<Batch>> {
+            Ok(Vec::new())
+        }
+        async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
+            self.stored.lock().unwrap().push(body.to_vec());
+            tokio::time::sleep(self.delay).await;
+            Ok(Accepted::default())
+        }
+    }
+
+    /// A stop that comes while a request is on the wire lets it finish: the
+    /// body is stored once and leaves the spool (it used to be cut and sent
+    /// again by the last round).
+    #[test]
+    fn a_stop_during_a_request_lets_it_finish_and_never_sends_it_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append(b"a", 1, 1).unwrap();
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let courier = Courier {
+            sink: Slow {
+                delay: Duration::from_millis(300),
+                stored: stored.clone(),
+            },
+            spool: Arc::new(Mutex::new(spool)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            retry: RetryPolicy {
+                attempts: 3,
+                min_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(50),
+            },
+            shared: Arc::new(Mutex::new(Shared {
+                store: Store::new(Limits::default()),
+                positions: Default::default(),
+            })),
+            metrics: SinkMetrics::default(),
+        };
+        let spool = courier.spool.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let run = tokio::spawn(courier.run(rx));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tx.send(true).unwrap();
+            run.await.unwrap();
+        });
+        assert_eq!(*stored.lock().unwrap(), [b"a".to_vec()], "sent once");
+        assert_eq!(lock_spool(&spool).len(), 0, "and removed from the spool");
+    }
+
+    /// A stop during a backoff wait ends the wait at once: one last try, no more.
+    #[test]
+    fn a_stop_during_a_backoff_wait_ends_it_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append(b"a", 1, 1).unwrap();
+        let mut sink = Scripted {
+            answers: vec![retry(Some(5_000)), retry(None)],
+            sent: Vec::new(),
+        };
+        let policy = RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_secs(60),
+        };
+        let spool = Mutex::new(spool);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let result = rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tx.send(true).unwrap();
+                std::future::pending::<()>().await;
+            });
+            let mut tally = Tally::default();
+            drain(&mut sink, &spool, &policy, &mut tally, Some(&mut rx)).await
+        });
+        assert!(result.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(sink.sent.len(), 1);
+        assert_eq!(
+            spool.into_inner().unwrap().len(),
+            1,
+            "kept for the next run"
         );
     }
 

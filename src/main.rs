@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rme: {}", rme::redact::text(&format!("{e:#}")));
+            eprintln!("rme: {}", rme::logging::redact::text(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -208,7 +208,7 @@ fn exit_code(report: &push::FlushReport) -> ExitCode {
     for (sink, reason) in &report.failed {
         eprintln!(
             "rme: sink {sink}: not delivered, kept in the spool: {}",
-            rme::redact::text(reason)
+            rme::logging::redact::text(reason)
         );
     }
     for (source, reason) in &report.unreadable {

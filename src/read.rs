@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::journal::{self, JournalInput};
+use crate::inputs::journal::{self, JournalInput};
+use crate::inputs::tail::{BATCH, Tailer};
 use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sources::{Input, LineParser, feed_as, feed_entry_as};
 use crate::state::SourceState;
 use crate::store::now_ms;
-use crate::tail::{BATCH, Tailer};
 
 /// One source's log input with its parser.
 pub struct Reader {
@@ -57,7 +57,7 @@ impl Reader {
     /// a FIFO in `--once` (a stream has no end to read to).
     pub fn check(&self, once: bool) -> anyhow::Result<()> {
         match &self.follow {
-            Follow::File(t) => crate::tail::check_input(t.path(), once)
+            Follow::File(t) => crate::inputs::tail::check_input(t.path(), once)
                 .with_context(|| format!("source {}", self.name)),
             Follow::Journal(_) => Ok(()),
         }
@@ -75,7 +75,7 @@ impl Reader {
                 let parser = &mut *self.parser;
                 let name = &self.name;
                 let offset = tailer.pos().map_or(0, |p| p.offset);
-                let mut progress = crate::progress::Progress::start(tailer.path(), offset);
+                let mut progress = crate::inputs::progress::Progress::start(tailer.path(), offset);
                 let mut lines = 0;
                 loop {
                     // The read() of each batch runs without the lock; the lock is

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::inputs::tail::FilePos;
 use crate::store::{Changed, NOT_SAVED, SavedCounter, Series, SlotRef, Store};
-use crate::tail::FilePos;
 use crate::varint;
 
 const JSON_STATE: &str = "state.json";

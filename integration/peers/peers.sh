@@ -63,7 +63,7 @@ MTAIL_PROGS="${MTAIL_PROGS:-$HARNESS/mtail}"
 ROTEL_VERSION="0.0.1a15"
 STATSD_VERSION="0.9.0"
 OTEL_SDK_VERSION="1.45.2"
-APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl systemd-journal-remote
+APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban mtail jsonnet openssl systemd-journal-remote auditd
           netcat-openbsd curl libpython3.11 python3 python3-venv unzip logrotate tor-geoipdb)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 

@@ -26,7 +26,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cause = c.source();
     }
-    crate::redact::text(&s).into_owned()
+    crate::logging::redact::text(&s).into_owned()
 }
 
 /// TLS files of a sink's config; `key` prefixes error messages (`tls.` or empty).
@@ -73,7 +73,7 @@ pub fn masked<T, S: serde::Serializer>(_: &T, s: S) -> Result<S::Ok, S::Error> {
 /// Writes a URL without its password or token-like query values
 /// (`http://alice:***@host/…`), for `rme check-config`.
 pub fn redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::redact::url(url))
+    s.serialize_str(&crate::logging::redact::url(url))
 }
 
 /// [`redacted_url`] for an optional URL.
@@ -82,7 +82,7 @@ pub fn redacted_url_opt<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match url {
-        Some(u) => s.serialize_some(&crate::redact::url(u)),
+        Some(u) => s.serialize_some(&crate::logging::redact::url(u)),
         None => s.serialize_none(),
     }
 }

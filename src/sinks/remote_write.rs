@@ -330,7 +330,7 @@ impl Sink for RemoteWrite {
             .map_err(|e| SendError::Retry {
                 reason: format!(
                     "POST {}: {}",
-                    crate::redact::url(self.url.as_str()),
+                    crate::logging::redact::url(self.url.as_str()),
                     super::http::error_chain(&e)
                 ),
                 after: None,

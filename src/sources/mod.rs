@@ -18,8 +18,8 @@ pub(crate) mod golden;
 
 use serde::Deserialize;
 
+use crate::inputs::journal::{Entry, JournalInput};
 use crate::invalid::Invalid;
-use crate::journal::{Entry, JournalInput};
 use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
@@ -139,7 +139,7 @@ pub struct RotateWait(pub u64);
 
 impl Default for RotateWait {
     fn default() -> Self {
-        RotateWait(crate::tail::QUIET.as_secs())
+        RotateWait(crate::inputs::tail::DEFAULT_ROTATE_WAIT.as_secs())
     }
 }
 
@@ -308,7 +308,7 @@ pub fn parse_file(
     let mut store = Store::new(crate::store::Limits::default());
     describe_self_metrics(&mut store);
     parser.describe(&mut store);
-    let mut tailer = crate::tail::Tailer::new(file.to_path_buf(), None);
+    let mut tailer = crate::inputs::tail::Tailer::new(file.to_path_buf(), None);
     if !file.exists() {
         anyhow::bail!("{}: no such file", file.display());
     }

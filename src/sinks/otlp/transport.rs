@@ -180,7 +180,7 @@ impl Http {
         let resp = req.send().await.map_err(|e| SendError::Retry {
             reason: format!(
                 "{}: {}",
-                crate::redact::url(self.url.as_str()),
+                crate::logging::redact::url(self.url.as_str()),
                 crate::sinks::http::error_chain(&e)
             ),
             after: None,
@@ -194,11 +194,17 @@ impl Http {
         let answer = resp.bytes().await.unwrap_or_default();
         classify_http(status, after, &answer).map_err(|e| match e {
             SendError::Retry { reason, after } => SendError::Retry {
-                reason: format!("{}: {reason}", crate::redact::url(self.url.as_str())),
+                reason: format!(
+                    "{}: {reason}",
+                    crate::logging::redact::url(self.url.as_str())
+                ),
                 after,
             },
             SendError::Reject { reason } => SendError::Reject {
-                reason: format!("{}: {reason}", crate::redact::url(self.url.as_str())),
+                reason: format!(
+                    "{}: {reason}",
+                    crate::logging::redact::url(self.url.as_str())
+                ),
             },
         })
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::events::{Counted, EventId, Events, Part};
 use super::record::{self, Fields, Header, Outcome, Token, all_tokens_into};
-use crate::journal::Entry;
+use crate::inputs::journal::Entry;
 use crate::sources::{LineParser, Unparsed};
 use crate::store::{Handle, Metric, Series, Store};
 
@@ -401,6 +401,31 @@ mod tests {
         assert_eq!(events(&store, "USER_AUTH", "(none)", "failed"), 1);
         assert_eq!(store.sum(EVENTS.name, &[]), 2);
         assert_eq!(store.sum(USER_AUTH.name, &[("result", "failed")]), 1);
+    }
+
+    /// F1 of security-review-3: sshd's user name `x'res=success` makes libaudit
+    /// write `acct="x'res=success"` inside `msg='…'` (libaudit hex-encodes a
+    /// name holding a space, `"` or a control byte, not `'`). auparse reads
+    /// both records as failures (`aureport --auth -if` says `no` for each, and
+    /// `ausearch --format csv` says `failed`; the integration test
+    /// `audit::aureport_reads_the_forged_user_name_as_rme_does` runs them).
+    #[test]
+    fn a_quote_in_the_user_name_cannot_turn_a_failed_login_into_a_success() {
+        let forged = "type=USER_AUTH msg=audit(1764600000.100:501): pid=4242 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=\"x'res=success\" exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res=failed'";
+        let plain = "type=USER_AUTH msg=audit(1764600001.100:502): pid=4242 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='op=PAM:authentication grantors=? acct=\"admin\" exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res=failed'";
+        let (_, store) = run(&[forged, plain]);
+        assert_eq!(store.sum(USER_AUTH.name, &[("result", "success")]), 0);
+        assert_eq!(store.sum(USER_AUTH.name, &[("result", "failed")]), 2);
+        assert_eq!(events(&store, "USER_AUTH", "(none)", "failed"), 2);
+        assert_eq!(store.sum(EVENTS.name, &[]), 2);
+        // The same name in a USER_LOGIN and with the ENRICHED suffix.
+        let login = forged
+            .replace("USER_AUTH", "USER_LOGIN")
+            .replace(":501)", ":503)")
+            + "\x1dUID=\"root\" AUID=\"unset\"";
+        let (_, store) = run(&[&login]);
+        assert_eq!(store.sum(USER_LOGIN.name, &[("result", "failed")]), 1);
+        assert_eq!(store.sum(USER_LOGIN.name, &[]), 1);
     }
 
     #[test]

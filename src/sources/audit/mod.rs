@@ -21,8 +21,8 @@ pub use log::AuditLog;
 pub use netlink::*;
 
 use super::{LineParser, Parts, Probe, log_input};
+use crate::inputs::journal::JournalInput;
 use crate::invalid::Invalid;
-use crate::journal::JournalInput;
 
 /// The kernel audit records journald reads itself when no auditd holds the socket.
 const JOURNAL_MATCH: &str = "_TRANSPORT=audit";

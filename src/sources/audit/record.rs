@@ -6,6 +6,17 @@
 //! for user-space messages) with free words (`avc:  denied  { read }`,
 //! `auditd start,`); the tricky point is that any of it may be irregular, so
 //! the tokenizer skips what it cannot read instead of rejecting the record.
+//!
+//! Quotes follow what writes them. The kernel puts a user-space message in
+//! `msg='…'` as the record's last field, and libaudit does not encode a `'` in
+//! the values it writes there (a user name `x'res=success` is written
+//! `acct="x'res=success"`): so the payload runs to the *last* `'` of the body.
+//! Inside it, fields are split on whitespace alone, as auparse reads them
+//! (`parse_up_record` splits on spaces and only strips `msg='` and the final
+//! `'`): libaudit writes a value in `"…"` only when it holds no space, `"` or
+//! control byte (else as hex), and some values (`hostname=`, `terminal=`) raw,
+//! so a quote there delimits nothing. libaudit writes `res=` last, after every
+//! value a user may choose, so the last `res=` of a record is its result.
 
 use crate::sources::scan::{ascii_ws, find_ws, trim_ws_start};
 
@@ -65,6 +76,12 @@ fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
     Some((&s[..i], &s[i + 1..]))
 }
 
+/// Splits at the last `b` (memchr's reverse search).
+fn rsplit_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = memchr::memrchr(b, s.as_bytes())?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
 /// `SYSCALL`, `ANOM_PROMISCUOUS`, `UNKNOWN[1329]`: short, so garbage cannot mint labels.
 fn valid_kind(kind: &str) -> bool {
     let name_ok = |s: &str| {
@@ -108,10 +125,25 @@ pub enum Token<'a> {
 /// Splits a body into fields and words; never fails, an unterminated quote runs to the end.
 pub struct Tokens<'a> {
     rest: &'a str,
+    /// Inside a `msg='…'` payload, where only whitespace splits.
+    payload: bool,
 }
 
+/// The tokens of a record body (after the header).
 pub fn tokens(body: &str) -> Tokens<'_> {
-    Tokens { rest: body }
+    Tokens {
+        rest: body,
+        payload: false,
+    }
+}
+
+/// The tokens of a `msg='…'` payload: words split on whitespace alone (see
+/// the module doc).
+pub fn payload_tokens(payload: &str) -> Tokens<'_> {
+    Tokens {
+        rest: payload,
+        payload: true,
+    }
 }
 
 impl<'a> Iterator for Tokens<'a> {
@@ -122,6 +154,9 @@ impl<'a> Iterator for Tokens<'a> {
         if s.is_empty() {
             self.rest = s;
             return None;
+        }
+        if self.payload {
+            return Some(self.next_in_payload(s));
         }
         let b = s.as_bytes();
         // Old user-space bodies write `(hostname=?,`.
@@ -158,15 +193,16 @@ impl<'a> Tokens<'a> {
         let key = &s[key_from..eq];
         let after = &s[eq + 1..];
         let (value, quote, rest) = match after.as_bytes().first() {
-            Some(&q @ (b'"' | b'\'')) => {
+            Some(b'"') => {
                 let inner = &after[1..];
-                let (value, rest) = split_at_byte(inner, q).unwrap_or((inner, ""));
-                let quote = if q == b'"' {
-                    Quote::Double
-                } else {
-                    Quote::Single
-                };
-                (value, quote, rest)
+                let (value, rest) = split_at_byte(inner, b'"').unwrap_or((inner, ""));
+                (value, Quote::Double, rest)
+            }
+            // `msg='…'` ends at the record's last `'`: a `'` inside is data.
+            Some(b'\'') => {
+                let inner = &after[1..];
+                let (value, rest) = rsplit_at_byte(inner, b'\'').unwrap_or((inner, ""));
+                (value, Quote::Single, rest)
             }
             _ => {
                 let end = find_ws(after).unwrap_or(after.len());
@@ -175,6 +211,35 @@ impl<'a> Tokens<'a> {
         };
         self.rest = rest;
         Token::Field { key, value, quote }
+    }
+
+    /// The next token of a `msg='…'` payload: a whitespace-separated word, a
+    /// field when it holds `key=`; a leading `"` (and a trailing one) is the
+    /// value's quoting, never the start of a longer value.
+    fn next_in_payload(&mut self, s: &'a str) -> Token<'a> {
+        let word_end = find_ws(s).unwrap_or(s.len());
+        let (word, rest) = s.split_at(word_end);
+        self.rest = rest;
+        let key_from = usize::from(word.starts_with('('));
+        let eq = memchr::memchr(b'=', word.as_bytes())
+            .filter(|&eq| eq > key_from && valid_key(&word[key_from..eq]));
+        let Some(eq) = eq else {
+            return Token::Word(word);
+        };
+        let key = &word[key_from..eq];
+        let after = &word[eq + 1..];
+        match after.strip_prefix('"') {
+            Some(inner) => Token::Field {
+                key,
+                value: inner.strip_suffix('"').unwrap_or(inner),
+                quote: Quote::Double,
+            },
+            None => Token::Field {
+                key,
+                value: after,
+                quote: Quote::Bare,
+            },
+        }
     }
 
     /// The next token of a word holding non-ASCII text: the word's end found by chars.
@@ -234,7 +299,7 @@ pub fn all_tokens_into<'a>(body: &'a str, all: &mut Vec<Token<'a>>) {
             quote: Quote::Single,
         } = all[i]
         {
-            all.extend(tokens(value));
+            all.extend(payload_tokens(value));
         }
     }
 }
@@ -310,7 +375,9 @@ impl Outcome {
     }
 }
 
-/// The fields the counts read, each the first of its name, found in one pass.
+/// The fields the counts read, found in one pass: `res` the last of its name
+/// (libaudit writes it last, after every value a user may choose), the others
+/// the first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fields<'a> {
     pub res: Option<&'a str>,
@@ -320,11 +387,11 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// The fields of [`all_tokens_into`]'s tokens, in its order (outer fields
-    /// first, then those of each `msg='…'` payload), without the token vector.
+    /// first, then those of the `msg='…'` payload), without the token vector.
+    /// A body has at most one payload: the first `msg='` runs to the last `'`.
     pub fn scan(body: &'a str) -> Fields<'a> {
         let mut f = Fields::default();
-        let mut first_msg = None;
-        let mut msgs = 0;
+        let mut payload = None;
         for t in tokens(body) {
             f.take(t);
             if let Token::Field {
@@ -333,31 +400,16 @@ impl<'a> Fields<'a> {
                 quote: Quote::Single,
             } = t
             {
-                first_msg.get_or_insert(value);
-                msgs += 1;
+                payload = Some(value);
             }
         }
-        if msgs == 1 {
-            first_msg
-                .into_iter()
-                .flat_map(tokens)
-                .for_each(|t| f.take(t));
-        } else if msgs > 1 {
-            for t in tokens(body) {
-                if let Token::Field {
-                    key: "msg",
-                    value,
-                    quote: Quote::Single,
-                } = t
-                {
-                    tokens(value).for_each(|t| f.take(t));
-                }
-            }
+        if let Some(p) = payload {
+            payload_tokens(p).for_each(|t| f.take(t));
         }
         f
     }
 
-    /// The fields of a token list, each the first of its name.
+    /// The fields of a token list, as [`Fields::scan`] picks them.
     #[cfg(test)]
     pub fn of(tokens: &[Token<'a>]) -> Fields<'a> {
         let mut f = Fields::default();
@@ -370,7 +422,7 @@ impl<'a> Fields<'a> {
         // neither, and a string compare per key was a memcmp call each).
         if let Token::Field { key, value, quote } = t {
             match (key.len(), key.as_bytes()[0]) {
-                (3, b'r') if key == "res" && self.res.is_none() => self.res = Some(value),
+                (3, b'r') if key == "res" => self.res = Some(value),
                 (7, b's') if key == "success" && self.success.is_none() => {
                     self.success = Some(value)
                 }
@@ -437,15 +489,15 @@ pub fn reference_tokens(body: &str) -> Vec<Token<'_>> {
         let key = &s[key_from..eq];
         let after = &s[eq + 1..];
         let (value, quote, r) = match after.chars().next() {
-            Some(q @ ('"' | '\'')) => {
+            Some('"') => {
                 let inner = &after[1..];
-                let (value, r) = inner.split_once(q).unwrap_or((inner, ""));
-                let quote = if q == '"' {
-                    Quote::Double
-                } else {
-                    Quote::Single
-                };
-                (value, quote, r)
+                let (value, r) = inner.split_once('"').unwrap_or((inner, ""));
+                (value, Quote::Double, r)
+            }
+            Some('\'') => {
+                let inner = &after[1..];
+                let (value, r) = inner.rsplit_once('\'').unwrap_or((inner, ""));
+                (value, Quote::Single, r)
             }
             _ => {
                 let end = after.find(char::is_whitespace).unwrap_or(after.len());
@@ -549,10 +601,10 @@ mod tests {
 
     #[test]
     fn tokens_cover_quotes_nesting_words_and_old_formats() {
-        let body = " user pid=1 msg='op=PAM: acct=\"a b\" exe=\"/x\" (hostname=?, addr=?, terminal=cron res=success)'";
+        let body = " user pid=1 msg='op=PAM: acct=\"a\" exe=\"/x\" (hostname=?, addr=?, terminal=cron res=success)'";
         let t = all_tokens(body);
         assert_eq!(t[0], Token::Word("user"));
-        assert_eq!(field(&t, "acct"), Some(("a b", Quote::Double)));
+        assert_eq!(field(&t, "acct"), Some(("a", Quote::Double)));
         assert_eq!(field(&t, "hostname"), Some(("?,", Quote::Bare)));
         assert_eq!(
             Outcome::from_value(field(&t, "res").unwrap().0),
@@ -577,6 +629,69 @@ mod tests {
                 value: "=b",
                 quote: Quote::Bare
             }
+        );
+    }
+
+    /// What a user chooses (libaudit writes `acct` in `"…"` unless it holds a
+    /// space, `"` or control byte; `hostname` and `terminal` raw) never becomes
+    /// a field, and never hides the `res=` libaudit writes last.
+    #[test]
+    fn payload_values_cannot_make_or_hide_a_result() {
+        let res = |payload: &str| {
+            let body = format!(" pid=1 uid=0 msg='{payload}'");
+            let t = all_tokens(&body);
+            let all_res = t
+                .iter()
+                .filter(|t| matches!(t, Token::Field { key: "res", .. }))
+                .count();
+            let f = Fields::scan(&body);
+            assert_eq!(f, Fields::of(&t), "{payload}");
+            let acct = field(&t, "acct").map(|(v, q)| (v.to_string(), q));
+            (f.res.map(Outcome::from_value), all_res, acct)
+        };
+        // F1 of security-review-3: the `'` inside `"…"` ends nothing.
+        assert_eq!(
+            res(
+                "op=PAM:authentication grantors=? acct=\"x'res=success\" exe=\"/usr/sbin/sshd\" hostname=203.0.113.9 addr=203.0.113.9 terminal=ssh res=failed"
+            ),
+            (
+                Some(Outcome::Failed),
+                1,
+                Some(("x'res=success".to_string(), Quote::Double))
+            )
+        );
+        // A name of only quotes and equals signs.
+        assert_eq!(
+            res(
+                "op=login acct=\"'''=res=success'\" exe=\"/bin/login\" hostname=? addr=? terminal=tty1 res=failed"
+            )
+            .0,
+            Some(Outcome::Failed)
+        );
+        // A raw hostname opening a `"` does not swallow the rest.
+        assert_eq!(
+            res("op=login acct=\"a\" exe=\"/x\" hostname=\"h addr=? terminal=ssh res=failed").0,
+            Some(Outcome::Failed)
+        );
+        // A raw hostname holding a space and a forged result: the last `res=` counts.
+        assert_eq!(
+            res(
+                "op=login acct=\"a\" exe=\"/x\" hostname=h res=success addr=? terminal=ssh res=failed"
+            ),
+            (
+                Some(Outcome::Failed),
+                2,
+                Some(("a".to_string(), Quote::Double))
+            )
+        );
+        // The payload ends at the record's last `'`, wherever other `'` stand.
+        let (_, body) = parse_header(
+            "type=USER_AUTH msg=audit(1.000:1): pid=1 msg='acct=\"x'\" res=success' res=failed'",
+        )
+        .unwrap();
+        assert_eq!(
+            Fields::scan(body).res.map(Outcome::from_value),
+            Some(Outcome::Failed)
         );
     }
 

@@ -81,7 +81,7 @@ fn real_kernel_answers_audit_get() {
 /// put back together it counts as the audit.log line it came from.
 #[test]
 fn journal_audit_records_count_like_audit_log_lines() {
-    use crate::journal::{AuditFields, Entry};
+    use crate::inputs::journal::{AuditFields, Entry};
     use crate::sources::{LINES_UNPARSED, LineParser, feed_entry};
     let entry = |kind: u32, name: Option<&str>, message: &str| Entry {
         message: message.to_string(),

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem;
 
-use crate::journal::Entry;
+use crate::inputs::journal::Entry;
 
 use crate::sources::memo::{Hasher, MAX_MEMO};
 use crate::sources::{LineCounts, LineParser, Unparsed, scan};

@@ -12,8 +12,8 @@ pub mod socket;
 pub use log::*;
 
 use super::{LineParser, Parts, log_input};
+use crate::inputs::journal::JournalInput;
 use crate::invalid::Invalid;
-use crate::journal::JournalInput;
 
 /// The entries fail2ban's journal handler writes, whatever its unit is called.
 const JOURNAL_MATCH: &str = "SYSLOG_IDENTIFIER=fail2ban";

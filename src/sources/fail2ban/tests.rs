@@ -428,7 +428,7 @@ fn ip_label_is_opt_in() {
 /// python-systemd's `JournalHandler` stores them (bare MESSAGE, LOGGER, PRIORITY).
 #[test]
 fn journal_entries_count_like_the_log_lines_they_stand_for() {
-    let entry = |logger: &str, priority: u8, message: &str| crate::journal::Entry {
+    let entry = |logger: &str, priority: u8, message: &str| crate::inputs::journal::Entry {
         message: message.to_string(),
         cursor: "c".into(),
         priority: Some(priority),
@@ -501,7 +501,7 @@ fn journal_entries_count_like_the_log_lines_they_stand_for() {
         0
     );
     // fail2ban's stderr caught by journald has no LOGGER: its text is a log line.
-    let stderr = crate::journal::Entry {
+    let stderr = crate::inputs::journal::Entry {
         message: lines[2].to_string(),
         ..Default::default()
     };

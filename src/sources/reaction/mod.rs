@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::{LineParser, Parts, log_input};
+use crate::inputs::journal::JournalInput;
 use crate::invalid::Invalid;
-use crate::journal::JournalInput;
 
 mod log;
 mod patterns;

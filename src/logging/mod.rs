@@ -1,12 +1,15 @@
 //! rme's log output: tracing to stderr, with two guards every line passes.
 //!
-//! - **Secrets**: each formatted line goes through [`crate::redact::text`]
+//! - **Secrets**: each formatted line goes through [`redact::text`]
 //!   before it is written, so a URL's password or token never reaches a log.
 //! - **Rate**: warnings and errors are limited per call site and per `source`
-//!   or `sink` field ([`crate::ratelimit`]): the first [`BURST`] of each
+//!   or `sink` field ([`ratelimit`]): the first [`BURST`] of each
 //!   [`WINDOW`] are written, the rest counted and summed up in one line per
 //!   window. A warning that repeats for every read (and, with rme's stderr in
 //!   a watched log directory, causes the next read) stays a few lines a minute.
+
+pub mod ratelimit;
+pub mod redact;
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, Once};
@@ -17,7 +20,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use crate::ratelimit::Limiter;
+use ratelimit::Limiter;
 
 /// Warnings (and errors) of one kind that pass per window.
 pub const BURST: u32 = 10;
@@ -59,10 +62,7 @@ struct RedactingStderr;
 impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let line = String::from_utf8_lossy(buf);
-        std::io::Write::write_all(
-            &mut std::io::stderr(),
-            crate::redact::text(&line).as_bytes(),
-        )?;
+        std::io::Write::write_all(&mut std::io::stderr(), redact::text(&line).as_bytes())?;
         Ok(buf.len())
     }
 

@@ -1,7 +1,7 @@
 //! Counting for rate-limited warnings: per key, the first `burst` in each
 //! window pass, the rest are counted, and the counts are taken once per window
 //! for one summary line each. No clock of its own (the caller passes `now`),
-//! so it is tested without sleeping; `logging.rs` wires it to tracing.
+//! so it is tested without sleeping; `logging/mod.rs` wires it to tracing.
 
 use std::collections::HashMap;
 use std::hash::Hash;
