@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod fail2ban;
 pub mod memo;
+pub mod probe;
 pub mod reaction;
 pub mod scan;
 

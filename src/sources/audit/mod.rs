@@ -91,7 +91,9 @@ pub fn build(config: &AuditConfig) -> anyhow::Result<Parts> {
         .map(|i| (i, Box::new(AuditLog::default()) as Box<dyn LineParser>));
     let mut probes: Vec<Box<dyn Probe>> = Vec::new();
     if config.netlink {
-        probes.push(Box::new(AuditStatusProbe::new(config.helper.clone())));
+        probes.push(Box::new(super::probe::Fetched::new(AuditStatusProbe::new(
+            config.helper.clone(),
+        ))));
     }
     Ok((input, probes))
 }

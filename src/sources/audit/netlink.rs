@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sources::Probe;
+use crate::sources::probe::Live;
 use crate::store::{Metric, Series, Store};
 
 const NETLINK_AUDIT: libc::c_int = 9;
@@ -392,8 +392,6 @@ pub struct AuditStatusProbe {
     helper: Option<PathBuf>,
     /// The error of the previous probe, so a lasting one is logged once.
     last_error: Option<&'static str>,
-    /// What the last `fetch` read, until `apply`.
-    fetched: Option<Result<AuditStatus, (&'static str, String)>>,
 }
 
 impl AuditStatusProbe {
@@ -401,12 +399,29 @@ impl AuditStatusProbe {
         AuditStatusProbe {
             helper,
             last_error: None,
-            fetched: None,
         }
     }
+}
 
+/// Asks the kernel directly, with a fresh sequence number.
+pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
+    static SEQ: AtomicU32 = AtomicU32::new(1);
+    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
+}
+
+impl Live for AuditStatusProbe {
     /// The status, or the error label and a message saying what to do.
-    fn read(&self) -> Result<AuditStatus, (&'static str, String)> {
+    type Reading = Result<AuditStatus, (&'static str, String)>;
+
+    fn source(&self) -> &'static str {
+        "audit"
+    }
+
+    fn describe(&self, store: &mut Store) {
+        store.describe_all(METRICS);
+    }
+
+    fn read(&mut self) -> Self::Reading {
         let Some(socket) = &self.helper else {
             return query_kernel(QUERY_TIMEOUT)
                 .map_err(|e| (e.label(), format!("{e}. {}", advice(&e))));
@@ -422,32 +437,9 @@ impl AuditStatusProbe {
             ("helper", format!("{e:#}. {hint}"))
         })
     }
-}
 
-/// Asks the kernel directly, with a fresh sequence number.
-pub fn query_kernel(timeout: Duration) -> Result<AuditStatus, QueryError> {
-    static SEQ: AtomicU32 = AtomicU32::new(1);
-    query(SEQ.fetch_add(1, Ordering::Relaxed), timeout)
-}
-
-impl Probe for AuditStatusProbe {
-    fn source(&self) -> &'static str {
-        "audit"
-    }
-
-    fn describe(&self, store: &mut Store) {
-        store.describe_all(METRICS);
-    }
-
-    fn fetch(&mut self) {
-        self.fetched = Some(self.read());
-    }
-
-    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        let Some(fetched) = self.fetched.take() else {
-            return Ok(());
-        };
-        match fetched {
+    fn record(&mut self, reading: Self::Reading, store: &mut Store) -> anyhow::Result<()> {
+        match reading {
             Ok(status) => {
                 if self.last_error.take().is_some() {
                     tracing::info!("audit status: readable again");

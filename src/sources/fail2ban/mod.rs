@@ -97,7 +97,12 @@ pub fn build(config: &Fail2banConfig) -> anyhow::Result<Parts> {
         (None, None) => None,
     };
     let probes = via
-        .map(|v| Box::new(Fail2banSocket::new(v, PROBE_TIMEOUT)) as Box<dyn super::Probe>)
+        .map(|v| {
+            Box::new(super::probe::Fetched::new(Fail2banSocket::new(
+                v,
+                PROBE_TIMEOUT,
+            ))) as Box<dyn super::Probe>
+        })
         .into_iter()
         .collect();
     Ok((input, probes))

@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use serde_pickle::Value;
 
-use crate::sources::Probe;
+use crate::sources::probe::Live;
 use crate::store::{Metric, Series, Store};
 
 /// Ends every request and reply on fail2ban's socket.
@@ -292,8 +292,6 @@ pub struct Fail2banSocket {
     timeout: Duration,
     /// Jails seen last time, so a removed jail's current counts drop to 0.
     jails: BTreeSet<String>,
-    /// What the last `fetch` read, until `apply`.
-    fetched: Option<anyhow::Result<Fail2banStatus>>,
 }
 
 impl Fail2banSocket {
@@ -302,21 +300,6 @@ impl Fail2banSocket {
             via,
             timeout,
             jails: BTreeSet::new(),
-            fetched: None,
-        }
-    }
-
-    fn read(&self) -> anyhow::Result<Fail2banStatus> {
-        match &self.via {
-            Via::Socket(path) => read_status(path, self.timeout),
-            Via::Helper(path) => {
-                let json = crate::helper_proto::ask(
-                    path,
-                    crate::helper_proto::Request::Fail2banStatus,
-                    self.timeout,
-                )?;
-                serde_json::from_value(json).context("rme helper's fail2ban status")
-            }
         }
     }
 }
@@ -350,7 +333,9 @@ pub fn record(status: &Fail2banStatus, store: &mut Store) -> BTreeSet<String> {
     status.jails.iter().map(|j| j.name.clone()).collect()
 }
 
-impl Probe for Fail2banSocket {
+impl Live for Fail2banSocket {
+    type Reading = anyhow::Result<Fail2banStatus>;
+
     fn source(&self) -> &'static str {
         "fail2ban"
     }
@@ -359,35 +344,36 @@ impl Probe for Fail2banSocket {
         store.describe_all(METRICS);
     }
 
-    fn fetch(&mut self) {
-        self.fetched = Some(self.read());
+    fn read(&mut self) -> Self::Reading {
+        match &self.via {
+            Via::Socket(path) => read_status(path, self.timeout),
+            Via::Helper(path) => {
+                let json = crate::helper_proto::ask(
+                    path,
+                    crate::helper_proto::Request::Fail2banStatus,
+                    self.timeout,
+                )?;
+                serde_json::from_value(json).context("rme helper's fail2ban status")
+            }
+        }
     }
 
-    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        let Some(fetched) = self.fetched.take() else {
-            return Ok(());
-        };
-        let status = match fetched {
+    /// Records a status; jails gone since the last one (fail2ban reloaded) drop to 0 current.
+    fn record(&mut self, reading: Self::Reading, store: &mut Store) -> anyhow::Result<()> {
+        let status = match reading {
             Ok(s) => s,
             Err(e) => {
                 store.set(Series::new(UP.name, &[]), 0.0);
                 return Err(e);
             }
         };
-        self.apply(&status, store);
-        Ok(())
-    }
-}
-
-impl Fail2banSocket {
-    /// Records a status; jails gone since the last one (fail2ban reloaded) drop to 0 current.
-    fn apply(&mut self, status: &Fail2banStatus, store: &mut Store) {
-        let seen = record(status, store);
+        let seen = record(&status, store);
         for gone in self.jails.difference(&seen) {
             store.set(Series::new(FAILED_CURRENT.name, &[("jail", gone)]), 0.0);
             store.set(Series::new(BANNED_CURRENT.name, &[("jail", gone)]), 0.0);
         }
         self.jails = seen;
+        Ok(())
     }
 }
 
@@ -511,7 +497,7 @@ mod tests {
                 maxretry: Some(3),
             }],
         };
-        probe.apply(&status, &mut store);
+        probe.record(Ok(status), &mut store).unwrap();
         let gauge = |store: &Store, name: &str, labels: &[(&str, &str)]| {
             store.get(&Series::new(name, labels)).map(|v| v.as_f64())
         };
@@ -523,7 +509,9 @@ mod tests {
         assert_eq!(gauge(&store, BANTIME.name, &sshd), Some(-1.0));
         assert_eq!(gauge(&store, FINDTIME.name, &sshd), None);
 
-        probe.apply(&Fail2banStatus::default(), &mut store);
+        probe
+            .record(Ok(Fail2banStatus::default()), &mut store)
+            .unwrap();
         assert_eq!(gauge(&store, JAILS.name, &[]), Some(0.0));
         assert_eq!(gauge(&store, BANNED_CURRENT.name, &sshd), Some(0.0));
         assert_eq!(
@@ -533,7 +521,8 @@ mod tests {
         );
 
         // No socket: up is 0 and the error says what to check.
-        let e = probe.probe(&mut store).unwrap_err();
+        let mut probe = crate::sources::probe::Fetched::new(probe);
+        let e = crate::sources::Probe::probe(&mut probe, &mut store).unwrap_err();
         assert!(
             format!("{e:#}").contains("is fail2ban-server running"),
             "{e:#}"

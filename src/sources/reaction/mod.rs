@@ -131,7 +131,7 @@ pub fn build(config: &ReactionConfig) -> anyhow::Result<Parts> {
     let mut probes: Vec<Box<dyn super::Probe>> = Vec::new();
     if config.show {
         let show = show::ReactionShow::new(config.command.clone(), config.socket.clone());
-        probes.push(Box::new(show));
+        probes.push(Box::new(super::probe::Fetched::new(show)));
     }
     Ok((
         input.map(|i| (i, Box::new(parser) as Box<dyn LineParser>)),

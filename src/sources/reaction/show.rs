@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use crate::sources::Probe;
+use crate::sources::probe::Live;
 use crate::store::{Metric, Series, Store};
 
 pub const UP: Metric = Metric::gauge(
@@ -96,8 +96,6 @@ pub struct ReactionShow {
     yaml_only: bool,
     /// Series set last time, so pending actions that ran drop to 0.
     last: BTreeSet<Series>,
-    /// What the last `fetch` read, until `apply`.
-    fetched: Option<anyhow::Result<ShowTree>>,
 }
 
 impl ReactionShow {
@@ -108,7 +106,6 @@ impl ReactionShow {
             timeout: SHOW_TIMEOUT,
             yaml_only: false,
             last: BTreeSet::new(),
-            fetched: None,
         }
     }
 
@@ -132,30 +129,6 @@ impl ReactionShow {
             );
         }
         String::from_utf8(stdout).with_context(|| format!("{what}: output is not UTF-8"))
-    }
-
-    fn read(&mut self) -> anyhow::Result<ShowTree> {
-        if !self.yaml_only {
-            match self.show(true).and_then(|out| parse_show(&out)) {
-                Ok(tree) => return Ok(tree),
-                Err(e) => tracing::debug!("reaction show -f json: {e:#}; trying YAML"),
-            }
-        }
-        let tree = parse_show(&self.show(false)?)?;
-        self.yaml_only = true;
-        Ok(tree)
-    }
-
-    /// Sets the gauges; series present last time but gone now drop to 0.
-    fn apply(&mut self, tree: &ShowTree, store: &mut Store) {
-        let now = gauges(tree);
-        for gone in self.last.iter().filter(|s| !now.contains_key(*s)) {
-            store.set(gone.clone(), 0.0);
-        }
-        for (series, value) in &now {
-            store.set(series.clone(), *value);
-        }
-        self.last = now.into_keys().collect();
     }
 }
 
@@ -211,7 +184,9 @@ fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
     }
 }
 
-impl Probe for ReactionShow {
+impl Live for ReactionShow {
+    type Reading = anyhow::Result<ShowTree>;
+
     fn source(&self) -> &'static str {
         "reaction"
     }
@@ -220,31 +195,45 @@ impl Probe for ReactionShow {
         store.describe_all(METRICS);
     }
 
-    fn fetch(&mut self) {
-        self.fetched = Some(self.read());
-    }
-
-    fn apply(&mut self, store: &mut Store) -> anyhow::Result<()> {
-        let Some(fetched) = self.fetched.take() else {
-            return Ok(());
-        };
-        match fetched {
-            Ok(tree) => {
-                store.set(Series::new(UP.name, &[]), 1.0);
-                self.apply(&tree, store);
-                Ok(())
-            }
-            Err(e) => {
-                store.set(Series::new(UP.name, &[]), 0.0);
-                Err(e)
+    fn read(&mut self) -> Self::Reading {
+        if !self.yaml_only {
+            match self.show(true).and_then(|out| parse_show(&out)) {
+                Ok(tree) => return Ok(tree),
+                Err(e) => tracing::debug!("reaction show -f json: {e:#}; trying YAML"),
             }
         }
+        let tree = parse_show(&self.show(false)?)?;
+        self.yaml_only = true;
+        Ok(tree)
+    }
+
+    /// Sets the gauges; series present last time but gone now drop to 0.
+    fn record(&mut self, reading: Self::Reading, store: &mut Store) -> anyhow::Result<()> {
+        let tree = match reading {
+            Ok(tree) => tree,
+            Err(e) => {
+                store.set(Series::new(UP.name, &[]), 0.0);
+                return Err(e);
+            }
+        };
+        store.set(Series::new(UP.name, &[]), 1.0);
+        let now = gauges(&tree);
+        for gone in self.last.iter().filter(|s| !now.contains_key(*s)) {
+            store.set(gone.clone(), 0.0);
+        }
+        for (series, value) in &now {
+            store.set(series.clone(), *value);
+        }
+        self.last = now.into_keys().collect();
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::Probe;
+    use crate::sources::probe::Fetched;
 
     // The v1 shapes (app/client.go ClientStatus): JSON from json.MarshalIndent(…, "", "  "),
     // YAML from sigs.k8s.io/yaml (keys sorted, empty fields omitted). Written by hand from
@@ -397,7 +386,7 @@ web:
     fn runs_the_command_with_the_socket_and_uses_json() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = fake(dir.path(), JSON, 0, "{}");
-        let mut probe = ReactionShow::new(cmd, Some(PathBuf::from("/run/r.sock")));
+        let mut probe = Fetched::new(ReactionShow::new(cmd, Some(PathBuf::from("/run/r.sock"))));
         let mut store = Store::new(crate::store::Limits::default());
         probe.probe(&mut store).unwrap();
         assert_eq!(value(&store, &Series::new(UP.name, &[])), Some(1.0));
@@ -421,7 +410,7 @@ web:
     fn falls_back_to_yaml_once_json_fails() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = fake(dir.path(), "unknown flag -f", 1, YAML);
-        let mut probe = ReactionShow::new(cmd, None);
+        let mut probe = Fetched::new(ReactionShow::new(cmd, None));
         let mut store = Store::new(crate::store::Limits::default());
         probe.probe(&mut store).unwrap();
         probe.probe(&mut store).unwrap();
@@ -443,17 +432,18 @@ web:
         )
         .unwrap();
         let mut store = Store::new(crate::store::Limits::default());
-        let mut probe = ReactionShow::new(cmd, None);
+        let mut probe = Fetched::new(ReactionShow::new(cmd, None));
         let e = probe.probe(&mut store).unwrap_err();
         assert!(format!("{e:#}").contains("cannot connect"), "{e:#}");
         assert_eq!(value(&store, &Series::new(UP.name, &[])), Some(0.0));
 
-        let mut missing = ReactionShow::new(dir.path().join("no-such-reaction"), None);
+        let mut missing =
+            Fetched::new(ReactionShow::new(dir.path().join("no-such-reaction"), None));
         assert!(missing.probe(&mut store).is_err());
 
         std::fs::write(dir.path().join("reaction"), "#!/bin/sh\nsleep 5\n").unwrap();
-        let mut slow = ReactionShow::new(dir.path().join("reaction"), None);
-        slow.timeout = Duration::from_millis(200);
+        let mut slow = Fetched::new(ReactionShow::new(dir.path().join("reaction"), None));
+        slow.live.timeout = Duration::from_millis(200);
         let e = slow.probe(&mut store).unwrap_err();
         assert!(format!("{e:#}").contains("killed"), "{e:#}");
     }
