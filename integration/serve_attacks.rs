@@ -133,6 +133,14 @@ fn scrape(port: u16, auth: Option<&str>) -> Option<(u16, String, Duration)> {
     Some((code, body, t.elapsed()))
 }
 
+fn scrape_why(port: u16, auth: Option<&str>) -> std::io::Result<(u16, String, Duration)> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let (code, body, _) = exchange(&mut s, auth, true)?;
+    Ok((code, body, t.elapsed()))
+}
+
 /// `conns` attacker threads, each keeping one connection open and sending a
 /// request every `pause` on it (a new one whenever rme closes it).
 struct Attack {
@@ -156,9 +164,13 @@ impl Attack {
             .map(|_| {
                 let (stop, answers, auth) = (stop.clone(), answers.clone(), auth.clone());
                 std::thread::spawn(move || {
+                    let mut first = true;
                     while !stop.load(Ordering::Relaxed) {
+                        if !first {
+                            nap(pause, &stop);
+                        }
+                        first = false;
                         let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-                            std::thread::sleep(Duration::from_millis(20));
                             continue;
                         };
                         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -173,10 +185,7 @@ impl Attack {
                                 }
                                 Err(_) => break,
                             }
-                            let end = Instant::now() + pause;
-                            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
-                                std::thread::sleep(Duration::from_millis(20));
-                            }
+                            nap(pause, &stop);
                         }
                     }
                 })
@@ -187,6 +196,14 @@ impl Attack {
             answers,
             threads,
         }
+    }
+}
+
+/// Sleeps `pause`, or until `stop`.
+fn nap(pause: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + pause;
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10).min(pause));
     }
 }
 
@@ -204,10 +221,9 @@ impl Drop for Attack {
 fn scrapes(port: u16, auth: Option<&str>, n: usize, every: Duration) -> (usize, Vec<Duration>) {
     let mut lat = Vec::new();
     for _ in 0..n {
-        if let Some((200, body, t)) = scrape(port, auth)
-            && metric_value(&body, BANS) == Some(3.0)
-        {
-            lat.push(t);
+        match scrape_why(port, auth) {
+            Ok((200, body, t)) if metric_value(&body, BANS) == Some(3.0) => lat.push(t),
+            other => eprintln!("scrape failed: {other:?}"),
         }
         std::thread::sleep(every);
     }
@@ -273,7 +289,7 @@ fn failed_logins_cannot_evict_or_delay_a_remembered_scrape() {
     let (answered, lat) = scrapes(port, Some(&auth), 5, Duration::from_millis(100));
     assert_eq!(answered, 5);
     let quiet = lat.iter().copied().max().unwrap();
-    let attack = Attack::start(port, 64, Duration::from_millis(50), |i| {
+    let attack = Attack::start(port, 64, Duration::from_millis(100), |i| {
         Some(basic(&format!("prometheus:guess-{i}-{}", fastrand_ish(i))))
     });
     // let the attack fill whatever it can fill

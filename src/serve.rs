@@ -5,9 +5,9 @@
 //! With a web config (`web_config.rs`) connections are TLS (optionally with
 //! client certificates) and requests need basic auth. A local user holding
 //! connections cannot keep a scraper out: at most `max_connections` are open
-//! at once; when full, a new connection takes the place of the one idle the
-//! longest (no request being answered on it: not sent yet, or kept alive
-//! after an answer), else it is closed at once. A connection is protected only
+//! at once; when full, a new connection takes the place of the oldest idle
+//! one (no request being answered on it: not sent yet, or kept alive after
+//! an answer), else it is closed at once. A connection is protected only
 //! while one of its requests is answered, which is bounded: a 401 closes the
 //! connection, the wait for bcrypt is bounded (`web_config.rs`), and a client
 //! must take some of its answer every [`WRITE_TIMEOUT`]. A request header must
@@ -16,12 +16,13 @@
 //! connection's descriptor, is retried after a pause growing while nothing
 //! can be freed, and is logged at most once per [`LOG_EVERY`].
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -136,8 +137,8 @@ pub async fn serve(
         };
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
-            // Full: make room by closing the connection idle the longest (it
-            // gives its slot back at once), else close this one.
+            // Full: make room by closing the oldest idle connection (it gives
+            // its slot back at once), else close this one.
             Err(_) if waiting.evict(&shared) => {
                 tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned())
                     .await
@@ -164,33 +165,18 @@ pub async fn serve(
 }
 
 /// One open connection, as seen by the accept loop.
+#[derive(Default)]
 struct Conn {
+    /// Set once its task was first polled; not evicted before.
+    started: AtomicBool,
     /// Set while one of its requests is being answered: not evicted meanwhile.
     busy: AtomicBool,
-    /// When it last became idle (accepted, or an answer handed over), as a
-    /// [`tick`]: the one idle the longest is evicted first.
-    idle_since: AtomicU64,
     close: Notify,
 }
 
-/// A counter ordering the moments connections become idle.
-fn tick() -> u64 {
-    static TICK: AtomicU64 = AtomicU64::new(0);
-    TICK.fetch_add(1, Ordering::Relaxed)
-}
-
 impl Conn {
-    fn new() -> Conn {
-        Conn {
-            busy: AtomicBool::new(false),
-            idle_since: AtomicU64::new(tick()),
-            close: Notify::new(),
-        }
-    }
-
     /// Marks a request as being answered until the guard is dropped (also
-    /// when the request is abandoned); then the connection is idle again,
-    /// as the newest.
+    /// when the request is abandoned).
     fn busy(self: &Arc<Self>) -> Busy {
         self.busy.store(true, Ordering::Relaxed);
         Busy(self.clone())
@@ -201,40 +187,40 @@ struct Busy(Arc<Conn>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.idle_since.store(tick(), Ordering::Relaxed);
         self.0.busy.store(false, Ordering::Relaxed);
     }
 }
 
-/// The open connections, for eviction.
+/// The open connections, oldest first, for eviction.
 #[derive(Default)]
-struct Waiting(Mutex<Vec<Weak<Conn>>>);
+struct Waiting(Mutex<VecDeque<Weak<Conn>>>);
 
 impl Waiting {
     fn add(&self, cap: usize) -> Arc<Conn> {
-        let conn = Arc::new(Conn::new());
+        let conn = Arc::new(Conn::default());
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() > 2 * cap {
             all.retain(|w| w.strong_count() > 0);
         }
-        all.push(Arc::downgrade(&conn));
+        all.push_back(Arc::downgrade(&conn));
         conn
     }
 
-    /// Closes the connection idle the longest; false if every one is busy.
+    /// Closes the oldest idle connection (started, no request being
+    /// answered); false if there is none. The oldest rather than the one
+    /// idle the longest: a newcomer (a scraper whose request is on its way)
+    /// is then the last to go, however often the others send requests.
     fn evict(&self, shared: &SharedRef) -> bool {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
-        let oldest = all
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| Some((i, w.upgrade()?)))
-            .filter(|(_, c)| !c.busy.load(Ordering::Relaxed))
-            .min_by_key(|(_, c)| c.idle_since.load(Ordering::Relaxed));
-        let Some((i, c)) = oldest else {
+        let idle = all.iter().position(|w| {
+            w.upgrade().is_some_and(|c| {
+                c.started.load(Ordering::Relaxed) && !c.busy.load(Ordering::Relaxed)
+            })
+        });
+        let Some(c) = idle.and_then(|i| all.remove(i)).and_then(|w| w.upgrade()) else {
             return false;
         };
-        all.swap_remove(i);
         drop(all);
         c.close.notify_one();
         count(shared, EVICTED);
@@ -359,6 +345,15 @@ async fn connection(
             None => http(TokioIo::new(stream), peer, &conn, &shared, &web).await,
         }
     };
+    // Not evictable before its first poll: by its end a request that came
+    // with the connection is being answered (busy), so a scraper is not
+    // evicted by a flood of connections while its task waits to run.
+    let mut serve = std::pin::pin!(serve);
+    let serve = std::future::poll_fn(|cx| {
+        let polled = serve.as_mut().poll(cx);
+        conn.started.store(true, Ordering::Relaxed);
+        polled
+    });
     tokio::select! {
         _ = serve => {}
         _ = conn.close.notified() => {}
