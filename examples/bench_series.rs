@@ -1,12 +1,13 @@
 //! Benchmark (not a test): memory and time for a store holding N series
 //! (default 100 000), as a busy host with per-IP labels would have. Fills the
-//! store, takes a snapshot, renders the /metrics text and serialises the
-//! counters as the state file does, then prints each step's time and the
-//! process's peak resident memory (VmHWM). `examples/bench.sh` runs it under
+//! store, takes a snapshot, renders the /metrics text and saves the counters
+//! into a state file (a full checkpoint, as the first save writes), then prints
+//! each step's time and the process's peak resident memory (VmHWM). `examples/bench.sh` runs it under
 //! `/usr/bin/time -v` as well.
 //!
 //! cargo run --release --example bench_series -- [SERIES]
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rme::store::{Limits, Series, Store};
@@ -44,11 +45,17 @@ fn main() {
     let snapshot = store.snapshot(rme::store::now_ms());
     let snapped = t.elapsed();
     let t = Instant::now();
-    let text = rme::text::render(&snapshot, rme::text::Format::OpenMetrics);
+    let text = rme::store::text::render(&snapshot, rme::store::text::Format::OpenMetrics);
     let rendered = t.elapsed();
     let t = Instant::now();
-    let state = serde_json::to_vec(&store.saved_counters()).unwrap_or_default();
+    let dir = tempfile::tempdir().expect("a temp dir for the state file");
+    let (mut state, _) = rme::state::StateFile::open(dir.path()).expect("state file");
+    let none = BTreeMap::new();
+    state
+        .save(&mut store, &none, &BTreeMap::new())
+        .expect("saving the state");
     let saved = t.elapsed();
+    let state_bytes = dir_bytes(dir.path());
 
     println!("series in store:      {}", store.len());
     println!(
@@ -64,10 +71,22 @@ fn main() {
         mib(text.len())
     );
     println!(
-        "state JSON:           {saved:.2?} ({} MiB)",
-        mib(state.len())
+        "state file save:      {saved:.2?} ({} MiB)",
+        mib(state_bytes as usize)
     );
     println!("peak RSS (VmHWM):     {} MiB", status_kib("VmHWM:") / 1024);
+}
+
+/// Bytes of the files in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn mib(bytes: usize) -> String {

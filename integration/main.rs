@@ -10,6 +10,7 @@ mod attackers;
 mod audit;
 mod cli;
 mod fail2ban_live;
+mod first_increment;
 mod fleet;
 mod import;
 mod journal;

@@ -531,3 +531,61 @@ fn a_second_rme_on_the_same_state_dir_refuses_and_nothing_is_counted_twice() {
     assert_eq!(lines_read(&s), 90);
     s.assert_graphite_matches(&env);
 }
+
+/// A statsd over TCP that hangs (SIGSTOP) and is then killed (SIGKILL), the
+/// case statsd's protocol cannot see: the kernel keeps taking bytes for a
+/// process that will never read them. With `management_address` rme asks
+/// statsd's management port `health` before each write, finds it hung, writes
+/// nothing, keeps the data in its spool, logs and counts the hold-up; a new
+/// statsd on the same ports then gets every line. (Without the probe rme wrote
+/// the hung statsd's share into its socket, counted it as sent, and it died
+/// with statsd: 20 of 50 lines reached graphite.)
+#[test]
+fn a_hung_statsd_is_found_by_its_management_port_and_nothing_is_lost() {
+    let env = peer("carbon");
+    let (port, mgmt) = (free_port(), free_port());
+    let extra = format!("protocol = \"tcp\"\nmanagement_address = \"127.0.0.1:{mgmt}\"\n");
+    let s = setup(&format!("127.0.0.1:{port}"), "path", &extra);
+    let mut statsd = start_statsd(&env, s.dir.path(), "tcp", port, mgmt);
+    append(&s.log, &fail2ban_lines(0, 20));
+    let rme_log = s.dir.path().join("rme.log");
+    let mut daemon = Daemon(
+        rme()
+            .args(["push", "--config", s.config.to_str().unwrap()])
+            .stderr(std::fs::File::create(&rme_log).expect("rme.log"))
+            .spawn()
+            .expect("starting rme push"),
+    );
+    let read_metric = s.graphite_count(
+        "rme_lines_read_total",
+        &[("source".into(), "fail2ban".into())],
+    );
+    wait_for_sum(&env, &read_metric, 20.0);
+    let statsd_pid = statsd.0.id() as libc::pid_t;
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(statsd_pid, libc::SIGSTOP) }, 0);
+    append(&s.log, &fail2ban_lines(20, 30));
+    crate::common::wait_for("rme to log the failed health probe", 30, || {
+        let log = std::fs::read_to_string(&rme_log).unwrap_or_default();
+        log.contains("no answer to `health`").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // The hung statsd dies with whatever its socket holds; a new one takes its ports.
+    let _ = statsd.0.kill();
+    let _ = statsd.0.wait();
+    statsd = start_statsd(&env, s.dir.path(), "tcp", port, mgmt);
+    wait_for_sum(&env, &read_metric, 50.0);
+    daemon.stop();
+    drop(statsd);
+    assert_eq!(lines_read(&s), 50);
+    s.assert_graphite_matches(&env);
+    let failures: u64 = s
+        .counted()
+        .iter()
+        .filter(|c| c.name == "rme_sink_health_failures_total")
+        .map(|c| c.value)
+        .sum();
+    let log = std::fs::read_to_string(&rme_log).unwrap_or_default();
+    assert!(failures >= 1, "the hold-ups are counted: {log}");
+    println!("hung statsd: {failures} failed health probes, every one of 50 lines in graphite");
+}

@@ -12,9 +12,10 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
+use crate::labels::rules::{LabelAction, LabelRule, Rules};
 use crate::sinks::{AnySink, Sink as _, SinkConfig};
 use crate::sources::{self, SourceConfig};
-use crate::store::{LabelRule, Limits};
+use crate::store::Limits;
 use crate::web_config::WebConfig;
 
 /// The embedded default: what `rme push` runs without `--config` or /etc/rme/rme.toml.
@@ -144,22 +145,19 @@ impl Default for StoreConfig {
 }
 
 const fn default_max_series() -> usize {
-    10_000
+    crate::store::DEFAULT_MAX_SERIES
 }
 
 impl StoreConfig {
     /// The store's limits with the label rules compiled (GeoIP databases
     /// opened, hash keys read): errors name `store.labels[i]` and the key.
     pub fn limits(&self) -> Result<Limits, Invalid> {
-        let mut limits = Limits {
+        Ok(Limits {
             max_series_per_metric: self.max_series_per_metric,
             idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
-            rules: self.labels.clone(),
+            rules: Rules::compile(&self.labels)?,
             drop_metrics: self.drop_metrics.iter().cloned().collect(),
-            compiled: Vec::new(),
-        };
-        limits.compile()?;
-        Ok(limits)
+        })
     }
 }
 
@@ -265,8 +263,8 @@ impl Config {
         fix(&mut self.state_dir);
         for rule in &mut self.store.labels {
             match &mut rule.action {
-                crate::store::LabelAction::Geoip(c) => c.resolve_paths(&fix),
-                crate::store::LabelAction::Hash(c) => c.resolve_paths(&fix),
+                LabelAction::Geoip(c) => c.resolve_paths(&fix),
+                LabelAction::Hash(c) => c.resolve_paths(&fix),
                 _ => {}
             }
         }

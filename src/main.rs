@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
+use rme::agent::parse::parse_file;
+use rme::agent::{FlushReport, Mode};
 use rme::config::{self, Config};
-use rme::{push, sources};
+use rme::sources;
 
 /// Where `rme` looks for its config when `--config` is not given.
 const SYSTEM_CONFIG: &str = "/etc/rme/rme.toml";
@@ -60,7 +62,7 @@ enum Command {
     /// Dry run: print the metrics a log file would give, as OpenMetrics text.
     Parse {
         /// Which program wrote the log.
-        #[arg(value_parser = ["fail2ban", "reaction", "audit"])]
+        #[arg(value_parser = sources::NAMES)]
         source: String,
         file: PathBuf,
         /// reaction's config, to name pattern labels (reaction only).
@@ -123,80 +125,96 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Push { config, once } => {
-            let mode = if once {
-                push::Mode::Once
-            } else {
-                push::Mode::Daemon
-            };
-            return run_push(config.as_deref(), mode);
-        }
-        Command::Serve { config } => return run_push(config.as_deref(), push::Mode::Serve),
-        Command::CheckConfig { config, json } => {
-            let plan = load_plan(Some(&config))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&plan.config)?);
-            } else {
-                print!("{}", plan.config.to_toml()?);
-            }
-        }
+        Command::Push { config, once: true } => return run_push(config.as_deref(), Mode::Once),
+        Command::Push {
+            config,
+            once: false,
+        } => return run_push(config.as_deref(), Mode::Daemon),
+        Command::Serve { config } => return run_push(config.as_deref(), Mode::Serve),
+        Command::CheckConfig { config, json } => check_config(&config, json)?,
         Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
-        Command::State { config } => {
-            println!("{}", rme::state::dump(&load(config.as_deref())?.state_dir)?);
-        }
+        Command::State { config } => print_state(config.as_deref())?,
         Command::Parse {
             source,
             file,
             reaction_config,
             pattern_labels,
-        } => {
-            print!(
-                "{}",
-                sources::parse_file(&source, &file, reaction_config, pattern_labels)?
-            );
-        }
+        } => print!(
+            "{}",
+            parse_file(&source, &file, reaction_config, pattern_labels)?
+        ),
         Command::Import {
             tool: _,
             file,
             reaction_config,
-        } => {
-            let imported =
-                rme::import::reaction_metrics_exporter(&file, reaction_config.as_deref())?;
-            for warning in &imported.warnings {
-                eprintln!("rme: warning: {warning}");
-            }
-            print!("{}", imported.toml);
-        }
+        } => import(&file, reaction_config.as_deref())?,
         Command::Helper {
             listen,
             group,
             fail2ban_socket,
-        } => {
-            let timeout = sources::fail2ban::socket::PROBE_TIMEOUT;
-            rme::helper::run(&rme::helper::HelperOptions {
-                listen,
-                group,
-                fail2ban_socket,
-                timeout,
-            })?;
-        }
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "rme", &mut std::io::stdout());
-        }
-        Command::Man { out_dir: None } => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?
-        }
-        Command::Man { out_dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), &dir)
-            .with_context(|| format!("writing man pages to {}", dir.display()))?,
+        } => helper(listen, group, fail2ban_socket)?,
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir.as_deref())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rme check-config`: builds the plan as `rme push` would, prints the config.
+fn check_config(path: &Path, json: bool) -> anyhow::Result<()> {
+    let plan = load_plan(Some(path))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan.config)?);
+    } else {
+        print!("{}", plan.config.to_toml()?);
+    }
+    Ok(())
+}
+
+/// `rme state`: the state dir's files as JSON.
+fn print_state(path: Option<&Path>) -> anyhow::Result<()> {
+    println!("{}", rme::state::dump(&load(path)?.state_dir)?);
+    Ok(())
+}
+
+/// `rme import`: another tool's config as rme's, its warnings on stderr.
+fn import(file: &Path, reaction_config: Option<&Path>) -> anyhow::Result<()> {
+    let imported = rme::import::reaction_metrics_exporter(file, reaction_config)?;
+    for warning in &imported.warnings {
+        eprintln!("rme: warning: {warning}");
+    }
+    print!("{}", imported.toml);
+    Ok(())
+}
+
+/// `rme helper`: the privileged server.
+fn helper(listen: PathBuf, group: Option<String>, fail2ban_socket: PathBuf) -> anyhow::Result<()> {
+    rme::helper::run(&rme::helper::HelperOptions {
+        listen,
+        group,
+        fail2ban_socket,
+        timeout: sources::fail2ban::socket::PROBE_TIMEOUT,
+    })
+}
+
+fn completions(shell: clap_complete::Shell) {
+    clap_complete::generate(shell, &mut Cli::command(), "rme", &mut std::io::stdout());
+}
+
+/// `rme man`: the page on stdout, or every page into `out_dir`.
+fn man(out_dir: Option<&Path>) -> anyhow::Result<()> {
+    match out_dir {
+        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
+            .with_context(|| format!("writing man pages to {}", dir.display()))?,
+    }
+    Ok(())
+}
+
 /// `rme push` and `rme serve`: plan, run, and say what is left undone.
-fn run_push(path: Option<&Path>, mode: push::Mode) -> anyhow::Result<ExitCode> {
+fn run_push(path: Option<&Path>, mode: Mode) -> anyhow::Result<ExitCode> {
     let plan = load_plan(path)?;
     let reload = || load_plan(path).map(|_| ());
-    let report = push::run(plan, mode, &reload)?;
+    let report = rme::agent::run(plan, mode, &reload)?;
     Ok(exit_code(&report))
 }
 
@@ -204,7 +222,7 @@ fn run_push(path: Option<&Path>, mode: push::Mode) -> anyhow::Result<ExitCode> {
 /// first that applies: 1 something is still spooled (the next run sends it),
 /// 3 a source could not be read, 4 a receiver refused bodies for good; else 0.
 /// (2, a config or state error, comes from `main`.)
-fn exit_code(report: &push::FlushReport) -> ExitCode {
+fn exit_code(report: &FlushReport) -> ExitCode {
     for (sink, reason) in &report.failed {
         eprintln!(
             "rme: sink {sink}: not delivered, kept in the spool: {}",

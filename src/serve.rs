@@ -37,8 +37,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServeConfig;
 use crate::shared::{SharedRef, lock};
+use crate::store::text::{self, Format};
 use crate::store::{Kind, Series, now_ms};
-use crate::text::{self, Format};
 use crate::web_config::{Auth, WebConfig};
 
 /// A connection that has not sent a whole request header by then is closed

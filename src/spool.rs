@@ -1,7 +1,7 @@
 //! On-disk queue of request bodies a receiver has not taken yet, one per sink.
 //!
 //! Every body is written here before it is sent (the spool is the write-ahead
-//! log of `push.rs`), one file per body: written to a temp name, fsynced,
+//! log of `agent/mod.rs`), one file per body: written to a temp name, fsynced,
 //! renamed. A crash leaves whole records or a temp file, never a torn record
 //! in the middle; a record whose checksum fails is skipped and counted, not the
 //! whole queue (VictoriaMetrics#11192). Records are sent oldest first, because

@@ -13,6 +13,6 @@ pub fn parse_and_render(parser: &mut dyn LineParser, data: &[u8]) {
     }
     parser.finish(&mut store);
     let snapshot = store.snapshot(1_700_000_000_000);
-    let text = rme::text::render(&snapshot, rme::text::Format::OpenMetrics);
+    let text = rme::store::text::render(&snapshot, rme::store::text::Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"));
 }

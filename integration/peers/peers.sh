@@ -3,8 +3,9 @@
 # Adapted from the steering repo's harness/peers.sh; the OTel Python SDK venv is not installed (rme's tests do not use it).
 #
 # usage: peers.sh install [--update]
-#        peers.sh start  NAME...     (NAME: vm vm-new prometheus prometheus-new vmagent vmalert otelcol carbon
-#                                     statsd fail2ban mtail | graphite | all)
+#        peers.sh start  NAME...     (NAME: vm vm-new vm-sid prometheus prometheus-new prometheus-sid
+#                                     prometheus-sid-ct vmagent vmalert otelcol carbon statsd fail2ban
+#                                     mtail | graphite | all)
 #        peers.sh stop   NAME...|all
 #        peers.sh restart NAME...
 #        peers.sh clean  NAME...|all (stop and delete its state/data dir)
@@ -14,10 +15,12 @@
 #        peers.sh running            (names of the peers running now, one a line)
 #
 # State (pids, configs, data, logs) lives under $PEERS_DIR (default ${TMPDIR:-/tmp}/rme-peers),
-# one sub-directory per peer. Non-apt tools (rotel wheel, statsd npm, and Debian trixie's newer
-# victoria-metrics and prometheus, unpacked with dpkg -x) live under $PEERS_TOOLS (default
-# /opt/rme-peers). vm-new / prometheus-new are those newer versions; vmagent and vmalert come from
-# the same victoria-metrics package. Ports can be overridden with the env vars below.
+# one sub-directory per peer. Non-apt tools (rotel wheel, statsd npm, and Debian trixie's and sid's
+# newer victoria-metrics and prometheus, unpacked with dpkg -x) live under $PEERS_TOOLS (default
+# /opt/rme-peers). vm-new / prometheus-new are trixie's (1.112 / 2.53); vmagent and vmalert come from
+# the same victoria-metrics package. vm-sid / prometheus-sid / prometheus-sid-ct are sid's (1.145 /
+# 3.5.3; -ct runs with --enable-feature=created-timestamp-zero-ingestion; that build has no OTLP
+# receiver). Ports can be overridden with the env vars below.
 # Every start is idempotent (a running peer is left alone) and waits for readiness with a timeout.
 set -euo pipefail
 
@@ -43,6 +46,10 @@ MTAIL_PORT="${MTAIL_PORT:-3903}"
 VM_NEW_PORT="${VM_NEW_PORT:-$((VM_PORT + 2))}"
 PROM_NEW_PORT="${PROM_NEW_PORT:-$((PROM_PORT + 2))}"
 VMAGENT_PORT="${VMAGENT_PORT:-$((VM_PORT + 1))}"
+# sid's: 8431, 9093 and 9094 by default
+VM_SID_PORT="${VM_SID_PORT:-$((VM_PORT + 3))}"
+PROM_SID_PORT="${PROM_SID_PORT:-$((PROM_PORT + 3))}"
+PROM_SID_CT_PORT="${PROM_SID_CT_PORT:-$((PROM_PORT + 4))}"
 # not 8880 (vmalert's own default): vmalert-tool unittest always binds :8880 for its scratch storage
 VMALERT_PORT="${VMALERT_PORT:-$((VM_PORT + 462))}"
 # vmagent forwards to vm-new; vmalert reads vm-new and writes its ALERTS series back there.
@@ -67,23 +74,27 @@ APT_PKGS=(victoria-metrics prometheus graphite-carbon python3-whisper fail2ban m
           netcat-openbsd curl libpython3.11 python3 python3-venv unzip logrotate tor-geoipdb)
 ALL=(vm prometheus otelcol carbon statsd fail2ban mtail)
 
-# Newer receivers from Debian trixie, fetched with a throw-away apt configuration (the system's
-# sources are never touched). The mirror defaults to the one this machine's Debian sources use.
+# Newer receivers from Debian trixie and sid, fetched with a throw-away apt configuration (the
+# system's sources are never touched). The mirror defaults to the one this machine's Debian sources use.
 TRIXIE_PKGS=(victoria-metrics prometheus)
+SID_PKGS=(victoria-metrics prometheus)
 TRIXIE_MIRROR="${TRIXIE_MIRROR:-$( { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources; grep -hs '^deb ' /etc/apt/sources.list; } \
   | grep -oE 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)}"
 TRIXIE_MIRROR="${TRIXIE_MIRROR:-http://deb.debian.org/debian}"
 TRIXIE="$PEERS_TOOLS/trixie"
 VM_NEW_BIN="$TRIXIE/victoria-metrics/usr/bin"
 PROM_NEW_BIN="$TRIXIE/prometheus/usr/bin"
+SID="$PEERS_TOOLS/sid"
+VM_SID_BIN="$SID/victoria-metrics/usr/bin"
+PROM_SID_BIN="$SID/prometheus/usr/bin"
 # vmagent 1.79 (bookworm's /usr/bin/vmagent) works as well: VMAGENT_BIN=/usr/bin/vmagent. bookworm's
 # vmalert lacks -notifier.blackhole and -rule.evalDelay, so vmalert is trixie's.
 VMAGENT_BIN="${VMAGENT_BIN:-$VM_NEW_BIN/vmagent}"
 VMALERT_BIN="$VM_NEW_BIN/vmalert"
 # after the peers they talk to, so that start/stop go in dependency order
-ALL+=(vm-new prometheus-new vmagent vmalert)
+ALL+=(vm-new prometheus-new vmagent vmalert vm-sid prometheus-sid prometheus-sid-ct)
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 log() { echo "peers: $*" >&2; }
 die() { echo "peers: ERROR: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
@@ -176,18 +187,19 @@ cmd_install() {
     mkdir -p "$PEERS_TOOLS/statsd"
     (cd "$PEERS_TOOLS/statsd" && timeout 600 npm install --no-audit --no-fund --ignore-scripts "statsd@$STATSD_VERSION")
   fi
-  # 4. Debian trixie's victoria-metrics (with vmagent, vmalert) and prometheus, unpacked.
-  install_trixie "$update"
+  # 4. Debian trixie's victoria-metrics (with vmagent, vmalert) and prometheus, unpacked; then sid's.
+  install_suite trixie "$TRIXIE" "$update" "${TRIXIE_PKGS[@]}"
+  install_suite sid "$SID" "$update" "${SID_PKGS[@]}"
   cmd_versions
 }
 
-install_trixie() { # update(0|1): fetch and unpack TRIXIE_PKGS under $TRIXIE unless already there
-  local update=$1 pkg missing=0
-  for pkg in "${TRIXIE_PKGS[@]}"; do [ -s "$TRIXIE/$pkg.version" ] || missing=1; done
+install_suite() { # suite dest update(0|1) pkg...: fetch and unpack the suite's pkgs under dest unless already there
+  local suite=$1 dest=$2 update=$3 pkg missing=0; shift 3
+  for pkg in "$@"; do [ -s "$dest/$pkg.version" ] || missing=1; done
   [ $missing = 0 ] && [ "$update" = 0 ] && return 0
   local tmp; tmp=$(mktemp -d)
   mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $TRIXIE_MIRROR trixie main" > "$tmp/sources.list"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $TRIXIE_MIRROR $suite main" > "$tmp/sources.list"
   # Own source list, lists and cache; no sources.list.d; nothing written under /var/lib/apt.
   local o=(-o Dir::Etc::SourceList="$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
            -o Dir::State::Lists="$tmp/lists" -o Dir::Cache="$tmp/cache" -o Dir::Cache::pkgcache=
@@ -196,13 +208,13 @@ install_trixie() { # update(0|1): fetch and unpack TRIXIE_PKGS under $TRIXIE unl
            -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
            -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false)
   timeout 600 apt-get "${o[@]}" update
-  (cd "$tmp/debs" && timeout 900 apt-get "${o[@]}" download "${TRIXIE_PKGS[@]}")
-  mkdir -p "$TRIXIE"
-  for pkg in "${TRIXIE_PKGS[@]}"; do
+  (cd "$tmp/debs" && timeout 900 apt-get "${o[@]}" download "$@")
+  mkdir -p "$dest"
+  for pkg in "$@"; do
     local deb; deb=$(ls "$tmp/debs/${pkg}_"*.deb)
-    rm -rf "${TRIXIE:?}/$pkg" "$TRIXIE/$pkg.version"
-    dpkg -x "$deb" "$TRIXIE/$pkg"
-    dpkg-deb -f "$deb" Version > "$TRIXIE/$pkg.version"
+    rm -rf "${dest:?}/$pkg" "$dest/$pkg.version"
+    dpkg -x "$deb" "$dest/$pkg"
+    dpkg-deb -f "$deb" Version > "$dest/$pkg.version"
   done
   rm -rf "$tmp"
 }
@@ -217,6 +229,8 @@ cmd_versions() {
   echo "rotel            $("$PEERS_TOOLS/rotel/rotel/rotel-agent" --version 2>/dev/null || echo missing) (wheel $ROTEL_VERSION)"
   echo "victoria-metrics $(cat "$TRIXIE/victoria-metrics.version" 2>/dev/null || echo missing) (trixie, vm-new vmagent vmalert)"
   echo "prometheus       $(cat "$TRIXIE/prometheus.version" 2>/dev/null || echo missing) (trixie, prometheus-new)"
+  echo "victoria-metrics $(cat "$SID/victoria-metrics.version" 2>/dev/null || echo missing) (sid, vm-sid)"
+  echo "prometheus       $(cat "$SID/prometheus.version" 2>/dev/null || echo missing) (sid, prometheus-sid prometheus-sid-ct)"
   echo "statsd           $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$PEERS_TOOLS/statsd/node_modules/statsd/package.json" 2>/dev/null || echo missing) (node $(node --version 2>/dev/null))"
 }
 
@@ -224,6 +238,7 @@ cmd_versions() {
 start_vm() { vm_like vm "$VM_PORT" victoria-metrics; }
 start_vm_new() { need "$VM_NEW_BIN/victoria-metrics"; vm_like vm-new "$VM_NEW_PORT" "$VM_NEW_BIN/victoria-metrics"; }
 need() { [ -x "$1" ] || die "$1 not installed: run peers.sh install"; }
+start_vm_sid() { need "$VM_SID_BIN/victoria-metrics"; vm_like vm-sid "$VM_SID_PORT" "$VM_SID_BIN/victoria-metrics"; }
 
 vm_like() { # name port binary
   local name=$1 port=$2 bin=$3 d="$PEERS_DIR/$1"; check_ports_free "$name" "tcp:$port"
@@ -243,8 +258,19 @@ start_prometheus_new() {
   need "$PROM_NEW_BIN/prometheus"; prometheus_like prometheus-new "$PROM_NEW_PORT" "$PROM_NEW_BIN/prometheus" ""
 }
 
-prometheus_like() { # name port binary remote_write_url
-  local name=$1 port=$2 bin=$3 rw=$4 d="$PEERS_DIR/$1"; check_ports_free "$name" "tcp:$port"
+# sid's Prometheus 3.5.3 only receives, like prometheus-new; -ct turns a remote-write 2.0 created
+# timestamp into a zero sample (created-timestamp-zero-ingestion).
+start_prometheus_sid() {
+  need "$PROM_SID_BIN/prometheus"; prometheus_like prometheus-sid "$PROM_SID_PORT" "$PROM_SID_BIN/prometheus" ""
+}
+start_prometheus_sid_ct() {
+  need "$PROM_SID_BIN/prometheus"
+  prometheus_like prometheus-sid-ct "$PROM_SID_CT_PORT" "$PROM_SID_BIN/prometheus" "" \
+    --enable-feature=created-timestamp-zero-ingestion
+}
+
+prometheus_like() { # name port binary remote_write_url [flag...]
+  local name=$1 port=$2 bin=$3 rw=$4 d="$PEERS_DIR/$1"; shift 4; check_ports_free "$name" "tcp:$port"
   echo "$port" > "$d/ports"; echo "$d/data" > "$d/datadir"
   {
     echo "global:"
@@ -264,7 +290,7 @@ prometheus_like() { # name port binary remote_write_url
   local t0; t0=$(now_ms)
   launch "$name" "$d/prometheus.log" "$bin" --config.file="$d/prometheus.yml" \
     --storage.tsdb.path="$d/data" --web.listen-address="127.0.0.1:$port" \
-    --web.enable-remote-write-receiver --web.enable-lifecycle ${PROM_EXTRA_FLAGS:-}
+    --web.enable-remote-write-receiver --web.enable-lifecycle "$@" ${PROM_EXTRA_FLAGS:-}
   finish_start "$name" "$t0" curl -sf "http://127.0.0.1:$port/-/ready"
 }
 
@@ -530,6 +556,13 @@ export PROM_NEW_WRITE_URL=http://127.0.0.1:$PROM_NEW_PORT/api/v1/write
 export VMAGENT_URL=http://127.0.0.1:$VMAGENT_PORT
 export VMAGENT_WRITE_URL=http://127.0.0.1:$VMAGENT_PORT/api/v1/write
 export VMALERT_URL=http://127.0.0.1:$VMALERT_PORT
+export VM_SID_URL=http://127.0.0.1:$VM_SID_PORT
+export VM_SID_WRITE_URL=http://127.0.0.1:$VM_SID_PORT/api/v1/write
+export VM_SID_OTLP_ENDPOINT=http://127.0.0.1:$VM_SID_PORT/opentelemetry
+export PROM_SID_URL=http://127.0.0.1:$PROM_SID_PORT
+export PROM_SID_WRITE_URL=http://127.0.0.1:$PROM_SID_PORT/api/v1/write
+export PROM_SID_CT_URL=http://127.0.0.1:$PROM_SID_CT_PORT
+export PROM_SID_CT_WRITE_URL=http://127.0.0.1:$PROM_SID_CT_PORT/api/v1/write
 EOF
 }
 

@@ -51,7 +51,9 @@ impl Action {
         }
     }
 
-    /// [`Action::apply`] without counting anything: where an update would go now.
+    /// [`Action::apply`] without counting anything: where an update would go now
+    /// (for tests, through `Store::get`).
+    #[cfg(test)]
     pub fn look(&self, label: &str, name: &str, labels: &mut Vec<(String, String)>) {
         match self {
             Action::Top(top) => {

@@ -2,7 +2,8 @@
 //! store does with them.
 
 use crate::config::{Config, Plan};
-use crate::store::{LabelAction, Limits, SavedCounter, Series, Store};
+use crate::labels::rules::{LabelAction, LabelRule, Rules};
+use crate::store::{Limits, SavedCounter, Series, Store};
 
 /// Parsed and planned: the plan step compiles the rules (opens databases, reads keys).
 fn parse(rules: &str) -> anyhow::Result<Plan> {
@@ -148,9 +149,9 @@ fn restored_series_are_not_rewritten_again() {
 }
 
 #[test]
-fn limits_without_compile_still_run_top() {
+fn a_top_rule_promotes_a_value_at_its_third_update() {
     let mut s = Store::new(Limits {
-        rules: vec![crate::store::LabelRule {
+        rules: Rules::compile(&[LabelRule {
             label: "ip".into(),
             metric: None,
             selector: Default::default(),
@@ -158,7 +159,8 @@ fn limits_without_compile_still_run_top() {
                 k: 1,
                 window_secs: 0,
             }),
-        }],
+        }])
+        .unwrap(),
         ..Limits::default()
     });
     for ip in ["a", "a", "a", "a", "b"] {
@@ -177,7 +179,7 @@ fn limits_without_compile_still_run_top() {
 #[test]
 fn a_kept_handle_follows_the_top_decision() {
     let mut s = Store::new(Limits {
-        rules: vec![crate::store::LabelRule {
+        rules: Rules::compile(&[LabelRule {
             label: "ip".into(),
             metric: None,
             selector: Default::default(),
@@ -185,7 +187,8 @@ fn a_kept_handle_follows_the_top_decision() {
                 k: 1,
                 window_secs: 0,
             }),
-        }],
+        }])
+        .unwrap(),
         ..Limits::default()
     });
     let mut h = crate::store::Handle::default();

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{Sink, otlp, remote_write, statsd};
-use crate::store::{LabelAction, LabelRule, Limits, Series, Snapshot, Store};
+use crate::labels::rules::{LabelAction, LabelRule, Rules};
+use crate::store::{Limits, Series, Snapshot, Store};
 
 /// The same content every time: odd label values, a gauge that is not an
 /// integer, a counter reset, a series cap reached, an ip prefix rule and a
@@ -17,12 +18,13 @@ fn snapshots() -> [Snapshot; 2] {
     let mut store = Store::new(Limits {
         max_series_per_metric: 3,
         idle_expiry_ms: 10_000,
-        rules: vec![LabelRule {
+        rules: Rules::compile(&[LabelRule {
             label: "ip".into(),
             metric: None,
             selector: Default::default(),
             action: LabelAction::Prefix { ipv4: 24, ipv6: 64 },
-        }],
+        }])
+        .unwrap(),
         ..Limits::default()
     });
     store.describe(&crate::store::Metric::counter(

@@ -1,9 +1,10 @@
 //! The protocols rme speaks: one module each.
 //!
 //! A sink only encodes a [`Snapshot`] into request bodies and sends one body
-//! once, classifying the answer. Retry, backoff and the disk spool live in
-//! `push.rs`, so "nothing is lost" is written once for every sink.
+//! once, classifying the answer. Retry and backoff live in `agent/delivery.rs`,
+//! the disk spool in `spool.rs`, so "nothing is lost" is written once for every sink.
 
+pub mod first_increment;
 pub mod http;
 pub mod otlp;
 pub mod remote_write;
@@ -73,6 +74,12 @@ pub trait Sink {
     /// [`Sink::restore_state`]: a crash may have come before the state file
     /// caught up with what was spooled.
     fn replay_note(&mut self, _note: &[u8]) {}
+    /// Sends held back since the last call because the receiver's own health
+    /// check failed (statsd's management port did not answer `health: up`),
+    /// for `rme_sink_health_failures_total`. 0 for sinks without one.
+    fn take_health_failures(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The closed set of sinks; `type` picks one (read by [`crate::invalid::tagged`],
@@ -188,19 +195,34 @@ impl Sink for AnySink {
     fn save_state(&self) -> Option<serde_json::Value> {
         match self {
             AnySink::Statsd(s) => s.save_state(),
-            AnySink::Stdout(_) | AnySink::RemoteWrite(_) | AnySink::Otlp(_) => None,
+            AnySink::RemoteWrite(s) => s.save_state(),
+            AnySink::Otlp(s) => s.save_state(),
+            AnySink::Stdout(_) => None,
         }
     }
 
     fn restore_state(&mut self, state: serde_json::Value) {
-        if let AnySink::Statsd(s) = self {
-            s.restore_state(state);
+        match self {
+            AnySink::Statsd(s) => s.restore_state(state),
+            AnySink::RemoteWrite(s) => s.restore_state(state),
+            AnySink::Otlp(s) => s.restore_state(state),
+            AnySink::Stdout(_) => {}
+        }
+    }
+
+    fn take_health_failures(&mut self) -> u64 {
+        match self {
+            AnySink::Statsd(s) => s.take_health_failures(),
+            AnySink::Stdout(_) | AnySink::RemoteWrite(_) | AnySink::Otlp(_) => 0,
         }
     }
 
     fn replay_note(&mut self, note: &[u8]) {
-        if let AnySink::Statsd(s) = self {
-            s.replay_note(note);
+        match self {
+            AnySink::Statsd(s) => s.replay_note(note),
+            AnySink::RemoteWrite(s) => s.replay_note(note),
+            AnySink::Otlp(s) => s.replay_note(note),
+            AnySink::Stdout(_) => {}
         }
     }
 }

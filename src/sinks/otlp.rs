@@ -20,6 +20,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
+use super::first_increment::{FirstIncrement, Zeros};
 use super::{Accepted, Batch, SendError, Sink};
 use crate::invalid::Invalid;
 use crate::store::Snapshot;
@@ -29,7 +30,7 @@ mod encode;
 mod transport;
 
 pub use classify::{classify_grpc, classify_http, retry_after};
-pub use encode::{batches, metrics, request};
+pub use encode::{batches, metrics, metrics_with_zeros, request};
 use transport::Transport;
 
 /// Wire protocol, as the OpenTelemetry SDKs spell it (`OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -96,6 +97,12 @@ pub struct OtlpConfig {
     /// Data points per request; larger snapshots are split. Default 1000.
     #[serde(default = "default_max_points")]
     pub max_points_per_request: usize,
+    /// `"zero"` (default): a counter series born while rme watches gets a 0
+    /// data point just after the previous push before its first point, so
+    /// receivers that ignore start times (VictoriaMetrics) count its first
+    /// events. `"none"`: only the start time says when it began.
+    #[serde(default)]
+    pub first_increment: FirstIncrement,
 }
 
 const fn default_timeout_secs() -> u64 {
@@ -221,6 +228,8 @@ pub struct Otlp {
     resource: Resource,
     max_points: usize,
     transport: Transport,
+    /// New counters' zero points (`first_increment`).
+    zeros: Zeros,
 }
 
 impl Otlp {
@@ -230,6 +239,7 @@ impl Otlp {
             resource: encode::resource(&config.resource_attributes),
             max_points: config.max_points_per_request,
             transport: Transport::new(config)?,
+            zeros: Zeros::new(config.first_increment),
         })
     }
 
@@ -254,21 +264,52 @@ impl Sink for Otlp {
     }
 
     fn encode(&mut self, snap: &Snapshot) -> anyhow::Result<Vec<Batch>> {
-        Ok(batches(metrics(snap), self.max_points)
-            .into_iter()
-            .map(|mut group| {
-                let samples = group
-                    .iter_mut()
-                    .map(|m| encode::points_mut(m).map_or(0, |p| p.len() as u64))
-                    .sum();
-                let body = request(&self.resource, group).encode_to_vec();
-                Batch {
-                    body,
-                    samples,
-                    note: Vec::new(),
-                }
-            })
-            .collect())
+        let watermark = self.zeros.after(snap);
+        let zeros = &self.zeros;
+        let at_ns = snap.at_ms.max(0) as u64 * 1_000_000;
+        // The series zeroed go in the first body's note: a flush's bodies are
+        // all spooled before any is sent (see `first_increment`).
+        let mut zeroed: Vec<_> = snap
+            .points
+            .iter()
+            .filter(|p| zeros.zero_ms(p, snap.at_ms).is_some())
+            .map(|p| crate::store::Series::clone(&p.series))
+            .collect();
+        let out = batches(
+            metrics_with_zeros(snap, &|p| zeros.zero_ms(p, snap.at_ms)),
+            self.max_points,
+        )
+        .into_iter()
+        .map(|mut group| {
+            // the snapshot's points, not the zeros before them
+            let samples = group
+                .iter_mut()
+                .filter_map(encode::points_mut)
+                .flat_map(|p| p.iter())
+                .filter(|p| p.time_unix_nano == at_ns)
+                .count() as u64;
+            let body = request(&self.resource, group).encode_to_vec();
+            Batch {
+                body,
+                samples,
+                note: Zeros::note(watermark, std::mem::take(&mut zeroed)),
+            }
+        })
+        .collect();
+        self.zeros.advance(watermark);
+        Ok(out)
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        Some(self.zeros.save())
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) {
+        self.zeros.restore(state);
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        self.zeros.replay(note);
     }
 
     async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {

@@ -3,7 +3,7 @@
 //!
 //! The tricky point is ordering: Prometheus refuses a whole request when one
 //! sample is older than what it holds, so each body is self-contained, carries
-//! one snapshot's timestamp only, and `push.rs` sends the spool oldest first.
+//! one snapshot's timestamp only, and `agent/delivery.rs` sends the spool oldest first.
 //! Labels are sorted by name bytewise as the spec says (`__name__` is not
 //! always first: `Zone` < `__name__`).
 
@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use prost::Message as _;
 
+use super::first_increment::Zeros;
 use super::{Accepted, Batch, SendError, Sink};
 use crate::store::{Kind, Point, Series, Snapshot};
 
@@ -84,6 +85,8 @@ pub struct RemoteWrite {
     external_labels: Vec<(String, String)>,
     /// Label sets of the last snapshot with their fingerprints, to mark vanished series stale.
     last_sent: Vec<(u64, Arc<Series>)>,
+    /// New counters' leading zeros (`first_increment`).
+    zeros: Zeros,
 }
 
 impl RemoteWrite {
@@ -109,6 +112,7 @@ impl RemoteWrite {
             batch_size: config.batch_size.max(1),
             external_labels: config.external_labels.clone().into_iter().collect(),
             last_sent: Vec::new(),
+            zeros: Zeros::new(config.first_increment),
         })
     }
 
@@ -157,12 +161,19 @@ impl RemoteWrite {
 
     /// One point as a series: its labels, then external labels it lacks, sorted by name; empty values dropped.
     fn series(&self, p: &Point, at_ms: i64) -> prompb::TimeSeries {
+        let zero = self.zeros.zero_ms(p, at_ms).map(|z| prompb::Sample {
+            value: 0.0,
+            timestamp: z,
+        });
         prompb::TimeSeries {
             labels: self.labels(&p.series),
-            samples: vec![prompb::Sample {
-                value: p.value.as_f64(),
-                timestamp: at_ms,
-            }],
+            samples: zero
+                .into_iter()
+                .chain([prompb::Sample {
+                    value: p.value.as_f64(),
+                    timestamp: at_ms,
+                }])
+                .collect(),
         }
     }
 
@@ -253,25 +264,35 @@ impl Sink for RemoteWrite {
         // `compress_vec` leaves each body with the capacity of the worst case
         // (about 1.17 times the uncompressed request), all held until spooled.
         let mut scratch = Vec::new();
-        let mut body = |enc: &wire::Encoder, samples: u64| -> anyhow::Result<Batch> {
-            scratch.resize(snap::raw::max_compress_len(enc.buf.len()), 0);
-            let n = snappy
-                .compress(&enc.buf, &mut scratch)
-                .context("snappy compression")?;
-            Ok(Batch {
-                body: scratch[..n].to_vec(),
-                samples,
-                note: Vec::new(),
-            })
-        };
+        // Every body's note moves the zeros' watermark past this snapshot and
+        // names the series zeroed in it (see `first_increment`).
+        let watermark = self.zeros.after(snap);
+        let mut body =
+            |enc: &wire::Encoder, samples: u64, zeroed: Vec<Series>| -> anyhow::Result<Batch> {
+                scratch.resize(snap::raw::max_compress_len(enc.buf.len()), 0);
+                let n = snappy
+                    .compress(&enc.buf, &mut scratch)
+                    .context("snappy compression")?;
+                Ok(Batch {
+                    body: scratch[..n].to_vec(),
+                    samples,
+                    note: Zeros::note(watermark, zeroed),
+                })
+            };
         for chunk in snap.points.chunks(self.batch_size) {
             enc.buf.clear();
+            let mut zeroed = Vec::new();
             for p in chunk {
+                let zero = self.zeros.zero_ms(p, snap.at_ms);
+                if zero.is_some() {
+                    zeroed.push(Series::clone(&p.series));
+                }
                 let labels = enc.series(
                     &p.series,
                     &self.external_labels,
                     p.value.as_f64(),
                     snap.at_ms,
+                    zero,
                 );
                 sent.push((labels, p.series.clone()));
             }
@@ -290,7 +311,7 @@ impl Sink for RemoteWrite {
                     enc.metadata(kind, name, meta.help);
                 }
             }
-            batches.push(body(&enc, chunk.len() as u64)?);
+            batches.push(body(&enc, chunk.len() as u64, zeroed)?);
         }
         let present: HashSet<u64> = sent.iter().map(|(f, _)| *f).collect();
         let gone: Vec<Arc<Series>> = self
@@ -307,15 +328,53 @@ impl Sink for RemoteWrite {
                     &self.external_labels,
                     f64::from_bits(STALE_NAN),
                     snap.at_ms,
+                    None,
                 );
             }
-            batches.push(body(&enc, chunk.len() as u64)?);
+            batches.push(body(&enc, chunk.len() as u64, Vec::new())?);
         }
         self.last_sent = sent;
+        self.zeros.advance(watermark);
         Ok(batches)
     }
 
+    fn save_state(&self) -> Option<serde_json::Value> {
+        Some(self.zeros.save())
+    }
+
+    fn restore_state(&mut self, state: serde_json::Value) {
+        self.zeros.restore(state);
+    }
+
+    fn replay_note(&mut self, note: &[u8]) {
+        self.zeros.replay(note);
+    }
+
     async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
+        match self.post(body).await {
+            Err((400, refused)) => {
+                // Prometheus refuses a whole request for one sample out of
+                // order: a leading zero after a retry whose answer never came
+                // (the first try was written), or a zero that lands on older
+                // data. Without its zeros the request is sent once more:
+                // nothing is lost for a zero.
+                let Some(stripped) = without_zeros(body) else {
+                    return Err(refused);
+                };
+                tracing::warn!(
+                    sink = %self.name,
+                    "receiver refused a request with leading zeros ({refused}); sending it again without them"
+                );
+                self.post(&stripped).await.map_err(|(_, e)| e)
+            }
+            answer => answer.map_err(|(_, e)| e),
+        }
+    }
+}
+
+impl RemoteWrite {
+    /// Sends one body once; a failure comes with the HTTP status (0: none).
+    async fn post(&self, body: &[u8]) -> Result<Accepted, (u16, SendError)> {
         let req = self
             .client
             .post(self.url.clone())
@@ -324,16 +383,23 @@ impl Sink for RemoteWrite {
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body.to_vec());
         let resp = self
-            .authorize(req)?
+            .authorize(req)
+            .map_err(|e| (0, e))?
             .send()
             .await
-            .map_err(|e| SendError::Retry {
-                reason: format!(
+            .map_err(|e| {
+                let reason = format!(
                     "POST {}: {}",
                     crate::logging::redact::url(self.url.as_str()),
                     super::http::error_chain(&e)
-                ),
-                after: None,
+                );
+                (
+                    0,
+                    SendError::Retry {
+                        reason,
+                        after: None,
+                    },
+                )
             })?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -346,9 +412,29 @@ impl Sink for RemoteWrite {
         } else {
             resp.text().await.unwrap_or_default()
         };
-        classify(status, retry_after.as_deref(), &text, SystemTime::now())?;
+        classify(status, retry_after.as_deref(), &text, SystemTime::now())
+            .map_err(|e| (status, e))?;
         Ok(Accepted::default())
     }
+}
+
+/// A spooled body with its leading zeros taken out (rme sends one sample per
+/// series otherwise, so a series with more carries a zero first); `None`
+/// when it holds none, or is not a remote-write body.
+pub fn without_zeros(body: &[u8]) -> Option<Vec<u8>> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body).ok()?;
+    let mut req = prompb::WriteRequest::decode(&raw[..]).ok()?;
+    let mut stripped = false;
+    for ts in &mut req.timeseries {
+        if ts.samples.len() > 1 && ts.samples[0].value == 0.0 {
+            ts.samples.remove(0);
+            stripped = true;
+        }
+    }
+    if !stripped {
+        return None;
+    }
+    compress(&req).ok()
 }
 
 /// What an answer means: 2xx taken; 5xx and 429 retried (after `Retry-After`

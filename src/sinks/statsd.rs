@@ -16,6 +16,15 @@
 //! a starting sink replays the notes of what is still spooled over its saved
 //! state (`replay_note`). What is left is the window between `sendto` and the
 //! record's removal: that one body goes out again after a crash.
+//!
+//! What statsd cannot promise: it never answers, so `Ok` from a send means
+//! only that the kernel took the bytes. Over UDP a lost datagram is lost; over
+//! TCP what the kernel took before statsd died is lost; and statsd keeps what
+//! it read in memory until its next flush. rme keeps a body when it *knows*
+//! it was not taken (connection refused or closed, ICMP port unreachable, a
+//! write that does not drain within 5 s, a failed `health` probe on the
+//! management port) and never counts it as sent; it cannot know more. Exact
+//! counts need remote_write or OTLP.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,11 +48,27 @@ pub struct StatsdConfig {
     /// statsd's `host:port`. Default `127.0.0.1:8125`.
     #[serde(default = "default_address")]
     pub address: String,
-    /// `udp` (default) or `tcp` (statsd with `server: "./servers/tcp"`). Over
-    /// UDP a datagram lost on the way is lost for good (a local statsd that is
-    /// down is noticed and the data kept); over TCP nothing is dropped silently.
+    /// `udp` (default) or `tcp` (statsd with `server: "./servers/tcp"`).
+    /// Neither can confirm delivery: statsd never answers. Over UDP a datagram
+    /// lost on the way (or dropped by a statsd too busy to read it) is lost for
+    /// good; only a local statsd that is down is noticed (ICMP port
+    /// unreachable) and the data kept. Over TCP a refused or closed connection
+    /// is noticed and the data kept, but what the kernel took before statsd
+    /// died (or hung, then was killed) is lost. Either way, what statsd took
+    /// but had not yet flushed to its backend dies with it. For exact counts
+    /// use `remote_write` or `otlp`, which delete nothing before the receiver's
+    /// answer.
     #[serde(default)]
     pub protocol: Protocol,
+    /// statsd's management port (Etsy statsd's `mgmt_address`:`mgmt_port`,
+    /// e.g. `127.0.0.1:8126`). When set, rme asks it `health` before each
+    /// write and writes only after `health: up` within 2 s: a statsd that has
+    /// hung (stopped, overloaded) or was set `health down` is found before more
+    /// data is handed to it, the data stays in the spool, and the hold-up is
+    /// logged and counted in `rme_sink_health_failures_total`. What was written
+    /// just before the hang is still at statsd's mercy. Default none (no probe).
+    #[serde(default)]
+    pub management_address: Option<String>,
     /// Put before every metric name with a dot, e.g. `rme.web1`. Letters, digits,
     /// `_`, `-` and inner dots only. Default none.
     #[serde(default)]
@@ -89,17 +114,33 @@ const fn default_max_packet_bytes() -> usize {
 const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Connect and write timeout for TCP.
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long statsd's management port has to answer `health`.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest `health` answer read (statsd's is `health: up\n`).
+const HEALTH_ANSWER_MAX: u64 = 64;
+
+/// Whether `addr` is `host:port` with a host and a port other than 0.
+fn is_host_port(addr: &str) -> bool {
+    let port = addr
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
+    matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0)
+}
 
 impl StatsdConfig {
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let port = self
-            .address
-            .rsplit_once(':')
-            .map(|(host, port)| (host, port.parse::<u16>()));
-        if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+        if !is_host_port(&self.address) {
             return Err(Invalid::new(
                 format!("{key}.address"),
                 format!("'{}' is not host:port (e.g. 127.0.0.1:8125)", self.address),
+            ));
+        }
+        if let Some(m) = &self.management_address
+            && !is_host_port(m)
+        {
+            return Err(Invalid::new(
+                format!("{key}.management_address"),
+                format!("'{m}' is not host:port (statsd's mgmt port, e.g. 127.0.0.1:8126)"),
             ));
         }
         if !(64..=MAX_UDP_PAYLOAD).contains(&self.max_packet_bytes) {
@@ -175,6 +216,11 @@ pub struct Statsd {
     /// short is created again (with a new start) when its lines are re-read.
     replayed: std::collections::BTreeSet<Series>,
     conn: Conn,
+    /// The connection to statsd's management port, kept between probes;
+    /// dropped after any failed probe (a late answer must not pass for the next).
+    mgmt: Option<tokio::io::BufReader<TcpStream>>,
+    /// Failed health probes not yet taken by [`Sink::take_health_failures`].
+    health_failures: u64,
 }
 
 impl Statsd {
@@ -185,6 +231,8 @@ impl Statsd {
             last: BTreeMap::new(),
             replayed: Default::default(),
             conn: Conn::None,
+            mgmt: None,
+            health_failures: 0,
         })
     }
 
@@ -273,6 +321,49 @@ fn retry(reason: String) -> SendError {
 }
 
 impl Statsd {
+    /// With `management_address`: asks statsd `health` and returns an error
+    /// unless it answers `health: up` within [`HEALTH_TIMEOUT`]. statsd
+    /// answers from the same event loop that reads metrics, so a statsd that
+    /// does not answer here would not read what rme wrote either.
+    async fn check_health(&mut self) -> Result<(), SendError> {
+        let Some(addr) = self.config.management_address.clone() else {
+            return Ok(());
+        };
+        let reason = match tokio::time::timeout(HEALTH_TIMEOUT, self.ask_health(&addr)).await {
+            Ok(Ok(answer)) if answer.trim_end() == "health: up" => return Ok(()),
+            Ok(Ok(answer)) if answer.is_empty() => "closed the connection".to_string(),
+            Ok(Ok(answer)) => format!("answered {:?}", answer.trim_end()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "no answer to `health` within {} s (statsd stopped or overloaded?)",
+                HEALTH_TIMEOUT.as_secs()
+            ),
+        };
+        self.mgmt = None;
+        self.health_failures += 1;
+        Err(retry(format!(
+            "statsd management port {addr}: {reason}; nothing written to {}",
+            self.config.address
+        )))
+    }
+
+    async fn ask_health(&mut self, addr: &str) -> std::io::Result<String> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+        let mgmt = match &mut self.mgmt {
+            Some(m) => m,
+            None => self
+                .mgmt
+                .insert(tokio::io::BufReader::new(TcpStream::connect(addr).await?)),
+        };
+        mgmt.get_mut().write_all(b"health\n").await?;
+        let mut answer = String::new();
+        (&mut *mgmt)
+            .take(HEALTH_ANSWER_MAX)
+            .read_line(&mut answer)
+            .await?;
+        Ok(answer)
+    }
+
     async fn send_udp(&mut self, body: &[u8]) -> Result<(), SendError> {
         let addr = &self.config.address;
         if !matches!(self.conn, Conn::Udp(_)) {
@@ -437,7 +528,10 @@ impl Sink for Statsd {
             .collect()
     }
 
+    /// Hands one body to the kernel (after a health probe, when configured).
+    /// `Ok` means the kernel took it, no more: statsd never confirms.
     async fn send(&mut self, body: &[u8]) -> Result<Accepted, SendError> {
+        self.check_health().await?;
         match self.config.protocol {
             Protocol::Udp => self.send_udp(body).await?,
             Protocol::Tcp => self.send_tcp(body).await?,
@@ -470,6 +564,10 @@ impl Sink for Statsd {
                 tracing::warn!(sink = %self.name, "unreadable note in a spooled body ({e}); its counters may be sent again")
             }
         }
+    }
+
+    fn take_health_failures(&mut self) -> u64 {
+        std::mem::take(&mut self.health_failures)
     }
 
     fn restore_state(&mut self, state: serde_json::Value) {
@@ -812,6 +910,10 @@ mod tests {
             ("prefix = \"a..b\"", "sinks[0].prefix"),
             ("prefix = \"rme:x\"", "sinks[0].prefix"),
             ("prefix = \".rme\"", "sinks[0].prefix"),
+            (
+                "management_address = \"8126\"",
+                "sinks[0].management_address",
+            ),
         ];
         for (toml_text, key) in bad {
             let config: StatsdConfig = toml::from_str(toml_text).unwrap();

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{Accepted, Batch, SendError, Sink};
 use crate::store::Snapshot;
-use crate::text::{Format, render};
+use crate::store::text::{Format, render};
 
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,7 @@
 //!
 //! A source has up to two parts: a [`LineParser`] fed with log lines (no I/O,
 //! tests feed it strings) and a [`Probe`] that reads live state once per flush.
-//! Files and journald are followed by `read.rs` (through `tail.rs` and
+//! Files and journald are followed by `agent/read.rs` (through `tail.rs` and
 //! `journal.rs`), once for all: every source takes `log = PATH` or
 //! `journal = { … }` ([`log_input`]).
 
@@ -20,7 +20,7 @@ pub(crate) mod golden;
 use serde::Deserialize;
 
 use crate::inputs::journal::{Entry, JournalInput};
-use crate::invalid::Invalid;
+use crate::invalid::{Invalid, Read};
 use crate::store::{Handle, Metric, Store};
 
 /// Turns one log line into store updates. No files, no clock.
@@ -197,18 +197,29 @@ impl TryFrom<toml::Table> for SourceConfig {
     type Error = String;
 
     fn try_from(table: toml::Table) -> Result<SourceConfig, String> {
-        crate::invalid::tagged(
-            table,
-            &[
-                ("reaction", |v| v.try_into().map(SourceConfig::Reaction)),
-                ("fail2ban", |v| v.try_into().map(SourceConfig::Fail2ban)),
-                ("audit", |v| v.try_into().map(SourceConfig::Audit)),
-            ],
-        )
+        crate::invalid::tagged(table, &READERS)
     }
 }
 
+/// The closed set's `type` names, in one list: the config reader, the CLI's
+/// `rme parse SOURCE` and [`SourceConfig::named`] all read it.
+pub const NAMES: [&str; 3] = [READERS[0].0, READERS[1].0, READERS[2].0];
+
+/// Each source's `type` name with the reader of its table.
+const READERS: [(&str, Read<SourceConfig>); 3] = [
+    ("reaction", |v| v.try_into().map(SourceConfig::Reaction)),
+    ("fail2ban", |v| v.try_into().map(SourceConfig::Fail2ban)),
+    ("audit", |v| v.try_into().map(SourceConfig::Audit)),
+];
+
 impl SourceConfig {
+    /// The source whose `type` is `name`, every key at its default.
+    pub fn named(name: &str) -> Result<SourceConfig, String> {
+        let mut table = toml::Table::new();
+        table.insert("type".into(), name.into());
+        SourceConfig::try_from(table)
+    }
+
     /// The name that keys this source in the state file; defaults to its type.
     pub fn name(&self) -> &str {
         match self {
@@ -265,56 +276,3 @@ pub fn build(config: &SourceConfig) -> anyhow::Result<Built> {
 
 /// What a source module's `build` returns.
 pub type Parts = (Option<(Input, Box<dyn LineParser>)>, Vec<Box<dyn Probe>>);
-
-/// `rme parse`: the metrics a whole log file gives, as OpenMetrics text.
-pub fn parse_file(
-    source: &str,
-    file: &std::path::Path,
-    reaction_config: Option<std::path::PathBuf>,
-    pattern_labels: Vec<String>,
-) -> anyhow::Result<String> {
-    let log = Some(file.to_path_buf());
-    let config = match source {
-        "fail2ban" => SourceConfig::Fail2ban(fail2ban::Fail2banConfig {
-            name: None,
-            log,
-            journal: None,
-            socket: None,
-            helper: None,
-            ip_label: false,
-            rotate_wait_secs: RotateWait::default(),
-        }),
-        "reaction" => SourceConfig::Reaction(reaction::ReactionConfig {
-            name: None,
-            log,
-            journal: None,
-            config: reaction_config,
-            pattern_labels,
-            show: false,
-            socket: None,
-            command: reaction::default_command(),
-            rotate_wait_secs: RotateWait::default(),
-        }),
-        "audit" => SourceConfig::Audit(audit::AuditConfig {
-            log,
-            netlink: false,
-            ..Default::default()
-        }),
-        other => anyhow::bail!("unknown source '{other}'"),
-    };
-    let built = build(&config)?;
-    let Some((_, mut parser)) = built.input else {
-        anyhow::bail!("source {source} has no log parser");
-    };
-    let mut store = Store::new(crate::store::Limits::default());
-    describe_self_metrics(&mut store);
-    parser.describe(&mut store);
-    let mut tailer = crate::inputs::tail::Tailer::new(file.to_path_buf(), None);
-    if !file.exists() {
-        anyhow::bail!("{}: no such file", file.display());
-    }
-    tailer.read_new(&mut |line| feed(&mut *parser, line, &mut store))?;
-    parser.finish(&mut store);
-    let snap = store.snapshot(crate::store::now_ms());
-    Ok(crate::text::render(&snap, crate::text::Format::OpenMetrics))
-}

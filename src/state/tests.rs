@@ -5,7 +5,6 @@ fn store() -> Store {
     Store::new(Limits {
         max_series_per_metric: 100_000,
         idle_expiry_ms: 0,
-        rules: Vec::new(),
         ..Limits::default()
     })
 }

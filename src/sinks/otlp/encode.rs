@@ -71,11 +71,28 @@ fn data_point(p: &Point, at_ms: i64) -> NumberDataPoint {
 
 /// One OTLP metric per metric name: counters as monotonic cumulative sums, gauges as gauges.
 pub fn metrics(snap: &Snapshot) -> Vec<Metric> {
+    metrics_with_zeros(snap, &|_| None)
+}
+
+/// [`metrics`], with a zero point (start = time = the zero's time) before
+/// each point `zero` gives a time for: a new counter's first increment.
+pub fn metrics_with_zeros(snap: &Snapshot, zero: &dyn Fn(&Point) -> Option<i64>) -> Vec<Metric> {
     snap.points
         .chunk_by(|a, b| a.series.name() == b.series.name())
         .map(|points| {
             let name = points[0].series.name();
-            let data_points = points.iter().map(|p| data_point(p, snap.at_ms)).collect();
+            let data_points = points
+                .iter()
+                .flat_map(|p| {
+                    let zero = zero(p).map(|z| NumberDataPoint {
+                        start_time_unix_nano: ms_to_ns(z),
+                        time_unix_nano: ms_to_ns(z),
+                        value: Some(number_data_point::Value::AsInt(0)),
+                        ..data_point(p, snap.at_ms)
+                    });
+                    zero.into_iter().chain([data_point(p, snap.at_ms)])
+                })
+                .collect();
             let data = match points[0].value {
                 Value::Counter(_) => metric::Data::Sum(Sum {
                     data_points,

@@ -465,13 +465,13 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     spool
         .append(&bodies(sink.encode(&snapshot()))[0], 1, 1)
         .unwrap();
-    let retry = crate::delivery::RetryPolicy {
+    let retry = crate::agent::delivery::RetryPolicy {
         attempts: 1,
         min_backoff: std::time::Duration::ZERO,
         max_backoff: std::time::Duration::ZERO,
     };
     let spool = std::sync::Mutex::new(spool);
-    let (tally, result) = crate::delivery::deliver(&mut sink, &spool, &retry).await;
+    let (tally, result) = crate::agent::delivery::deliver(&mut sink, &spool, &retry).await;
     result.unwrap();
     assert_eq!(
         spool.lock().unwrap().len(),
@@ -479,10 +479,69 @@ async fn partial_success_is_counted_by_the_push_cycle() {
         "an accepted request leaves the spool"
     );
     let mut store = Store::new(Limits::default());
-    let mut m = crate::delivery::SinkMetrics::default();
-    crate::delivery::record_delivery(&mut m, &mut store, "otlp", &tally);
+    let mut m = crate::agent::delivery::SinkMetrics::default();
+    crate::agent::delivery::record_delivery(&mut m, &mut store, "otlp", &tally);
     assert_eq!(
         store.sum("rme_sink_points_rejected_total", &[("sink", "otlp")]),
         2
     );
+}
+
+#[test]
+fn a_new_counter_gets_a_zero_point_once_and_keeps_its_start_time() {
+    let mut store = Store::new(Limits::default());
+    store.describe(&crate::store::Metric::counter("a_total", "A."));
+    store.set_now(1_000);
+    store.inc(Series::new("a_total", &[("jail", "sshd")]), 3);
+    let first = store.snapshot(5_000);
+    store.set_now(7_000);
+    store.inc(Series::new("a_total", &[("jail", "postfix")]), 12);
+    let second = store.snapshot(10_000);
+    let mut sink = Otlp::new("otlp".into(), &config("")).unwrap();
+    let sum = |batches: &[crate::sinks::Batch]| -> Vec<(String, i64, u64, u64)> {
+        let req = decode(&batches[0].body);
+        let m = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let a = m.iter().find(|m| m.name == "a_total").unwrap();
+        points(a)
+            .iter()
+            .map(|p| {
+                let v = match p.value {
+                    Some(number_data_point::Value::AsInt(v)) => v,
+                    _ => panic!("{p:?}"),
+                };
+                let jail = attr(&p.attributes, "jail").unwrap();
+                (
+                    jail,
+                    v,
+                    p.start_time_unix_nano / 1_000_000,
+                    p.time_unix_nano / 1_000_000,
+                )
+            })
+            .collect()
+    };
+    // the first snapshot: a backlog, no zero point
+    let b = sink.encode(&first).unwrap();
+    assert_eq!(sum(&b), [("sshd".to_string(), 3, 1_000, 5_000)]);
+    let b = sink.encode(&second).unwrap();
+    assert_eq!(
+        sum(&b),
+        [
+            ("postfix".to_string(), 0, 5_001, 5_001),
+            ("postfix".to_string(), 12, 7_000, 10_000),
+            ("sshd".to_string(), 3, 1_000, 10_000),
+        ]
+    );
+    assert_eq!(b[0].samples, second.points.len() as u64);
+    // the next push: the same start time, no zero
+    let b = sink.encode(&second).unwrap();
+    assert_eq!(
+        sum(&b),
+        [
+            ("postfix".to_string(), 12, 7_000, 10_000),
+            ("sshd".to_string(), 3, 1_000, 10_000),
+        ]
+    );
+    let mut none = Otlp::new("otlp".into(), &config("first_increment = \"none\"")).unwrap();
+    none.encode(&first).unwrap();
+    assert_eq!(sum(&none.encode(&second).unwrap()).len(), 2);
 }

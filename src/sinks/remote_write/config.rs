@@ -56,6 +56,12 @@ pub struct RemoteWriteConfig {
     /// label the series already has keeps its own value.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// `"zero"` (default): a counter series born while rme watches carries a
+    /// 0 sample just after the previous push before its first value, so
+    /// `increase()` counts its first events. `"none"`: it does not (one sample
+    /// less per new series; Prometheus then never counts a series' first value).
+    #[serde(default)]
+    pub first_increment: crate::sinks::first_increment::FirstIncrement,
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]

@@ -401,3 +401,120 @@ fn hand_written_protobuf_is_the_bytes_prost_writes() {
         }
     }
 }
+
+/// A store with one counter and one gauge flushed at 5 000, then a new
+/// counter (and a new gauge) made at 7 000 and flushed at 10 000.
+fn two_flushes() -> (Snapshot, Snapshot) {
+    let mut store = Store::new(Limits {
+        max_series_per_metric: 100,
+        idle_expiry_ms: 0,
+        ..Limits::default()
+    });
+    store.describe(&crate::store::Metric::counter("a_total", "A."));
+    store.describe(&crate::store::Metric::gauge("g", "G."));
+    store.set_now(1_000);
+    store.inc(Series::new("a_total", &[("jail", "sshd")]), 3);
+    let first = store.snapshot(5_000);
+    store.set_now(7_000);
+    store.inc(Series::new("a_total", &[("jail", "postfix")]), 12);
+    store.set(Series::new("g", &[("jail", "postfix")]), 4.0);
+    (first, store.snapshot(10_000))
+}
+
+fn samples_of(req: &prompb::WriteRequest, jail: &str) -> Vec<(f64, i64)> {
+    req.timeseries
+        .iter()
+        .filter(|ts| labels(ts).contains(&("jail", jail)))
+        .flat_map(|ts| ts.samples.iter().map(|s| (s.value, s.timestamp)))
+        .collect()
+}
+
+#[test]
+fn a_new_counter_carries_a_leading_zero_once_and_the_prost_bytes_agree() {
+    let (first, second) = two_flushes();
+    let mut s = sink("");
+    let req = decode(&s.encode(&first).unwrap()[0].body);
+    // the sink's first snapshot reads a backlog: no zero
+    assert_eq!(samples_of(&req, "sshd"), [(3.0, 5_000)]);
+    // the prost reference, built before `encode` moves the watermark
+    let expected: Vec<Vec<u8>> = s
+        .requests(&second)
+        .iter()
+        .map(|(r, _)| compress(r).unwrap())
+        .collect();
+    let batches = s.encode(&second).unwrap();
+    let actual: Vec<Vec<u8>> = batches.iter().map(|b| b.body.clone()).collect();
+    assert_eq!(actual, expected);
+    let req = decode(&batches[0].body);
+    assert_eq!(
+        samples_of(&req, "postfix"),
+        [(0.0, 5_001), (12.0, 10_000), (4.0, 10_000)]
+    );
+    assert_eq!(samples_of(&req, "sshd"), [(3.0, 10_000)]);
+    // samples counts the snapshot's points, not the zeros
+    assert_eq!(batches[0].samples, second.points.len() as u64);
+    // the note names the zeroed series and the watermark
+    let note: serde_json::Value = serde_json::from_slice(&batches[0].note).unwrap();
+    assert_eq!(note["watermark_ms"], 10_000);
+    assert_eq!(note["zeroed"].as_array().unwrap().len(), 1);
+    // the next push of the same series: no zero
+    let req = decode(&s.encode(&second).unwrap()[0].body);
+    assert_eq!(samples_of(&req, "postfix"), [(12.0, 10_000), (4.0, 10_000)]);
+}
+
+#[test]
+fn first_increment_none_writes_no_zero() {
+    let (first, second) = two_flushes();
+    let mut s = sink("first_increment = \"none\"");
+    s.encode(&first).unwrap();
+    let req = decode(&s.encode(&second).unwrap()[0].body);
+    assert_eq!(samples_of(&req, "postfix"), [(12.0, 10_000), (4.0, 10_000)]);
+    assert!(
+        toml::from_str::<RemoteWriteConfig>("url = \"http://h/\"\nfirst_increment = \"one\"")
+            .is_err()
+    );
+}
+
+#[test]
+fn the_watermark_survives_in_the_state_and_in_spooled_notes() {
+    let (first, second) = two_flushes();
+    let mut s = sink("");
+    s.encode(&first).unwrap();
+    let saved = s.save_state().unwrap();
+    let note = s.encode(&second).unwrap()[0].note.clone();
+    // a new process from the state file: zeros as the first process
+    let mut again = sink("");
+    again.restore_state(saved.clone());
+    let req = decode(&again.encode(&second).unwrap()[0].body);
+    assert_eq!(samples_of(&req, "postfix")[0], (0.0, 5_001));
+    // a crash after the second flush was spooled, before the state caught up:
+    // the note keeps the zero from being written a second time
+    let mut crashed = sink("");
+    crashed.restore_state(saved);
+    crashed.replay_note(&note);
+    let req = decode(&crashed.encode(&second).unwrap()[0].body);
+    assert_eq!(samples_of(&req, "postfix"), [(12.0, 10_000), (4.0, 10_000)]);
+}
+
+#[test]
+fn without_zeros_takes_out_the_leading_zeros_only() {
+    let (first, second) = two_flushes();
+    let mut s = sink("");
+    s.encode(&first).unwrap();
+    let body = s.encode(&second).unwrap().remove(0).body;
+    let stripped = decode(&without_zeros(&body).unwrap());
+    let mut expected = decode(&body);
+    for ts in &mut expected.timeseries {
+        if ts.samples.len() == 2 {
+            ts.samples.remove(0);
+        }
+    }
+    assert_eq!(stripped, expected);
+    assert_eq!(
+        samples_of(&stripped, "postfix"),
+        [(12.0, 10_000), (4.0, 10_000)]
+    );
+    // nothing to take out: None (the 400 stands)
+    assert_eq!(without_zeros(&without_zeros(&body).unwrap()), None);
+    assert_eq!(without_zeros(b"not snappy"), None);
+}

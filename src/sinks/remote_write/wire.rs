@@ -45,13 +45,15 @@ fn label_len(name: &str, value: &str) -> usize {
 impl Encoder {
     /// Appends one `TimeSeries` (field 1 of `WriteRequest`): `__name__`, the
     /// series' labels with a value, the external labels it lacks, sorted by
-    /// name; one sample. Returns the fingerprint of the labels sent.
+    /// name; one sample, after a zero sample at `zero_ms` when given (a new
+    /// counter's leading zero). Returns the fingerprint of the labels sent.
     pub fn series(
         &mut self,
         series: &Series,
         external: &[(String, String)],
         value: f64,
         at_ms: i64,
+        zero_ms: Option<i64>,
     ) -> u64 {
         // The vector is kept between calls empty, so it borrows nothing.
         let mut l: Vec<(&str, &str)> = reuse(std::mem::take(&mut self.labels));
@@ -66,28 +68,21 @@ impl Encoder {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         l.hash(&mut h);
         let labels_len: usize = l.iter().map(|(k, v)| delimited_len(label_len(k, v))).sum();
-        let ts = at_ms as u64;
-        let sample_len =
-            if value != 0.0 { 9 } else { 0 } + if ts != 0 { 1 + varint::len(ts) } else { 0 };
+        let zero_len = zero_ms.map_or(0, |z| delimited_len(sample_len(0.0, z)));
+        let value_len = delimited_len(sample_len(value, at_ms));
         let buf = &mut self.buf;
         buf.push(0x0a);
-        varint::put(buf, (labels_len + delimited_len(sample_len)) as u64);
+        varint::put(buf, (labels_len + zero_len + value_len) as u64);
         for (k, v) in &l {
             buf.push(0x0a);
             varint::put(buf, label_len(k, v) as u64);
             string(buf, 0x0a, k);
             string(buf, 0x12, v);
         }
-        buf.push(0x12);
-        varint::put(buf, sample_len as u64);
-        if value != 0.0 {
-            buf.push(0x09);
-            buf.extend_from_slice(&value.to_bits().to_le_bytes());
+        if let Some(z) = zero_ms {
+            sample(buf, 0.0, z);
         }
-        if ts != 0 {
-            buf.push(0x10);
-            varint::put(buf, ts);
-        }
+        sample(buf, value, at_ms);
         self.labels = reuse(l);
         h.finish()
     }
@@ -106,6 +101,27 @@ impl Encoder {
         }
         string(buf, 0x12, name);
         string(buf, 0x22, help);
+    }
+}
+
+/// A `Sample`'s size without its tag and length: proto3 leaves out a 0 value and a 0 time.
+fn sample_len(value: f64, at_ms: i64) -> usize {
+    let ts = at_ms as u64;
+    (if value != 0.0 { 9 } else { 0 }) + if ts != 0 { 1 + varint::len(ts) } else { 0 }
+}
+
+/// Appends one `Sample` (field 2 of `TimeSeries`).
+fn sample(buf: &mut Vec<u8>, value: f64, at_ms: i64) {
+    buf.push(0x12);
+    varint::put(buf, sample_len(value, at_ms) as u64);
+    if value != 0.0 {
+        buf.push(0x09);
+        buf.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+    let ts = at_ms as u64;
+    if ts != 0 {
+        buf.push(0x10);
+        varint::put(buf, ts);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Getting spooled bodies to one receiver: the retry loop, and, in `rme push`,
 //! one task per sink ([`Courier`]) that runs it.
 //!
-//! The flush (push.rs) encodes a snapshot for every sink and appends the
+//! The flush (`agent/mod.rs`) encodes a snapshot for every sink and appends the
 //! bodies to each sink's spool; it never waits for a receiver. Each sink's
 //! courier then sends its spool oldest first, on its own task with its own
 //! copy of the sink (connection, client) and its own backoff, so a receiver
@@ -38,6 +38,25 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `rme push --once`: three tries, 0.5 s to 5 s apart.
+    pub fn once() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// The daemon: four tries, 1 s apart at first, at most the flush
+    /// `interval` (1 to 60 s) apart: the next flush wakes the courier anyway.
+    pub fn daemon(interval: Duration) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            min_backoff: Duration::from_secs(1),
+            max_backoff: interval.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+
     /// Exponential backoff with full jitter: attempt 1 → up to min, doubling to max.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self
@@ -79,6 +98,10 @@ pub const SPOOL_DROPPED: Metric = Metric::counter(
     "rme_spool_dropped_total",
     "Spooled bodies dropped, by sink and reason (overflow: spool full; corrupt: failed checksum).",
 );
+pub const HEALTH_FAILURES: Metric = Metric::counter(
+    "rme_sink_health_failures_total",
+    "Sends held back because the receiver's health check failed (statsd: its management port did not answer `health: up`), by sink.",
+);
 const POINTS_REJECTED: Metric = Metric::counter(
     "rme_sink_points_rejected_total",
     "Data points a receiver refused inside an accepted request (OTLP partial success), by sink.",
@@ -93,6 +116,7 @@ const METRICS: &[Metric] = &[
     SPOOL_AGE,
     SPOOL_DROPPED,
     POINTS_REJECTED,
+    HEALTH_FAILURES,
 ];
 
 /// Registers the self-metrics of delivery.
@@ -153,7 +177,8 @@ pub struct SinkMetrics {
     samples_dropped: Handle,
     samples_rejected: Handle,
     points_rejected: Handle,
-    /// `rme_requests_total` and `rme_samples_total` by sent, retried, rejected.
+    health_failures: Handle,
+    /// `rme_sink_requests_total` and `rme_sink_samples_total` by sent, retried, rejected.
     requests: [Handle; 3],
     samples: [Handle; 3],
 }
@@ -171,6 +196,8 @@ pub struct Tally {
     pub rejected_samples: u64,
     /// Points refused inside requests the receiver took (OTLP partial success).
     pub rejected_points: u64,
+    /// Sends held back because the receiver's health check failed.
+    pub health_failures: u64,
 }
 
 /// Adds one delivery's tally to the sink's self-metrics.
@@ -186,6 +213,15 @@ pub fn record_delivery(m: &mut SinkMetrics, store: &mut Store, sink: &str, t: &T
         if let Some(n) = samples {
             store.inc_at(&mut m.samples[i], SAMPLES.name, &l, n);
         }
+    }
+    if t.health_failures > 0 {
+        let l = [("sink", sink)];
+        store.inc_at(
+            &mut m.health_failures,
+            HEALTH_FAILURES.name,
+            &l,
+            t.health_failures,
+        );
     }
     if t.rejected_points > 0 {
         let l = [("sink", sink)];
@@ -251,7 +287,9 @@ async fn drain<S: Sink>(
         };
         let mut attempt = 0;
         loop {
-            match sink.send(&record.body).await {
+            let sent = sink.send(&record.body).await;
+            tally.health_failures += sink.take_health_failures();
+            match sent {
                 Ok(accepted) => {
                     crate::failpoint::hit("after-send");
                     tally.sent += 1;
