@@ -172,7 +172,7 @@ fn check_config(path: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `rme state`: the state dir's files as JSON.
 fn print_state(path: Option<&Path>) -> anyhow::Result<()> {
-    println!("{}", rme::state::dump(&load(path)?.state_dir)?);
+    println!("{}", rme::state_dir::state::dump(&load(path)?.state_dir)?);
     Ok(())
 }
 

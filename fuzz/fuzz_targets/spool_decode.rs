@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(record) = rme::spool::decode(7, data) {
+    if let Some(record) = rme::state_dir::spool::decode(7, data) {
         assert_eq!(record.seq, 7);
         assert_eq!(
             record.body.len() + 20,
@@ -20,11 +20,11 @@ fuzz_target!(|data: &[u8]| {
     framed.extend_from_slice(&(data.len() as u32).to_le_bytes());
     framed.extend_from_slice(&crc32(data).to_le_bytes());
     framed.extend_from_slice(data);
-    let back = rme::spool::decode(1, &framed).expect("a well-framed record decodes");
+    let back = rme::state_dir::spool::decode(1, &framed).expect("a well-framed record decodes");
     assert_eq!((back.created_ms, back.body.as_slice()), (42, data));
     // Cut short anywhere, it is refused rather than half-read.
     if !data.is_empty() {
-        assert!(rme::spool::decode(1, &framed[..framed.len() - 1]).is_none());
+        assert!(rme::state_dir::spool::decode(1, &framed[..framed.len() - 1]).is_none());
     }
 });
 
