@@ -59,6 +59,16 @@ pub const RESERVED: &[&str] = &["stream", "filter", "action", "moment", "event",
 
 /// Recent matches kept per filter to label the `run` lines that follow them.
 const RECENT_MATCHES: usize = 64;
+/// A match holding a longer value is not kept to label `run` lines (it still
+/// counts): addresses and user names are far shorter, and checking a `run`
+/// line against up to [`RECENT_MATCHES`] values must not cost more with them.
+const MAX_RECENT_VALUE: usize = 1024;
+/// A longer `run` command is not read through the action's template (its
+/// regex captures cost far more per byte than the rest of the parser).
+const MAX_TEMPLATE_COMMAND: usize = 4096;
+/// Substring searches of a `run` line's command, at most, for the values
+/// holding a character that is not a word character (see [`CommandWords`]).
+const MAX_SEARCHES_PER_RUN: usize = 4;
 
 /// Optional v1 date, then the level word (v1 pads it, v2 does not), then the
 /// message. What [`header`] reads by hand; the regex itself reads the lines
@@ -114,6 +124,14 @@ fn level_and_message(s: &str) -> Option<(&str, &str)> {
 /// (pattern name, value) pairs of one match, all of them.
 type PatternValues = Vec<(String, String)>;
 
+/// A recent match kept to label `run` lines: its named values, and for each
+/// whether it is made of word characters only ([`glue`]), found once here.
+#[derive(Debug)]
+struct Kept {
+    pairs: PatternValues,
+    plain: Vec<bool>,
+}
+
 /// Parses reaction log lines (v1 Go and v2 Rust formats).
 ///
 /// Counts every `match` and `run` line. v1 logs `INFO … run [cmd]` before running
@@ -135,7 +153,7 @@ type PatternValues = Vec<(String, String)>;
 pub struct ReactionLog {
     patterns: FilterPatterns,
     pattern_labels: Vec<String>,
-    recent: HashMap<(String, String), VecDeque<PatternValues>>,
+    recent: HashMap<(String, String), VecDeque<Kept>>,
     counts: crate::sources::LineCounts,
     /// Command templates of the actions whose `cmd` uses an opted-in pattern.
     templates: HashMap<(String, String, String), Template>,
@@ -190,10 +208,25 @@ impl ReactionLog {
             .recent
             .entry((stream.to_string(), filter.to_string()))
             .or_default();
+        if named.iter().any(|(_, v)| v.len() > MAX_RECENT_VALUE) {
+            return;
+        }
         if recent.len() == RECENT_MATCHES {
             recent.pop_front();
         }
-        recent.push_back(named);
+        let plain = named.iter().map(|(_, v)| v.chars().all(glue)).collect();
+        recent.push_back(Kept {
+            pairs: named,
+            plain,
+        });
+    }
+
+    /// Matches of a filter kept to label its `run` lines.
+    #[cfg(test)]
+    pub(super) fn recent_len(&self, stream: &str, filter: &str) -> usize {
+        self.recent
+            .get(&(stream.to_string(), filter.to_string()))
+            .map_or(0, VecDeque::len)
     }
 
     /// The opted-in pairs, as labels.
@@ -228,26 +261,36 @@ impl ReactionLog {
             Some(uses) => uses.contains(n),
             None => self.pattern_labels.contains(n),
         };
-        let found = self.recent.get(&key).and_then(|recent| {
-            recent.iter().rev().find(|pairs| {
-                pairs
-                    .iter()
-                    .filter(|(n, _)| checked(n))
-                    .all(|(_, v)| contains_word(command, v))
-            })
-        });
+        let found = self
+            .recent
+            .get(&key)
+            .filter(|r| !r.is_empty())
+            .and_then(|recent| {
+                // The command's words, once per line: checking a recent match
+                // then costs the length of its values, not of the command.
+                let words = CommandWords::new(command);
+                let mut searches = MAX_SEARCHES_PER_RUN;
+                recent.iter().rev().find(|kept| {
+                    kept.pairs
+                        .iter()
+                        .zip(&kept.plain)
+                        .filter(|((n, _), _)| checked(n))
+                        .all(|((_, v), &plain)| words.contains(v, plain, &mut searches))
+                })
+            });
         // no recent match (a run replayed at start, or long after its match):
         // the action's cmd template names the values
         let from_template = match found {
             Some(_) => None,
+            None if command.len() > MAX_TEMPLATE_COMMAND => None,
             None => self
                 .templates
                 .get(&(key.0, key.1, action.to_string()))
                 .and_then(|t| t.values(command)),
         };
         let mut labels = vec![("stream", stream), ("filter", filter), ("action", action)];
-        if let Some(named) = found {
-            labels.extend(self.labelled(named));
+        if let Some(kept) = found {
+            labels.extend(self.labelled(&kept.pairs));
         }
         labels.extend(
             from_template
@@ -385,11 +428,61 @@ pub(super) fn contains_word(hay: &str, needle: &str) -> bool {
     if needle.is_empty() {
         return false;
     }
-    let glued =
-        |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | ':' | '_'));
-    hay.match_indices(needle).any(|(i, _)| {
+    let glued = |c: Option<char>| c.is_some_and(glue);
+    memmem::find_iter(hay.as_bytes(), needle.as_bytes()).any(|i| {
+        // A match of valid UTF-8 in valid UTF-8 starts and ends at char boundaries.
         !glued(hay[..i].chars().next_back()) && !glued(hay[i + needle.len()..].chars().next())
     })
+}
+
+/// A character [`contains_word`] does not let stand next to a found value.
+fn glue(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | ':' | '_')
+}
+
+/// The maximal runs of [`glue`] characters of `s`.
+fn runs(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !glue(c)).filter(|r| !r.is_empty())
+}
+
+/// A `run` line's command, indexed by its runs of word characters, so that
+/// many values are checked against it without searching it for each (F8 of
+/// security-review-3: 64 values of 100 KB against 300 commands of 100 KB
+/// cost 150× the same bytes as match lines).
+///
+/// A value found by [`contains_word`] has no word character on either side,
+/// so each of its runs is a whole run of the command: a value of word
+/// characters only is found exactly when it is one of the command's runs;
+/// another one is searched for only when all its runs are there, at most
+/// [`MAX_SEARCHES_PER_RUN`] times per command (after that, not found).
+pub(super) struct CommandWords<'a> {
+    command: &'a str,
+    runs: std::collections::HashSet<&'a str, foldhash::fast::RandomState>,
+}
+
+impl<'a> CommandWords<'a> {
+    pub(super) fn new(command: &'a str) -> CommandWords<'a> {
+        CommandWords {
+            command,
+            runs: runs(command).collect(),
+        }
+    }
+
+    /// [`contains_word`]`(command, value)`, within the search budget; `plain`
+    /// says that `value` is made of [`glue`] characters only.
+    pub(super) fn contains(&self, value: &str, plain: bool, searches: &mut usize) -> bool {
+        if plain {
+            return !value.is_empty() && self.runs.contains(value);
+        }
+        if value.is_empty() || !runs(value).all(|r| self.runs.contains(r)) {
+            return false;
+        }
+        if *searches == 0 {
+            return false;
+        }
+        *searches -= 1;
+        contains_word(self.command, value)
+    }
 }
 
 impl LineParser for ReactionLog {

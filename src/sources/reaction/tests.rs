@@ -553,3 +553,132 @@ fn hand_read_header_captures_what_the_line_regex_captures() {
         assert_eq!(header(line), want, "{line:?}");
     }
 }
+
+/// The command index answers what the search answers, for values of word
+/// characters, of others, and across char boundaries.
+#[test]
+fn command_words_agree_with_the_search() {
+    let pieces = [
+        "1.2.3.4",
+        "11.2.3.45",
+        "2001:db8::5",
+        " ",
+        "-",
+        "[",
+        "]",
+        "\"",
+        "root",
+        "ro",
+        "é",
+        "a b",
+        "x-y",
+        "_",
+        ".",
+        ":",
+        "{",
+        "}",
+    ];
+    let mut rng = fastrand::Rng::with_seed(8);
+    for _ in 0..20_000 {
+        let command = crate::sources::golden::pieces_joined(&mut rng, &pieces, 12);
+        let value = crate::sources::golden::pieces_joined(&mut rng, &pieces, 3);
+        let mut budget = usize::MAX;
+        let plain = value
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".:_".contains(c));
+        assert_eq!(
+            CommandWords::new(&command).contains(&value, plain, &mut budget),
+            contains_word(&command, &value),
+            "{value:?} in {command:?}"
+        );
+    }
+}
+
+/// CPU time of this thread, in seconds.
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// F8 of security-review-3: each `run` line was searched for the values of up
+/// to 64 recent matches (and read through the action's template regex), so
+/// long values made run lines cost ~150× match lines of the same bytes. Now a
+/// run line costs about what a match line does, with recent values at the
+/// kept limit (1000 bytes) or beyond it (20 000), and 20 KB commands (CPU time
+/// of this thread, best of three, so other load does not count).
+#[test]
+fn long_values_do_not_make_run_lines_expensive() {
+    let v1 = load_patterns(
+        &testdata("reaction/v1-app_example.yml"),
+        Some(Path::new("/nonexistent/reaction")),
+    )
+    .expect("v1 example");
+    let long = "A".repeat(20_000);
+    let runs: String = (0..100)
+        .map(|i| {
+            format!(
+                "2026/11/24 09:00:02 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s {long}{i:08} -j DROP]\n"
+            )
+        })
+        .collect();
+    let same_bytes_as_matches: String = (0..100)
+        .map(|i| {
+            format!(
+                "2026/11/24 09:00:02 INFO  ssh.failedlogin: match [{long}{i:08} -j DROP xxxxxxxxxxxxxxxxxxxxxxxxxx]\n"
+            )
+        })
+        .collect();
+    for value_len in [1000, 20_000] {
+        let value = "A".repeat(value_len - 8);
+        let matches: String = (0..64)
+            .map(|i| format!("2026/11/24 09:00:01 INFO  ssh.failedlogin: match [{i:08}{value}]\n"))
+            .collect();
+        let cost = |tail: &str| {
+            (0..3)
+                .map(|_| {
+                    let mut parser = ReactionLog::new(v1.clone(), vec!["ip".into()]);
+                    feed_all(&mut parser, &matches, false);
+                    let t = thread_cpu();
+                    let store = feed_all(&mut parser, tail, false);
+                    let spent = thread_cpu() - t;
+                    assert_eq!(store.sum("rme_lines_read_total", &[]), 100);
+                    spent
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let (run, matched) = (cost(&runs), cost(&same_bytes_as_matches));
+        assert!(
+            run < 3.0 * matched,
+            "values of {value_len} bytes: 100 run lines took {run:.3} s, 100 match lines of the same bytes {matched:.3} s"
+        );
+    }
+}
+
+/// A match value longer than 1 KiB labels no `run` line (it counts as a match).
+#[test]
+fn long_values_are_not_kept_for_run_lines() {
+    let long = format!("1.{}", "2".repeat(1100));
+    let log = format!(
+        "2026/11/24 10:03:12 INFO  ssh.failedlogin: match [{long}]\n\
+         2026/11/24 10:03:13 INFO  ssh.failedlogin: match [192.0.2.14]\n\
+         2026/11/24 10:03:14 INFO  ssh.failedlogin.ban: run [ip46tables -w -A reaction -s 192.0.2.14 -j DROP]\n"
+    );
+    let v1 = load_patterns(
+        &testdata("reaction/v1-app_example.yml"),
+        Some(Path::new("/nonexistent/reaction")),
+    )
+    .expect("v1 example");
+    let mut parser = ReactionLog::new(v1, vec!["ip".into()]);
+    let store = feed_all(&mut parser, &log, false);
+    assert_eq!(store.sum(MATCHES.name, &[]), 2);
+    assert_eq!(
+        store.sum(ACTIONS.name, &[("ip", "192.0.2.14"), ("action", "ban")]),
+        1
+    );
+    assert_eq!(parser.recent_len("ssh", "failedlogin"), 1);
+}
