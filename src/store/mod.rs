@@ -12,6 +12,7 @@
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
 pub mod series;
+pub mod shared;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
