@@ -344,7 +344,14 @@ fn nobody_reads_the_status_through_the_helper() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let socket = dir.path().join("helper.sock");
+    // the helper refuses a socket directory others can write (review 3, F10)
+    let sockdir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        sockdir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let socket = sockdir.path().join("helper.sock");
     let helper_key = format!("helper = {:?}\n", socket.display().to_string());
     let config = config_with(dir.path(), true, &helper_key);
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];

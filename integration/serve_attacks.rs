@@ -2,7 +2,8 @@
 //! F4 and F5): real TCP connections against the real `rme serve`, a scraper
 //! beside them that must be answered. Plain HTTP with basic auth (a web config
 //! with only `basic_auth_users`) so the attack reaches the HTTP layer as it
-//! does over TLS without client certificates.
+//! does over TLS without client certificates. And `rme helper` under idle
+//! connections (F11).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -319,4 +320,79 @@ fn fastrand_ish(i: u64) -> u64 {
         .unwrap()
         .subsec_nanos() as u64;
     (i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ t
+}
+
+/// F11: 32 idle connections to `rme helper`, re-opened as soon as it closes
+/// them, shut every other client out (0 of 58 answered). Now a newcomer takes
+/// the place of the oldest client still waiting for its request line.
+#[test]
+fn idle_connections_cannot_shut_the_helper_out() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let sock = run.join("helper.sock");
+    let child = rme()
+        .arg("helper")
+        .arg("--listen")
+        .arg(&sock)
+        .arg("--fail2ban-socket")
+        .arg(dir.path().join("no-fail2ban.sock"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _helper = Rme(child);
+    let end = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < end, "rme helper did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (sock, stop, reopened) = (sock.clone(), stop.clone(), reopened.clone());
+        std::thread::spawn(move || {
+            let mut idle: Vec<UnixStream> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                idle.retain(|s| {
+                    let mut b = [0u8; 1];
+                    let _ = s.set_nonblocking(true);
+                    matches!((&*s).read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                while idle.len() < 40 {
+                    match UnixStream::connect(&sock) {
+                        Ok(s) => {
+                            idle.push(s);
+                            reopened.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answered = 0;
+    for _ in 0..20 {
+        let ok = (|| -> std::io::Result<bool> {
+            let mut s = UnixStream::connect(&sock)?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"fail2ban-status\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body.contains("no-fail2ban.sock"))
+        })();
+        if matches!(ok, Ok(true)) {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood.join().unwrap();
+    let opened = reopened.load(Ordering::Relaxed);
+    eprintln!(
+        "F11: {answered} of 20 helper requests answered beside 40 idle connections ({opened} opened)"
+    );
+    assert_eq!(answered, 20);
 }
