@@ -21,6 +21,7 @@ mod packaging;
 mod remote_write;
 mod rotation;
 mod serve_tls;
+mod soak;
 mod state_dir;
 mod statsd;
 mod stop;
