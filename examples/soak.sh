@@ -3,7 +3,8 @@
 # (VictoriaMetrics via remote-write, rotel via OTLP/HTTP, Etsy statsd over TCP
 # → carbon), with every fault kind; see examples/soak.py for what each does.
 #
-# usage: examples/soak.sh [--seed N] [--duration SECS] [--faults kind,kind|all] [--rme PATH] [--rate N] [--keep]
+# usage: examples/soak.sh [--seed N] [--duration SECS] [--faults kind,kind|all] [--rme PATH] [--rate N]
+#                         [--own-peers] [--no-statsd-probe] [--keep]
 #        (or SEED=, DURATION=, FAULTS=, RME=, RATE= in the environment)
 #
 #   examples/soak.sh --duration 200                         # every fault kind, a random seed
@@ -16,7 +17,8 @@
 # delivered, lost, counted twice, repeated samples, counter decreases, OTLP start-time
 # changes. Exit status 1 when remote_write or OTLP lost, doubled or repeated anything.
 # Uses integration/peers/peers.sh (run `peers.sh install` once); set PEERS_DIR and the
-# *_PORT variables to keep it apart from other runs. It leaves the peers it started running
+# *_PORT variables to keep it apart from other runs, or pass --own-peers (private peers on free
+# ports, stopped at the end). Without it, it leaves the peers it started running
 # (`peers.sh stop all` ends them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
