@@ -15,7 +15,8 @@
 # slow http5xx http429. diskfull mounts a small tmpfs on the state_dir (root only).
 # It prints the seed and the fault plan first (a failure can be replayed), then per sink:
 # delivered, lost, counted twice, repeated samples, counter decreases, OTLP start-time
-# changes. Exit status 1 when remote_write or OTLP lost, doubled or repeated anything.
+# changes. Exit status 1 when remote_write or OTLP lost or doubled anything, went backwards,
+# or stored more bodies twice than there were kill -9s (one each may repeat: at least once).
 # Uses integration/peers/peers.sh (run `peers.sh install` once); set PEERS_DIR and the
 # *_PORT variables to keep it apart from other runs, or pass --own-peers (private peers on free
 # ports, stopped at the end). Without it, it leaves the peers it started running
