@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{append, peer, root, run_rme, stderr, stdout, unique, write};
+use crate::common::{append, peer, push_once, root, run_rme, stderr, unique, write};
 
 const TOR_GEOIP: &str = "/usr/share/tor/geoip";
 
@@ -135,17 +135,6 @@ fn config(dir: &Path, rules: &str, sinks: &str) -> PathBuf {
         reaction_config().display()
     );
     write(dir, "rme.toml", &text)
-}
-
-fn push_once(config: &Path) -> String {
-    let out = run_rme(&[
-        "push",
-        "--once",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
 }
 
 fn match_lines(ips: &[&str]) -> String {

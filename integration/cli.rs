@@ -921,3 +921,43 @@ fn once_runs_label_sources_by_name_and_count_spool_drops() {
         );
     }
 }
+
+/// F16 of security-review-3: `rme parse … | head` closed rme's stdout early and
+/// rme panicked (`failed printing to stdout: Broken pipe`, exit 101). A reader
+/// gone is a clean end (as ripgrep does it): exit 0, nothing on stderr. The
+/// pipe's read end is closed before rme writes, so every run hits it.
+#[test]
+fn a_closed_stdout_is_a_clean_exit() {
+    let log = root().join("examples/logs/reaction.log");
+    let config = root().join("examples/reaction.yml");
+    let runs: [Vec<&std::ffi::OsStr>; 4] = [
+        vec!["parse".as_ref(), "reaction".as_ref(), log.as_os_str()],
+        vec![
+            "parse".as_ref(),
+            "reaction".as_ref(),
+            log.as_os_str(),
+            "--reaction-config".as_ref(),
+            config.as_os_str(),
+            "--pattern-labels".as_ref(),
+            "ip".as_ref(),
+        ],
+        vec!["defaults".as_ref()],
+        vec!["man".as_ref()],
+    ];
+    for args in runs {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = rme()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "rme {args:?}: {:?}\n{}",
+            out.status,
+            stderr(&out)
+        );
+    }
+}

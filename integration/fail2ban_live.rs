@@ -152,12 +152,12 @@ fn client_numbers(text: &str) -> HashMap<String, f64> {
 }
 
 /// `rme push --once` with one fail2ban source line (`socket = …` or `helper = …`), stdout sink.
-fn push_once(dir: &Path, source_line: &str) -> (String, String) {
-    push_once_as(dir, source_line, false)
+fn push_source(dir: &Path, source_line: &str) -> (String, String) {
+    push_source_as(dir, source_line, false)
 }
 
 /// Same, optionally as the unprivileged user `nobody` (group `nogroup`), via setpriv.
-fn push_once_as(dir: &Path, source_line: &str, nobody: bool) -> (String, String) {
+fn push_source_as(dir: &Path, source_line: &str, nobody: bool) -> (String, String) {
     use std::os::unix::fs::PermissionsExt as _;
     let state = dir.join(crate::common::unique("state"));
     std::fs::create_dir_all(&state).expect("state dir");
@@ -271,7 +271,7 @@ fn socket_probe_and_helper_report_what_fail2ban_client_says() {
 
     // Directly on fail2ban's socket (owned by the test's user here).
     let dir = tempfile::tempdir().expect("tempdir");
-    let (text, err) = push_once(
+    let (text, err) = push_source(
         dir.path(),
         &format!("socket = \"{}\"", f2b.socket.display()),
     );
@@ -287,7 +287,7 @@ fn socket_probe_and_helper_report_what_fail2ban_client_says() {
         .expect("helper socket")
         .permissions()
         .mode();
-    let (text, err) = push_once(
+    let (text, err) = push_source(
         dir.path(),
         &format!("helper = \"{}\"", helper_sock.display()),
     );
@@ -317,7 +317,7 @@ fn unprivileged_rme_reads_fail2ban_through_the_helper_only() {
     for d in [dir.path(), f2b.dir.path(), &f2b.dir.path().join("run")] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let (text, err) = push_once_as(
+    let (text, err) = push_source_as(
         dir.path(),
         &format!("socket = \"{}\"", f2b.socket.display()),
         true,
@@ -330,7 +330,7 @@ fn unprivileged_rme_reads_fail2ban_through_the_helper_only() {
 
     let helper_sock = dir.path().join("helper.sock");
     let mut helper = start_helper(&helper_sock, &f2b.socket, Some("nogroup"));
-    let (text, err) = push_once_as(
+    let (text, err) = push_source_as(
         dir.path(),
         &format!("helper = \"{}\"", helper_sock.display()),
         true,
@@ -361,14 +361,14 @@ fn effective_uid() -> u32 {
 fn missing_socket_sets_up_to_zero_and_says_why() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no-fail2ban.sock");
-    let (text, err) = push_once(dir.path(), &format!("socket = \"{}\"", missing.display()));
+    let (text, err) = push_source(dir.path(), &format!("socket = \"{}\"", missing.display()));
     assert_eq!(metric_value(&text, "fail2ban_up"), Some(0.0), "{text}");
     assert!(err.contains("is fail2ban-server running"), "{err}");
     let count = metric_value(&text, "rme_probe_errors_total{source=\"fail2ban\"}");
     assert_eq!(count, Some(1.0), "{text}");
 
     // The helper is down too: its own hint.
-    let (text, err) = push_once(dir.path(), &format!("helper = \"{}\"", missing.display()));
+    let (text, err) = push_source(dir.path(), &format!("helper = \"{}\"", missing.display()));
     assert_eq!(metric_value(&text, "fail2ban_up"), Some(0.0), "{text}");
     assert!(err.contains("is `rme helper` running?"), "{err}");
 }
@@ -533,7 +533,7 @@ fn dripping_and_idle_clients_do_not_delay_a_real_request_through_the_helper() {
     let drippers = Drippers::start(&helper_sock, 4);
     // Let them all get in before the real request.
     std::thread::sleep(Duration::from_millis(1500));
-    let (text, err) = push_once(
+    let (text, err) = push_source(
         dir.path(),
         &format!("helper = \"{}\"", helper_sock.display()),
     );

@@ -350,3 +350,156 @@ fn audit_journal_file_counts_like_audit_log() {
         split,
     );
 }
+
+/// F2 of security-review-3: `SYSLOG_IDENTIFIER`, `LOGGER` and `PRIORITY` are
+/// fields a client sets, and journald's socket takes entries from any local
+/// user (`logger --journald`). The default fail2ban match must select entries
+/// by what journald sets itself: fail2ban's unit (`_SYSTEMD_UNIT`, from the
+/// sender's cgroup). Entries as fail2ban 1.0 under Debian's fail2ban.service
+/// writes them count; the same fields from uid 1001's `logger` (and from a
+/// process of that user named `fail2ban-server`) do not.
+#[test]
+fn fail2ban_default_match_ignores_entries_a_local_user_forges() {
+    let trusted = |extra: &[(&'static str, &str)]| -> Entry {
+        let mut e = vec![
+            ("_UID", "0".to_string()),
+            ("_GID", "0".to_string()),
+            ("_COMM", "fail2ban-server".to_string()),
+            ("_EXE", "/usr/bin/python3.11".to_string()),
+            (
+                "_CMDLINE",
+                "/usr/bin/python3 /usr/bin/fail2ban-server -xf start".to_string(),
+            ),
+            (
+                "_SYSTEMD_CGROUP",
+                "/system.slice/fail2ban.service".to_string(),
+            ),
+            ("_SYSTEMD_UNIT", "fail2ban.service".to_string()),
+        ];
+        e.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        e
+    };
+    let forged = |comm: &str, extra: &[(&'static str, &str)]| -> Entry {
+        let mut e = vec![
+            ("_UID", "1001".to_string()),
+            ("_GID", "1001".to_string()),
+            ("_COMM", comm.to_string()),
+            ("_EXE", format!("/usr/bin/{comm}")),
+            (
+                "_SYSTEMD_CGROUP",
+                "/user.slice/user-1001.slice/session-3.scope".to_string(),
+            ),
+            ("_SYSTEMD_UNIT", "session-3.scope".to_string()),
+            ("_SYSTEMD_SLICE", "user-1001.slice".to_string()),
+            ("_TRANSPORT", "journal".to_string()),
+        ];
+        e.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        e
+    };
+    let handler = |logger: &str, priority: &str, msg: &str| {
+        [
+            ("_TRANSPORT", "journal".to_string()),
+            ("SYSLOG_IDENTIFIER", "fail2ban".to_string()),
+            ("LOGGER", logger.to_string()),
+            ("PRIORITY", priority.to_string()),
+            ("THREAD_NAME", "f2b/a.sshd".to_string()),
+            ("MESSAGE", msg.to_string()),
+        ]
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    // Genuine: logtarget = SYSTEMD-JOURNAL, and Debian's `--logtarget=sysout` (stdout).
+    for ip in ["192.0.2.10", "192.0.2.11"] {
+        let mut e = trusted(&[]);
+        e.extend(handler(
+            "fail2ban.actions",
+            "4",
+            &format!("[sshd] Ban {ip}"),
+        ));
+        entries.push(e);
+    }
+    entries.push(trusted(&[
+        ("_TRANSPORT", "stdout"),
+        ("SYSLOG_IDENTIFIER", "fail2ban-server"),
+        ("PRIORITY", "6"),
+        (
+            "MESSAGE",
+            "fail2ban.actions        [812]: NOTICE  [sshd] Ban 192.0.2.12",
+        ),
+    ]));
+    let genuine = entries.len();
+    // Forged by uid 1001 with `logger --journald`: a ban, a jail name built to
+    // break the exposition, an error, and 300 jails.
+    for (logger, priority, msg) in [
+        (
+            "fail2ban.actions",
+            "5",
+            "[sshd] Ban 198.51.100.7".to_string(),
+        ),
+        (
+            "fail2ban.actions",
+            "5",
+            "[evil\"} 1e9 # x] Ban 198.51.100.9".to_string(),
+        ),
+        ("fail2ban.actions", "3", "Traceback: forged".to_string()),
+    ]
+    .into_iter()
+    .chain((2..=300).map(|i| {
+        (
+            "fail2ban.actions",
+            "5",
+            format!("[jail{i}] Ban 198.51.100.1"),
+        )
+    })) {
+        let mut e = forged("logger", &[]);
+        e.extend(handler(logger, priority, &msg).into_iter().skip(1));
+        entries.push(e);
+    }
+    // A process of that user named like fail2ban's (`_COMM` is the process's
+    // own name, so a user chooses it): still not fail2ban's unit.
+    let mut e = forged("fail2ban-server", &[]);
+    e.extend(
+        handler("fail2ban.actions", "4", "[sshd] Ban 198.51.100.8")
+            .into_iter()
+            .skip(1),
+    );
+    entries.push(e);
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("f2b.journal");
+    write_journal(&journal, &entries, 0);
+    let config = write(
+        dir.path(),
+        "rme.toml",
+        &format!(
+            "state_dir = \"{}\"\n[[sources]]\ntype = \"fail2ban\"\n[sources.journal]\nfile = \"{}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            dir.path().join("state").display(),
+            journal.display()
+        ),
+    );
+    let text = push_once(&config);
+    let bans: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("fail2ban_bans_total"))
+        .collect();
+    assert_eq!(
+        (bans.len(), bans.first().copied()),
+        (1, Some("fail2ban_bans_total{jail=\"sshd\"} 3")),
+        "{}",
+        bans.join("\n")
+    );
+    assert!(!text.contains("fail2ban_errors_total{"), "{text}");
+    assert_eq!(
+        metric_value(&text, "rme_lines_read_total{source=\"fail2ban\"}"),
+        Some(genuine as f64),
+        "{text}"
+    );
+    // journalctl itself holds the forged entries: they were there to be read.
+    let out = Command::new("journalctl")
+        .args(["--no-pager", "-o", "cat", "--file"])
+        .arg(&journal)
+        .arg("SYSLOG_IDENTIFIER=fail2ban")
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(all.lines().count(), 2 + 302 + 1, "{all}");
+}

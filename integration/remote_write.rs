@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,10 +72,6 @@ impl Case {
             ));
         }
         write(self.dir.path(), "rme.toml", &text)
-    }
-
-    fn push_once(&self, config: &Path) -> Output {
-        push_once_output(config)
     }
 }
 
@@ -160,10 +156,10 @@ fn values_equal_what_was_counted_in_vm_and_prometheus() {
         ],
     );
     append(&c.log(), &f2b_lines(7, 0));
-    let out = c.push_once(&cfg);
+    let out = push_once_output(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
     append(&c.log(), &f2b_lines(4, 7));
-    let out = c.push_once(&cfg);
+    let out = push_once_output(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let sel = |via: &str| lines_read(&c.job, via);
@@ -231,7 +227,7 @@ fn receiver_down_spools_then_everything_arrives_in_order() {
     for n in [2, 3, 4] {
         append(&c.log(), &f2b_lines(n, total));
         total += n;
-        let out = c.push_once(&down);
+        let out = push_once_output(&down);
         assert!(
             !out.status.success(),
             "a push to a closed port must report failure"
@@ -253,7 +249,7 @@ fn receiver_down_spools_then_everything_arrives_in_order() {
         ],
     );
     append(&c.log(), &f2b_lines(1, total));
-    let out = c.push_once(&up);
+    let out = push_once_output(&up);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(spool_records(&c.spool("vm")).is_empty() && spool_records(&c.spool("prom")).is_empty());
 
@@ -337,7 +333,7 @@ fn kill_9_during_flush_loses_nothing_and_resends_at_most_the_body_in_flight() {
         );
         cut_short.extend(left.iter().flat_map(|p| record_samples(p)));
     }
-    let out = c.push_once(&cfg);
+    let out = push_once_output(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(spool_records(&spool).is_empty());
 
@@ -377,25 +373,25 @@ fn prometheus_400_for_an_out_of_order_batch_is_dropped_and_counted() {
     // A spools a snapshot while its receiver is down ...
     append(&a.log(), &f2b_lines(3, 0));
     let down = a.config("", &[("prom", &closed_url(), "")]);
-    assert!(!a.push_once(&down).status.success());
+    assert!(!push_once_output(&down).status.success());
     // ... then B, with the same job and series, gets a newer sample into Prometheus first
     let b = Case {
         dir: tempfile::tempdir().expect("tempdir"),
         job: a.job.clone(),
     };
     write(b.dir.path(), "fail2ban.log", &f2b_lines(3, 0));
-    let out = b.push_once(&b.config("", &[("prom", &env["PROM_WRITE_URL"], "")]));
+    let out = push_once_output(&b.config("", &[("prom", &env["PROM_WRITE_URL"], "")]));
     assert!(out.status.success(), "{}", stderr(&out));
     // so A's spooled (older) batch is out of order: 400, dropped, not retried; A's fresh one goes in
     let up = a.config("", &[("prom", &env["PROM_WRITE_URL"], "")]);
-    let out = a.push_once(&up);
+    let out = push_once_output(&up);
     // delivered what it could; the refusal makes the run exit 4
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let log = stderr(&out);
     assert!(log.contains("400") && log.contains("out of order"), "{log}");
     assert!(spool_records(&a.spool("prom")).is_empty());
     // one more push reports the counts
-    assert!(a.push_once(&up).status.success());
+    assert!(push_once_output(&up).status.success());
     let q = |m: &str, result: &str| {
         prom_points(
             &env["PROM_URL"],
@@ -474,7 +470,7 @@ fn fake_receiver_sees_spec_headers_and_a_400_is_not_retried() {
             "headers = { \"X-Scope-OrgID\" = \"tenant7\" }",
         )],
     );
-    let out = c.push_once(&cfg);
+    let out = push_once_output(&cfg);
     let log = stderr(&out);
     assert_eq!(
         out.status.code(),
@@ -518,7 +514,7 @@ fn secrets_are_read_from_files_relative_to_the_config() {
             ),
         ],
     );
-    let out = c.push_once(&cfg);
+    let out = push_once_output(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
     let heads = seen.lock().expect("lock").join("\n").to_ascii_lowercase();
     assert!(
@@ -703,7 +699,7 @@ fn a_hung_receiver_delays_neither_the_other_sink_nor_sigterm() {
             ("vm", &env["VM_WRITE_URL"], ""),
         ],
     );
-    let out = c.push_once(&later);
+    let out = push_once_output(&later);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(spool_records(&c.spool("hung")).is_empty());
     let points = vm_points(&env["VM_URL"], &lines_read(&c.job, "hung"));

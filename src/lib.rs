@@ -3,23 +3,48 @@
 //! be scraped.
 //!
 //! # Layout
-//! Imports run downhill only, in these layers (top first):
-//! - `main.rs`, `serve.rs`: the CLI and `GET /metrics` (with `web_config.rs`: TLS and basic auth
-//!   from an exporter-toolkit web config); `logging.rs`: log output;
-//! - `agent/`: the engine: the flush cycle (`mod.rs`), the daemon loop (`daemon.rs`),
-//!   each sink's courier task and retry loop (`delivery.rs`), following every input
-//!   (`read.rs`), and `rme parse` (`parse.rs`);
-//! - `config.rs`: the file as written and `Config::plan`, which builds it; `helper.rs`: the privileged server;
-//!   `import/`: another tool's config written out as rme's (`rme import`);
-//! - `sources/` (one folder per program: `mod.rs` config + build, `log.rs`, a probe, `tests.rs`)
-//!   and `sinks/` (one module per protocol), each beside its closed `…Config` enum;
-//!   `journal.rs`, `spool.rs`, `shared.rs` (the store lock);
-//! - `state.rs`; then the ground: `store/` (the series arena in `mod.rs`, `series.rs`,
-//!   `snapshot.rs`, and `text.rs`: a snapshot as exposition text), `labels/` (the label
-//!   rules in `rules.rs`, and the kinds: replace, lowercase, selectors, top-K, GeoIP, hash), `tail.rs`, `helper_proto.rs`, `invalid.rs`, `progress.rs`,
-//!   `safe_fs.rs` (writes in the state dir), `lock.rs` (one rme per state dir), `redact.rs`
-//!   (secrets out of messages), `ratelimit.rs` (counting repeated warnings), `failpoint.rs`
-//!   (crash points of debug builds).
+//! Imports run downhill only: a module uses nothing from its own layer or
+//! any layer above it. The unit test `layers::imports_run_downhill` reads every
+//! `crate::` path in `src/` (tests aside) and checks it against this list, so
+//! a new module must be placed here before it builds green. Top first:
+//!
+//! 1. `main.rs`: the CLI, a dispatcher.
+//! 2. `agent/`: the engine `rme push` and `rme serve` run: the flush cycle
+//!    (`mod.rs`: snapshot → encode → spool (fsync) → state file → wake the
+//!    couriers), the daemon loop (`daemon.rs`), each sink's courier sending its
+//!    spool oldest first with retry and backoff (`delivery.rs`), every source's
+//!    input read into the store in short batches, positions moved under the
+//!    same lock (`read.rs`), and `rme parse` (`parse.rs`).
+//! 3. `serve.rs`, `helper.rs`, `import/`: `GET /metrics` (Prometheus text or
+//!    OpenMetrics, connection limits); `rme helper`, the only privileged part,
+//!    answering fixed requests on a unix socket; `rme import`, another tool's
+//!    config written out as rme's.
+//! 4. `config.rs`: the TOML file as written (unknown keys rejected) and
+//!    `Config::plan`, which checks it by building every source and sink
+//!    (shared by `rme push` and `rme check-config`).
+//! 5. `sinks/`, `shared.rs`: one module per protocol (stdout, remote_write,
+//!    otlp, statsd) beside the closed `SinkConfig`; the store and the read
+//!    positions behind one lock.
+//! 6. `sources/`, `state.rs`: one folder per program read (fail2ban/,
+//!    reaction/, audit/: `mod.rs` config + build, `log.rs` the line parser with
+//!    no I/O, a live probe, `tests.rs`) beside the closed `SourceConfig`; the
+//!    state file: read positions and counter values as a checkpoint plus an
+//!    append-only journal of what changed.
+//! 7. `spool.rs`, `lock.rs`, `inputs/`, `store/`: the on-disk queue, one
+//!    checksummed file per request body; one rme per state dir (flock); following
+//!    inputs (`tail/`: a file across rotation by rename and copytruncate,
+//!    `journal.rs`: journald through `journalctl`, `progress.rs`); the one metric
+//!    store (the series arena in `mod.rs`, `series.rs`, `snapshot.rs`, and
+//!    `text.rs`: a snapshot as exposition text).
+//! 8. `labels/`, `web_config.rs`, `helper_proto.rs`, `logging/`, `safe_fs.rs`,
+//!    `varint.rs`, `failpoint.rs`: the label rules (`rules.rs`) and their kinds
+//!    (replace, lowercase, selectors, top-K, GeoIP, hash); the exporter-toolkit
+//!    web config (TLS, client certificates, bcrypt basic auth); what `rme helper`
+//!    and its clients say; log output (`redact.rs`: secrets out of messages,
+//!    `ratelimit.rs`: repeated warnings counted); writes in the state dir
+//!    (O_EXCL|O_NOFOLLOW, 0600/0700); LEB128 varints (state file, remote-write);
+//!    crash points of debug builds.
+//! 9. `invalid.rs`: the "key: reason" error of a config value.
 
 pub mod agent;
 pub mod config;
@@ -42,3 +67,6 @@ pub mod state;
 pub mod store;
 pub mod varint;
 pub mod web_config;
+
+#[cfg(test)]
+mod layers;

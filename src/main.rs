@@ -132,17 +132,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => return run_push(config.as_deref(), Mode::Daemon),
         Command::Serve { config } => return run_push(config.as_deref(), Mode::Serve),
         Command::CheckConfig { config, json } => check_config(&config, json)?,
-        Command::Defaults => print!("{}", config::REFERENCE_CONFIG),
+        Command::Defaults => out(config::REFERENCE_CONFIG)?,
         Command::State { config } => print_state(config.as_deref())?,
         Command::Parse {
             source,
             file,
             reaction_config,
             pattern_labels,
-        } => print!(
-            "{}",
-            parse_file(&source, &file, reaction_config, pattern_labels)?
-        ),
+        } => out(&parse_file(
+            &source,
+            &file,
+            reaction_config,
+            pattern_labels,
+        )?)?,
         Command::Import {
             tool: _,
             file,
@@ -159,21 +161,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes `text` to stdout. A reader that went away (`rme parse … | head`) is
+/// a clean end, as for ripgrep: the rest is not wanted, nothing went wrong.
+fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `rme check-config`: builds the plan as `rme push` would, prints the config.
 fn check_config(path: &Path, json: bool) -> anyhow::Result<()> {
     let plan = load_plan(Some(path))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan.config)?);
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&plan.config)?
+        ))
     } else {
-        print!("{}", plan.config.to_toml()?);
+        out(&plan.config.to_toml()?)
     }
-    Ok(())
 }
 
 /// `rme state`: the state dir's files as JSON.
 fn print_state(path: Option<&Path>) -> anyhow::Result<()> {
-    println!("{}", rme::state::dump(&load(path)?.state_dir)?);
-    Ok(())
+    out(&format!("{}\n", rme::state::dump(&load(path)?.state_dir)?))
 }
 
 /// `rme import`: another tool's config as rme's, its warnings on stderr.
@@ -182,8 +201,7 @@ fn import(file: &Path, reaction_config: Option<&Path>) -> anyhow::Result<()> {
     for warning in &imported.warnings {
         eprintln!("rme: warning: {warning}");
     }
-    print!("{}", imported.toml);
-    Ok(())
+    out(&imported.toml)
 }
 
 /// `rme helper`: the privileged server.
@@ -203,7 +221,11 @@ fn completions(shell: clap_complete::Shell) {
 /// `rme man`: the page on stdout, or every page into `out_dir`.
 fn man(out_dir: Option<&Path>) -> anyhow::Result<()> {
     match out_dir {
-        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            out(&String::from_utf8_lossy(&page))?
+        }
         Some(dir) => clap_mangen::generate_to(Cli::command(), dir)
             .with_context(|| format!("writing man pages to {}", dir.display()))?,
     }

@@ -1,5 +1,5 @@
-//! Following inputs: each source's log file (through `tail.rs`) or journal
-//! entries (through `journal.rs`), fed line by line (entry by entry) to its
+//! Following inputs: each source's log file (through `inputs/tail`) or journal
+//! entries (through `inputs/journal.rs`), fed line by line (entry by entry) to its
 //! parser under the shared lock, with the read position moved in the same lock.
 //! A file is read in batches of about 1 MiB: each batch's read() runs without
 //! the lock, which is held only while its lines are fed, so `/metrics` and the

@@ -23,7 +23,6 @@ pub const UNKNOWN: &str = "unknown";
 
 /// Debian's `tor-geoipdb` tables, the default country database.
 pub const TOR_GEOIP: &str = "/usr/share/tor/geoip";
-pub const TOR_GEOIP6: &str = "/usr/share/tor/geoip6";
 
 /// The keys of a `geoip` rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

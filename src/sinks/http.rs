@@ -1,10 +1,11 @@
 //! What the HTTP sinks (remote_write, otlp) share: the reqwest client's TLS
 //! files, `Retry-After`, and readable error text.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use serde::Deserialize;
 
 /// A `Retry-After` value (seconds or an HTTP date) as a wait from `now`.
 pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -27,6 +28,38 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     crate::logging::redact::text(&s).into_owned()
+}
+
+/// The `tls = { … }` table of an HTTP sink (`remote_write`'s spelling; `otlp`
+/// also takes its four keys flat).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA(s) that signed the receiver's certificate, added to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS); needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate. For tests only: it removes TLS' protection. Default false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsConfig {
+    /// The files to read, their errors named `tls.…`.
+    pub fn files(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            key: "tls.",
+            ca_file: self.ca_file.as_deref(),
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
 }
 
 /// TLS files of a sink's config; `key` prefixes error messages (`tls.` or empty).

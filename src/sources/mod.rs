@@ -2,8 +2,8 @@
 //!
 //! A source has up to two parts: a [`LineParser`] fed with log lines (no I/O,
 //! tests feed it strings) and a [`Probe`] that reads live state once per flush.
-//! Files and journald are followed by `agent/read.rs` (through `tail.rs` and
-//! `journal.rs`), once for all: every source takes `log = PATH` or
+//! Files and journald are followed by `agent/read.rs` (through `inputs/tail` and
+//! `inputs/journal.rs`), once for all: every source takes `log = PATH` or
 //! `journal = { … }` ([`log_input`]).
 
 pub mod audit;

@@ -218,6 +218,15 @@ fn validate_names_the_bad_key() {
     let bad = [
         ("endpoint = \"nope\"", "sinks[0].endpoint"),
         ("ca_file = \"/ca.pem\"", "sinks[0].ca_file"),
+        ("tls = { ca_file = \"/ca.pem\" }", "sinks[0].tls.ca_file"),
+        (
+            "endpoint = \"https://h\"\ntls = { key_file = \"/c.key\" }",
+            "sinks[0].tls.cert_file",
+        ),
+        (
+            "endpoint = \"https://h\"\nca_file = \"/a.pem\"\ntls = { ca_file = \"/b.pem\" }",
+            "sinks[0].tls",
+        ),
         (
             "endpoint = \"https://h\"\ncert_file = \"/c.pem\"",
             "sinks[0].cert_file",
@@ -311,6 +320,29 @@ fn partial_success_is_counted_once() {
         .map(|p| sink.note_partial(p))
         .sum();
     assert_eq!(refused, 5);
+}
+
+#[test]
+fn tls_keys_are_taken_flat_or_as_remote_writes_tls_table() {
+    let flat = "ca_file = \"ca.pem\"\ncert_file = \"/abs/c.pem\"\nkey_file = \"c.key\"\ninsecure_skip_verify = true";
+    let nested = "tls = { ca_file = \"ca.pem\", cert_file = \"/abs/c.pem\", key_file = \"c.key\", insecure_skip_verify = true }";
+    for spelling in [flat, nested] {
+        let text = format!("[[sinks]]\ntype = \"otlp\"\nendpoint = \"https://h\"\n{spelling}\n");
+        let c = crate::config::Config::parse(&text, Some(std::path::Path::new("/etc/rme")))
+            .unwrap_or_else(|e| panic!("{spelling}: {e:#}"));
+        let crate::sinks::SinkConfig::Otlp(o) = &c.sinks[0] else {
+            panic!()
+        };
+        let files = o.tls_files();
+        let path = |p: &'static str| Some(std::path::Path::new(p));
+        assert_eq!(files.ca_file, path("/etc/rme/ca.pem"), "{spelling}");
+        assert_eq!(files.cert_file, path("/abs/c.pem"), "{spelling}");
+        assert_eq!(files.key_file, path("/etc/rme/c.key"), "{spelling}");
+        assert!(files.insecure_skip_verify, "{spelling}");
+        // and the client is built from them: the missing CA file is named
+        let e = format!("{:#}", Otlp::new("otlp".into(), o).err().unwrap());
+        assert!(e.contains("ca_file /etc/rme/ca.pem"), "{spelling}: {e}");
+    }
 }
 
 #[test]

@@ -75,8 +75,9 @@ impl Transport {
     }
 }
 
-fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+/// Reads one TLS file; `key` is `tls.` for the nested spelling, else empty.
+fn read_pem(path: &Path, key: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {key}{what} {}", path.display()))
 }
 
 fn http_client(config: &OtlpConfig, timeout: Duration) -> anyhow::Result<reqwest::Client> {
@@ -85,14 +86,7 @@ fn http_client(config: &OtlpConfig, timeout: Duration) -> anyhow::Result<reqwest
         .user_agent(concat!("rme/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(timeout);
-    let files = crate::sinks::http::TlsFiles {
-        key: "",
-        ca_file: config.ca_file.as_deref(),
-        cert_file: config.cert_file.as_deref(),
-        key_file: config.key_file.as_deref(),
-        insecure_skip_verify: config.insecure_skip_verify,
-    };
-    b = crate::sinks::http::with_tls(b, &files)?;
+    b = crate::sinks::http::with_tls(b, &config.tls_files())?;
     b.build().context("building the HTTP client")
 }
 
@@ -122,15 +116,16 @@ fn grpc_endpoint(
         .connect_timeout(timeout);
     if url.scheme() == "https" {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
-        if let Some(ca) = &config.ca_file {
+        let files = config.tls_files();
+        if let Some(ca) = files.ca_file {
             tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read_pem(
-                ca, "ca_file",
+                ca, files.key, "ca_file",
             )?));
         }
-        if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        if let (Some(cert), Some(key)) = (files.cert_file, files.key_file) {
             let identity = tonic::transport::Identity::from_pem(
-                read_pem(cert, "cert_file")?,
-                read_pem(key, "key_file")?,
+                read_pem(cert, files.key, "cert_file")?,
+                read_pem(key, files.key, "key_file")?,
             );
             tls = tls.identity(identity);
         }

@@ -7,6 +7,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::invalid::Invalid;
+pub use crate::sinks::http::TlsConfig;
 
 /// Headers the spec reserves; `headers` may not set them.
 const RESERVED_HEADERS: [&str; 6] = [
@@ -79,23 +80,6 @@ pub struct BasicAuth {
     /// File holding the password (trailing newline ignored); read again for every request.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the CA(s) that signed the receiver's certificate, added to the system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (mutual TLS); needs `key_file`.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of `cert_file`.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// Accept any server certificate. For tests only: it removes TLS' protection. Default false.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 const fn default_timeout_secs() -> u64 {

@@ -2,8 +2,12 @@
 //!
 //! The log comes in several shapes (0.8 without PID, 0.9–1.1 padded, syslog and
 //! journal headers, `padding=0`), so a line is recognised by its
-//! `fail2ban.<logger>[pid]: LEVEL` part wherever it sits, and the event is read
-//! from the message. The tricky point is telling new activity from echoes: the
+//! `fail2ban.<logger>[pid]: LEVEL` part, and the event is read from the
+//! message. That part counts only where fail2ban's own text starts: at the
+//! line's start (after fail2ban's own time, if any), or as the program tag
+//! after a syslog or `journalctl` header (time and host), never inside another
+//! program's message, which may quote what a remote client sent (a postfix or
+//! dovecot line in a shared syslog file). The tricky point is telling new activity from echoes: the
 //! observer repeats filter `Found` lines (`Found …, bad`), a restart restores
 //! bans (`Restore Ban`) and a stopping jail unbans everything it holds.
 
@@ -58,12 +62,10 @@ pub const METRICS: &[Metric] = &[
     ERRORS,
 ];
 
-/// The literals every record or tagged line holds, searched with memchr's
-/// SIMD substring finder before any field is looked at.
-static FAIL2BAN_DOT: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new("fail2ban."));
-static SPACE_FAIL2BAN: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(" fail2ban"));
+/// The literal every record or tagged line holds, searched with memchr's
+/// SIMD substring finder before anything else is looked at.
+static FAIL2BAN: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new("fail2ban"));
 
 /// Lines a multi-line record may add before we stop believing it.
 const MAX_CONTINUATION: u32 = 500;
@@ -79,24 +81,199 @@ fn is_level(level: &str) -> bool {
     )
 }
 
-/// The record in a line: `fail2ban.<logger>[<pid>]: <LEVEL> <message>` after any
-/// timestamp or syslog header; spaces around `[pid]` and the PID itself are optional.
-/// Returns (logger, level, message). A hand-written scan: this is the hot path and
-/// a capturing regex search made it several times slower.
-pub(super) fn record(line: &str) -> Option<Record<'_>> {
-    let mut from = 0;
-    while let Some(i) = FAIL2BAN_DOT.find(&line.as_bytes()[from..]) {
-        let at = from + i;
-        let glued = line[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| !c.is_whitespace() && c != ':');
-        if !glued && let Some(found) = record_at(&line[at + "fail2ban.".len()..]) {
-            return Some(found);
-        }
-        from = at + 1;
+/// What a line of fail2ban's holds.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Found<'a> {
+    /// `fail2ban.<logger>[<pid>]: <LEVEL> <message>`.
+    Record(Record<'a>),
+    /// A message after a `fail2ban[pid]:` / `fail2ban-server:` tag, without logger or level.
+    Tagged(&'a str),
+}
+
+/// The record or tagged message of a line, where fail2ban writes it:
+/// - at the start, after fail2ban's own `YYYY-MM-DD HH:MM:SS,mmm` if present
+///   (its log file, `STDOUT`, `SYSOUT`, `datetime=off`);
+/// - as the tag after a syslog or `journalctl` header (`logtarget = SYSLOG`:
+///   `… host fail2ban.actions[812]: NOTICE …`);
+/// - after a `fail2ban-server[pid]:` or `fail2ban[pid]:` tag there (journalctl's
+///   text of `SYSOUT` or `SYSTEMD-JOURNAL`), as a record (with fail2ban's time
+///   if present) or else a bare message.
+///
+/// A hand-written scan: this is the hot path and a capturing regex search made
+/// it several times slower.
+pub(super) fn find(line: &str) -> Option<Found<'_>> {
+    FAIL2BAN.find(line.as_bytes())?;
+    let line = scan::trim_ws_start(line);
+    if let Some(r) = record_here(skip_own_time(line)) {
+        return Some(Found::Record(r));
     }
-    None
+    let tag = after_syslog_header(line)?;
+    if let Some(r) = record_here(tag) {
+        return Some(Found::Record(r));
+    }
+    let msg = after_fail2ban_tag(tag)?;
+    Some(match record_here(skip_own_time(msg)) {
+        Some(r) => Found::Record(r),
+        None => Found::Tagged(msg),
+    })
+}
+
+/// The record of a line (see [`find`]); spaces around `[pid]` and the PID
+/// itself are optional. Returns (logger, level, message).
+#[cfg(test)]
+pub(super) fn record(line: &str) -> Option<Record<'_>> {
+    match find(line)? {
+        Found::Record(r) => Some(r),
+        Found::Tagged(_) => None,
+    }
+}
+
+/// `s` past fail2ban's own time (`2026-11-22 23:13:44,109 `), if it starts with one.
+fn skip_own_time(s: &str) -> &str {
+    let b = s.as_bytes();
+    let own = b.len() > 24
+        && is_date(&b[..10])
+        && b[10] == b' '
+        && is_hms(&b[11..19])
+        && b[19] == b','
+        && b[20..23].iter().all(u8::is_ascii_digit)
+        && scan::ascii_ws(b[23]);
+    if own {
+        scan::trim_ws_start(&s[24..])
+    } else {
+        s
+    }
+}
+
+/// `YYYY-MM-DD`.
+fn is_date(b: &[u8]) -> bool {
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && [0, 1, 2, 3, 5, 6, 8, 9]
+            .iter()
+            .all(|&i| b[i].is_ascii_digit())
+}
+
+/// `HH:MM:SS`.
+fn is_hms(b: &[u8]) -> bool {
+    b.len() == 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+/// The text after a syslog or `journalctl` header, `<time> <host> `, i.e. where
+/// the program tag starts. The time is one of: `2026-12-07T10:00:00.000000+00:00`
+/// (RFC 3339, `journalctl -o short-iso`), `Dec  7 10:00:00[.123456]` (RFC 3164,
+/// `journalctl -o short`/`short-precise`), `Mon 2026-12-07 10:00:00 UTC`
+/// (`short-full`), `1764600000.123456` (`short-unix`). The host is one word.
+fn after_syslog_header(line: &str) -> Option<&str> {
+    let mut words = Words(line);
+    let first = words.next()?;
+    let host = if is_iso_time(first) || is_unix_time(first) {
+        words.next()?
+    } else if is_month(first) {
+        let day = words.next()?;
+        let time = words.next()?;
+        let day_ok = (1..=2).contains(&day.len()) && day.bytes().all(|b| b.is_ascii_digit());
+        (day_ok && is_hms_frac(time)).then_some(())?;
+        words.next()?
+    } else if is_weekday(first) {
+        let date = words.next()?;
+        let time = words.next()?;
+        let _zone = words.next()?;
+        (is_date(date.as_bytes()) && is_hms_frac(time)).then_some(())?;
+        words.next()?
+    } else {
+        return None;
+    };
+    // A host is a name or an address, never a tag (`sshd[1]:`) or a word of text.
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        .then_some(())?;
+    (!host.ends_with(':')).then_some(())?;
+    Some(words.0)
+}
+
+/// Whitespace-separated words, the rest kept in `.0` (leading whitespace trimmed).
+struct Words<'a>(&'a str);
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = scan::trim_ws_start(self.0);
+        if s.is_empty() {
+            return None;
+        }
+        let end = scan::find_ws(s).unwrap_or(s.len());
+        self.0 = scan::trim_ws_start(&s[end..]);
+        Some(&s[..end])
+    }
+}
+
+fn is_month(w: &str) -> bool {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    MONTHS.contains(&w)
+}
+
+fn is_weekday(w: &str) -> bool {
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&w)
+}
+
+/// `HH:MM:SS` with an optional `.fraction`.
+fn is_hms_frac(t: &str) -> bool {
+    let (hms, frac) = t.as_bytes().split_at(t.len().min(8));
+    is_hms(hms)
+        && (frac.is_empty()
+            || frac
+                .strip_prefix(b".")
+                .is_some_and(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit)))
+}
+
+/// `2026-12-07T10:00:00[.frac][Z|±hh:mm|±hhmm]`.
+fn is_iso_time(w: &str) -> bool {
+    let b = w.as_bytes();
+    b.len() >= 19
+        && is_date(&b[..10])
+        && b[10] == b'T'
+        && is_hms(&b[11..19])
+        && b[19..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'+' | b'-' | b':' | b'Z'))
+}
+
+/// `1764600000.123456` (`journalctl -o short-unix`).
+fn is_unix_time(w: &str) -> bool {
+    w.split_once('.').is_some_and(|(s, f)| {
+        !s.is_empty()
+            && !f.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && f.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// `s` past `fail2ban.` and the rest of a record there.
+fn record_here(s: &str) -> Option<Record<'_>> {
+    record_at(s.strip_prefix("fail2ban.")?)
+}
+
+/// The message after a `fail2ban[<pid>]: ` / `fail2ban-server: ` tag at the start of `s`.
+fn after_fail2ban_tag(s: &str) -> Option<&str> {
+    let rest = s.strip_prefix("fail2ban")?;
+    let rest = rest.strip_prefix("-server").unwrap_or(rest);
+    let rest = match rest.strip_prefix('[') {
+        Some(pid) => {
+            pid.split_once(']')
+                .filter(|(p, _)| p.bytes().all(|b| b.is_ascii_digit()))?
+                .1
+        }
+        None => rest,
+    };
+    Some(scan::trim_ws_start(rest.strip_prefix(": ")?))
 }
 
 /// The level a journal `PRIORITY` stands for where it matters: python-systemd's
@@ -111,27 +288,14 @@ fn priority_level(priority: Option<u8>) -> &'static str {
 }
 
 /// A syslog line of `logtarget = SYSTEMD-JOURNAL` (or `SYSLOG` with no logger name):
-/// `… fail2ban[<pid>]: <message>` or `… fail2ban-server: <message>`. There is no
+/// `… host fail2ban[<pid>]: <message>` or `… host fail2ban-server: <message>`. There is no
 /// level, so such lines never count as errors.
+#[cfg(test)]
 pub(super) fn tagged_message(line: &str) -> Option<&str> {
-    let mut from = 0;
-    while let Some(i) = SPACE_FAIL2BAN.find(&line.as_bytes()[from..]) {
-        let at = from + i + " fail2ban".len();
-        let rest = line[at..].strip_prefix("-server").unwrap_or(&line[at..]);
-        let rest = match rest.strip_prefix('[') {
-            Some(pid) => {
-                pid.split_once(']')
-                    .filter(|(p, _)| p.bytes().all(|b| b.is_ascii_digit()))?
-                    .1
-            }
-            None => rest,
-        };
-        if let Some(msg) = rest.strip_prefix(": ") {
-            return Some(msg.trim_start());
-        }
-        from = at;
+    match find(line)? {
+        Found::Tagged(msg) => Some(msg),
+        Found::Record(_) => None,
     }
-    None
 }
 
 /// The part after `fail2ban.`: `<logger>\s*([pid])?\s*:\s+<LEVEL>(\s+<message>)?`.
@@ -431,12 +595,10 @@ impl LineParser for Fail2banLog {
         if scan::trim_ws_start(line).is_empty() {
             return Ok(());
         }
-        if let Some((logger, level, msg)) = record(line) {
-            self.record(logger, level, msg, store);
-        } else if let Some(msg) = tagged_message(line) {
-            self.record("", "", msg, store);
-        } else {
-            return self.continuation(line);
+        match find(line) {
+            Some(Found::Record((logger, level, msg))) => self.record(logger, level, msg, store),
+            Some(Found::Tagged(msg)) => self.record("", "", msg, store),
+            None => return self.continuation(line),
         }
         Ok(())
     }

@@ -15,8 +15,14 @@ use super::{LineParser, Parts, log_input};
 use crate::inputs::journal::JournalInput;
 use crate::invalid::Invalid;
 
-/// The entries fail2ban's journal handler writes, whatever its unit is called.
-const JOURNAL_MATCH: &str = "SYSLOG_IDENTIFIER=fail2ban";
+/// The entries of fail2ban's unit, chosen by a field journald sets itself
+/// (`_SYSTEMD_UNIT`, from the sender's cgroup): `SYSLOG_IDENTIFIER`, `LOGGER`
+/// and `PRIORITY` are set by the sender, and any local user can send an entry
+/// (`logger --journald`), so a match on them alone is forgeable. `_COMM` is no
+/// better: a user names their own process. This reads fail2ban's journal
+/// handler (`logtarget = SYSTEMD-JOURNAL`) and its stdout (`--logtarget=sysout`,
+/// Debian's unit comment) alike.
+const JOURNAL_MATCH: &str = "_SYSTEMD_UNIT=fail2ban.service";
 
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -28,7 +34,7 @@ pub struct Fail2banConfig {
     #[serde(default)]
     pub log: Option<PathBuf>,
     /// Read fail2ban's log from journald instead (`logtarget = SYSTEMD-JOURNAL`):
-    /// `unit`, `match` (default `SYSLOG_IDENTIFIER=fail2ban`), `file` or `directory`.
+    /// `unit`, `match` (default `_SYSTEMD_UNIT=fail2ban.service`), `file` or `directory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalInput>,
     /// fail2ban's control socket, e.g. /var/run/fail2ban/fail2ban.sock, read once per

@@ -160,10 +160,29 @@ fn record_prefix_shapes() {
         ("fail2ban.server[1]:INFO y", None),
         ("fail2ban.server[]: INFO y", None),
         ("fail2ban.: INFO y", None),
+        // Only where fail2ban's text starts (F3 of security-review-3).
+        ("junk fail2ban. then fail2ban.jail: NOTICE ok", None),
         (
-            "junk fail2ban. then fail2ban.jail: NOTICE ok",
+            "Nov 24 10:03:52 host fail2ban.jail: NOTICE ok",
             Some(("jail", "NOTICE", "ok")),
         ),
+        (
+            "2026-12-07T10:00:00.000000+00:00 web1 fail2ban.jail[1]: NOTICE ok",
+            Some(("jail", "NOTICE", "ok")),
+        ),
+        (
+            "Mon 2026-12-07 10:00:00 UTC web1 fail2ban-server[1]: fail2ban.jail [1]: NOTICE ok",
+            Some(("jail", "NOTICE", "ok")),
+        ),
+        (
+            "1764600000.123456 web1 fail2ban-server[1]: 2026-12-07 10:00:00,123 fail2ban.jail [1]: NOTICE ok",
+            Some(("jail", "NOTICE", "ok")),
+        ),
+        (
+            "Nov 24 10:03:52 host sshd[1]: fail2ban.jail: NOTICE ok",
+            None,
+        ),
+        ("host fail2ban.jail: NOTICE ok", None),
         ("fail2ban.jail: Level  y", None),
         (
             "Nov 24 10:03:52 host fail2ban[x]: [sshd] Ban 192.0.2.7",
@@ -507,4 +526,52 @@ fn journal_entries_count_like_the_log_lines_they_stand_for() {
     };
     crate::sources::feed_entry(&mut Fail2banLog::default(), &stderr, &mut from_journal);
     assert_eq!(value(&from_journal, BANS.name, &[("jail", "sshd")]), 2);
+}
+
+/// F3 of security-review-3: with `logtarget = SYSLOG` rme reads a syslog file
+/// other daemons write to, and their messages quote what remote clients send.
+/// A fail2ban record counts only where fail2ban's own text starts: the line's
+/// start (after fail2ban's own time) or the syslog tag after `time host`.
+#[test]
+fn fail2ban_text_quoted_by_another_daemon_is_not_a_record() {
+    let syslog = "\
+2026-12-07T10:00:00.000000+00:00 web1 fail2ban.actions[812]: NOTICE [sshd] Ban 192.0.2.10
+2026-12-07T10:00:01.000000+00:00 web1 postfix/smtpd[999]: warning: Illegal address syntax from unknown[203.0.113.5] in MAIL command: <x fail2ban.actions[1]: NOTICE [postfix] Ban 203.0.113.200>
+2026-12-07T10:00:02.000000+00:00 web1 dovecot[77]: imap-login: Disconnected: Aborted login (auth failed, 1 attempts): user=<a fail2ban: [sshd] Ban 203.0.113.201>, method=PLAIN, rip=203.0.113.5
+";
+    let mut store = feed_all(&mut Fail2banLog::default(), syslog, false);
+    assert_eq!(
+        value(&store, BANS.name, &[("jail", "sshd")]),
+        1,
+        "{}",
+        render(&mut store, "fail2ban_")
+    );
+    assert_eq!(store.sum(BANS.name, &[]), 1);
+    assert_eq!(store.sum(LINES_UNPARSED.name, &[]), 2);
+
+    // The same quoted text in every header shape rme reads, and in fail2ban's own.
+    let quotes = [
+        "x fail2ban.actions[1]: NOTICE [postfix] Ban 203.0.113.200",
+        "x fail2ban.actions        [1]: NOTICE  [postfix] Ban 203.0.113.200",
+        "x: fail2ban.actions: WARNING [postfix] Ban 203.0.113.200",
+        "x fail2ban[1]: [postfix] Ban 203.0.113.200",
+        "x fail2ban-server: [postfix] Ban 203.0.113.200",
+        "x fail2ban-server[1]: fail2ban.actions [1]: NOTICE [postfix] Ban 203.0.113.200",
+    ];
+    let headers = [
+        "Dec  7 10:00:01 web1 sshd[1]: Invalid user ",
+        "Dec 07 10:00:01.123456 web1 sshd[1]: Invalid user ",
+        "2026-12-07T10:00:01+0000 web1 sshd[1]: Invalid user ",
+        "web1 sshd[1]: ",
+        "2026-11-22 23:13:44,109 fail2ban.filter         [23131]: INFO    [sshd] Ignore ",
+        "2026-11-22 23:13:44,109 fail2ban.actions        [23131]: ERROR   Failed: ",
+        "Dec  7 10:00:01 web1 fail2ban-server[2]: ",
+    ];
+    for header in headers {
+        for quote in quotes {
+            let line = format!("{header}{quote}");
+            let (_, store) = parse_one(&line);
+            assert_eq!(store.sum(BANS.name, &[("jail", "postfix")]), 0, "{line}");
+        }
+    }
 }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 use super::first_increment::{FirstIncrement, Zeros};
+use super::http::{TlsConfig, TlsFiles};
 use super::{Accepted, Batch, SendError, Sink};
 use crate::invalid::Invalid;
 use crate::store::Snapshot;
@@ -91,6 +92,11 @@ pub struct OtlpConfig {
     /// Accept any server certificate (testing only; http/protobuf only). Default false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The four TLS keys above as one table, as `remote_write` spells them:
+    /// `tls = { ca_file = "ca.pem", cert_file = "c.pem", key_file = "c.key" }`.
+    /// Either this table or the flat keys, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<TlsConfig>>,
     /// Seconds one request may take, connection included. Default 10.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
@@ -123,36 +129,68 @@ impl OtlpConfig {
             .iter_mut()
             .chain(self.cert_file.iter_mut())
             .chain(self.key_file.iter_mut())
+            .chain(self.tls.iter_mut().flat_map(|t| {
+                t.ca_file
+                    .iter_mut()
+                    .chain(t.cert_file.iter_mut())
+                    .chain(t.key_file.iter_mut())
+            }))
             .for_each(fix);
+    }
+
+    /// The TLS files, from the `tls` table when it is given, else the flat keys.
+    pub fn tls_files(&self) -> TlsFiles<'_> {
+        match &self.tls {
+            Some(t) => t.files(),
+            None => TlsFiles {
+                key: "",
+                ca_file: self.ca_file.as_deref(),
+                cert_file: self.cert_file.as_deref(),
+                key_file: self.key_file.as_deref(),
+                insecure_skip_verify: self.insecure_skip_verify,
+            },
+        }
     }
 
     pub fn validate(&self, key: &str) -> Result<(), Invalid> {
         let url = self
             .url()
             .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
-        let tls = url.scheme() == "https";
+        let flat = self.ca_file.is_some()
+            || self.cert_file.is_some()
+            || self.key_file.is_some()
+            || self.insecure_skip_verify;
+        if self.tls.is_some() && flat {
+            return Err(Invalid::new(
+                format!("{key}.tls"),
+                "give the TLS keys either in `tls = { ... }` or flat (`ca_file`, `cert_file`, `key_file`, `insecure_skip_verify`), not both",
+            ));
+        }
+        let https = url.scheme() == "https";
+        let files = self.tls_files();
+        let at = |field: &str| format!("{key}.{}{field}", files.key);
         for (field, set) in [
-            ("ca_file", self.ca_file.is_some()),
-            ("cert_file", self.cert_file.is_some()),
-            ("key_file", self.key_file.is_some()),
-            ("insecure_skip_verify", self.insecure_skip_verify),
+            ("ca_file", files.ca_file.is_some()),
+            ("cert_file", files.cert_file.is_some()),
+            ("key_file", files.key_file.is_some()),
+            ("insecure_skip_verify", files.insecure_skip_verify),
         ] {
-            if set && !tls {
+            if set && !https {
                 return Err(Invalid::new(
-                    format!("{key}.{field}"),
+                    at(field),
                     "TLS options need an https:// endpoint",
                 ));
             }
         }
-        if self.cert_file.is_some() != self.key_file.is_some() {
+        if files.cert_file.is_some() != files.key_file.is_some() {
             return Err(Invalid::new(
-                format!("{key}.cert_file"),
+                at("cert_file"),
                 "cert_file and key_file go together",
             ));
         }
-        if self.insecure_skip_verify && self.protocol == Protocol::Grpc {
+        if files.insecure_skip_verify && self.protocol == Protocol::Grpc {
             return Err(Invalid::new(
-                format!("{key}.insecure_skip_verify"),
+                at("insecure_skip_verify"),
                 "not supported with grpc; give the receiver's CA in ca_file",
             ));
         }

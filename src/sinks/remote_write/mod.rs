@@ -3,7 +3,8 @@
 //!
 //! The tricky point is ordering: Prometheus refuses a whole request when one
 //! sample is older than what it holds, so each body is self-contained, carries
-//! one snapshot's timestamp only, and `agent/delivery.rs` sends the spool oldest first.
+//! one snapshot's timestamp only, and each sink's courier
+//! (`agent/delivery.rs`) sends the spool oldest first.
 //! Labels are sorted by name bytewise as the spec says (`__name__` is not
 //! always first: `Zone` < `__name__`).
 
@@ -28,6 +29,7 @@ pub mod prompb {
 use prompb::metric_metadata::MetricType;
 
 mod config;
+pub mod reference;
 pub use config::{BasicAuth, RemoteWriteConfig, TlsConfig};
 
 /// The spec's stale marker: a NaN no other value may use.
@@ -116,89 +118,6 @@ impl RemoteWrite {
         })
     }
 
-    /// The snapshot as `WriteRequest`s of at most `batch_size` samples, each with
-    /// the metadata of the metrics it carries, and its sample count.
-    pub fn requests(&self, snap: &Snapshot) -> Vec<(prompb::WriteRequest, u64)> {
-        snap.points
-            .chunks(self.batch_size)
-            .map(|chunk| self.request(chunk, snap))
-            .collect()
-    }
-
-    /// One `WriteRequest` of [`RemoteWrite::requests`].
-    fn request(&self, chunk: &[Point], snap: &Snapshot) -> (prompb::WriteRequest, u64) {
-        let timeseries: Vec<_> = chunk.iter().map(|p| self.series(p, snap.at_ms)).collect();
-        let mut metadata: Vec<prompb::MetricMetadata> = Vec::new();
-        for p in chunk {
-            let name = p.series.name();
-            if metadata
-                .last()
-                .is_some_and(|m| m.metric_family_name == name)
-            {
-                continue;
-            }
-            if let Some(meta) = snap.meta.get(name) {
-                metadata.push(prompb::MetricMetadata {
-                    r#type: match meta.kind {
-                        Kind::Counter => MetricType::Counter,
-                        Kind::Gauge => MetricType::Gauge,
-                    } as i32,
-                    metric_family_name: name.to_string(),
-                    help: meta.help.to_string(),
-                    unit: String::new(),
-                });
-            }
-        }
-        let n = timeseries.len() as u64;
-        (
-            prompb::WriteRequest {
-                timeseries,
-                metadata,
-            },
-            n,
-        )
-    }
-
-    /// One point as a series: its labels, then external labels it lacks, sorted by name; empty values dropped.
-    fn series(&self, p: &Point, at_ms: i64) -> prompb::TimeSeries {
-        let zero = self.zeros.zero_ms(p, at_ms).map(|z| prompb::Sample {
-            value: 0.0,
-            timestamp: z,
-        });
-        prompb::TimeSeries {
-            labels: self.labels(&p.series),
-            samples: zero
-                .into_iter()
-                .chain([prompb::Sample {
-                    value: p.value.as_f64(),
-                    timestamp: at_ms,
-                }])
-                .collect(),
-        }
-    }
-
-    /// A series' labels as sent: `__name__`, its own, the external ones it lacks.
-    fn labels(&self, series: &Series) -> Vec<prompb::Label> {
-        let label = |name: &str, value: &str| prompb::Label {
-            name: name.to_string(),
-            value: value.to_string(),
-        };
-        let mut labels = vec![label("__name__", series.name())];
-        labels.extend(
-            series
-                .labels()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| label(k, v)),
-        );
-        for (k, v) in &self.external_labels {
-            if series.label(k).is_none_or(str::is_empty) {
-                labels.push(label(k, v));
-            }
-        }
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        labels
-    }
-
     fn authorize(
         &self,
         req: reqwest::RequestBuilder,
@@ -217,13 +136,6 @@ impl RemoteWrite {
     }
 }
 
-/// Protobuf, then snappy block format (never the framed format: the spec forbids it).
-pub fn compress(req: &prompb::WriteRequest) -> anyhow::Result<Vec<u8>> {
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .context("snappy compression")
-}
-
 fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
     let headers = config.header_map()?;
     let mut b = reqwest::Client::builder()
@@ -235,14 +147,7 @@ fn build_client(config: &RemoteWriteConfig) -> anyhow::Result<reqwest::Client> {
         None => b.no_proxy(),
     };
     if let Some(t) = &config.tls {
-        let files = super::http::TlsFiles {
-            key: "tls.",
-            ca_file: t.ca_file.as_deref(),
-            cert_file: t.cert_file.as_deref(),
-            key_file: t.key_file.as_deref(),
-            insecure_skip_verify: t.insecure_skip_verify,
-        };
-        b = super::http::with_tls(b, &files)?;
+        b = super::http::with_tls(b, &t.files())?;
     }
     b.build().context("building the HTTP client")
 }
@@ -296,21 +201,7 @@ impl Sink for RemoteWrite {
                 );
                 sent.push((labels, p.series.clone()));
             }
-            let mut last = None;
-            for p in chunk {
-                let name = p.series.name();
-                if last == Some(name) {
-                    continue;
-                }
-                if let Some(meta) = snap.meta.get(name) {
-                    last = Some(name);
-                    let kind = match meta.kind {
-                        Kind::Counter => MetricType::Counter,
-                        Kind::Gauge => MetricType::Gauge,
-                    } as i32;
-                    enc.metadata(kind, name, meta.help);
-                }
-            }
+            metadata(&mut enc, chunk, snap);
             batches.push(body(&enc, chunk.len() as u64, zeroed)?);
         }
         let present: HashSet<u64> = sent.iter().map(|(f, _)| *f).collect();
@@ -416,6 +307,33 @@ impl RemoteWrite {
             .map_err(|e| (status, e))?;
         Ok(Accepted::default())
     }
+}
+
+/// The metadata (type and help) of each metric a request's points belong to,
+/// once per run of points of one metric.
+fn metadata(enc: &mut wire::Encoder, chunk: &[Point], snap: &Snapshot) {
+    let mut last = None;
+    for p in chunk {
+        let name = p.series.name();
+        if last == Some(name) {
+            continue;
+        }
+        if let Some(meta) = snap.meta.get(name) {
+            last = Some(name);
+            let kind = match meta.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+            } as i32;
+            enc.metadata(kind, name, meta.help);
+        }
+    }
+}
+
+/// Protobuf, then snappy block format (never the framed format: the spec forbids it).
+pub fn compress(req: &prompb::WriteRequest) -> anyhow::Result<Vec<u8>> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .context("snappy compression")
 }
 
 /// A spooled body with its leading zeros taken out (rme sends one sample per
