@@ -20,6 +20,7 @@ mod otlp;
 mod packaging;
 mod remote_write;
 mod rotation;
+mod serve_attacks;
 mod serve_tls;
 mod soak;
 mod state_dir;

@@ -157,6 +157,160 @@ fn unsafe_state_dir_and_sink_names_are_refused() {
     assert!(stderr(&out).contains("sinks[0].name"), "{}", stderr(&out));
 }
 
+/// F18: a corrupt record in the spool is dropped and counted in the same
+/// `push --once` run's output, not only in the next run's.
+#[test]
+fn push_once_counts_the_corrupt_spool_records_it_drops_in_that_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let state = d.join("state");
+    append(&d.join("fail2ban.log"), &lines(2));
+    let cfg = config(d, &state, "[[sinks]]\ntype = \"stdout\"\n");
+    let once = || run_rme(&["push", "--once", "--config", cfg.to_str().expect("utf-8")]);
+    let out = once();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A record that fails its checksum (a bad disk, or a crash on one), 3 samples.
+    let mut bad = b"RMS3".to_vec();
+    bad.extend_from_slice(&1i64.to_le_bytes());
+    bad.extend_from_slice(&3u32.to_le_bytes());
+    bad.extend_from_slice(&4u32.to_le_bytes());
+    bad.extend_from_slice(&0u32.to_le_bytes());
+    bad.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
+    bad.extend_from_slice(b"junk");
+    std::fs::write(state.join("spool/stdout/00000000000000000001.rec"), &bad).expect("plant");
+    let out = once();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = crate::common::stdout(&out);
+    let series = r#"rme_spool_dropped_total{reason="corrupt",sink="stdout"}"#;
+    assert_eq!(
+        crate::common::metric_value(&text, series),
+        Some(1.0),
+        "{series} in this run's output:\n{text}"
+    );
+    let samples = r#"rme_sink_samples_total{result="dropped",sink="stdout"}"#;
+    assert_eq!(
+        crate::common::metric_value(&text, samples),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("corrupt spool record skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `cmd` run by the user `nobody` (setpriv), which must succeed.
+fn as_nobody(args: &[&str]) {
+    let ok = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(args)
+        .status()
+        .expect("setpriv");
+    assert!(ok.success(), "as nobody: {args:?}");
+}
+
+/// `rme push --once`, killed if it has not ended within `secs` (then `None`).
+fn once_within(config: &Path, secs: u64) -> Option<Output> {
+    let child = rme()
+        .args(["push", "--once", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rme");
+    let mut child = crate::common::Killed(child);
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if child.0.try_wait().expect("wait").is_some() {
+            let child =
+                std::mem::replace(&mut child.0, Command::new("true").spawn().expect("true"));
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// F12: in a sticky state_dir (allowed when rme's user owns it, like /tmp for
+/// a root rme) another user can create a name before rme does. What they plant
+/// is refused with exit 2 naming the file: a checkpoint of theirs is not
+/// loaded, a FIFO does not hang rme, and a `lock` they hold neither holds rme
+/// as "another rme" nor puts their text into rme's error line.
+#[test]
+fn files_another_user_plants_in_a_sticky_state_dir_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    append(&d.join("fail2ban.log"), &lines(3));
+    // rme's own checkpoint from another state dir: 3 bans counted
+    let good = config(d, &d.join("good"), "[[sinks]]\ntype = \"stdout\"\n");
+    let out = once_within(&good, 60).expect("rme ended");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let planted = d.join("planted");
+    std::fs::copy(d.join("good/state.checkpoint"), &planted).expect("copy");
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    let sticky = d.join("sticky");
+    std::fs::create_dir(&sticky).expect("mkdir");
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let cfg = config(d, &sticky, "[[sinks]]\ntype = \"stdout\"\n");
+    let refused = |what: &str, why: &str| {
+        let out = once_within(&cfg, 20).unwrap_or_else(|| panic!("{what}: rme hung"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(what) && err.contains(why), "{what}: {err}");
+        assert!(
+            !crate::common::stdout(&out).contains("fail2ban_bans_total"),
+            "{what}"
+        );
+        err
+    };
+
+    let checkpoint = sticky.join("state.checkpoint");
+    as_nobody(&[
+        "cp",
+        planted.to_str().expect("utf-8"),
+        checkpoint.to_str().expect("utf-8"),
+    ]);
+    refused("state.checkpoint", "owned by uid 65534");
+    std::fs::remove_file(&checkpoint).expect("rm");
+
+    as_nobody(&["mkfifo", checkpoint.to_str().expect("utf-8")]);
+    refused("state.checkpoint", "not a regular file");
+    std::fs::remove_file(&checkpoint).expect("rm");
+
+    let lock = sticky.join("lock");
+    let _ = std::fs::remove_file(&lock); // rme's own, from the runs above
+    let forged = "4242\n2026-12-07T23:59:59Z ERROR rme: forged line\x1b[2K";
+    as_nobody(&[
+        "sh",
+        "-c",
+        &format!("printf '{forged}' > {}", lock.display()),
+    ]);
+    let _holder = crate::common::Killed(
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .args(["flock", "-x"])
+            .arg(&lock)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock"),
+    );
+    crate::common::wait_for("nobody's flock on the planted lock", 10, || {
+        let free = Command::new("flock")
+            .args(["-n", "-x"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock")
+            .success();
+        (!free).then_some(())
+    });
+    let err = refused("lock", "owned by uid 65534");
+    assert!(!err.contains("forged") && !err.contains("4242"), "{err}");
+}
+
 /// A small tmpfs as the state dir's file system, unmounted when dropped.
 struct Tmpfs(PathBuf);
 

@@ -86,7 +86,8 @@ pub struct ServeConfig {
     /// headers): the `--web.config.file` of Prometheus exporters.
     #[serde(default)]
     pub web_config: Option<PathBuf>,
-    /// Connections served at once; past it new ones are closed at once. Default 64.
+    /// Connections served at once; past it a new one replaces the oldest
+    /// idle one, or is closed at once. Default 64.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// `web_config` as read and checked at load (not part of the file).

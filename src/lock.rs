@@ -75,10 +75,18 @@ impl StateLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                // Only a number is shown: the file's text is never echoed.
                 let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
+                let _ = file.by_ref().take(32).read_to_string(&mut text);
                 let pid = text.trim();
-                let pid = if pid.is_empty() { "unknown" } else { pid };
+                let pid = if !pid.is_empty()
+                    && pid.len() <= 10
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+                {
+                    pid
+                } else {
+                    "unknown"
+                };
                 return Err(key(format!(
                     "in use by another rme (pid {pid}); one rme per state_dir (a daemon and a `push --once` must not share one)"
                 )));
@@ -177,6 +185,20 @@ mod tests {
         );
         drop(first);
         StateLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn only_a_pid_is_shown_never_the_lock_files_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path()).unwrap();
+        held.file
+            .write_all_at(b"4242\nERROR rme: forged\x1b[2K", 0)
+            .unwrap();
+        let err = format!("{:#}", StateLock::acquire(dir.path()).unwrap_err());
+        assert!(
+            err.contains("pid unknown") && !err.contains("forged"),
+            "{err}"
+        );
     }
 
     #[test]

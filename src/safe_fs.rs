@@ -53,11 +53,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Opens a file for reading; a symlink as last component is an error (ELOOP)
-/// that says so.
+/// that says so, and so is anything but a regular file owned by rme's user
+/// (see [`owned_regular`]).
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+    open_checked(OpenOptions::new().read(true), path)
+}
+
+/// Opens (creating, mode 0600) a file for reading and writing, not following a
+/// symlink; a file that is not regular or not rme's user's is refused.
+pub fn open_private(path: &Path) -> io::Result<File> {
+    let f = open_checked(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600),
+        path,
+    )?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// Opens an existing file for appending, checked as [`open_nofollow`].
+pub fn open_append(path: &Path) -> io::Result<File> {
+    open_checked(OpenOptions::new().append(true), path)
+}
+
+/// Opens with O_NOFOLLOW (a symlink is an error that says so) and O_NONBLOCK (a
+/// FIFO planted in the state dir cannot hang rme), then [`owned_regular`].
+fn open_checked(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let f = options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
@@ -68,21 +95,37 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
             } else {
                 e
             }
-        })
+        })?;
+    owned_regular(&f)?;
+    Ok(f)
 }
 
-/// Opens (creating, mode 0600) a file for reading and writing, not following a symlink.
-pub fn open_private(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(f)
+/// Refuses an open file that is not a regular file owned by rme's (effective)
+/// user with one link: in a sticky state dir another user can create a name before rme does
+/// (a hostile checkpoint, a FIFO, a `lock` they hold), and rme must not trust it.
+pub fn owned_regular(f: &File) -> io::Result<()> {
+    let m = f.metadata()?;
+    let refuse = |reason: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, reason));
+    if !m.file_type().is_file() {
+        return refuse("is not a regular file; refusing it (remove it)".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        return refuse(format!(
+            "is owned by uid {}, not by rme's user (uid {me}); another user may have planted it: refusing it (remove it, or chown it if it is rme's)",
+            m.uid()
+        ));
+    }
+    if m.nlink() != 1 {
+        // rme never links its files; a hard link to another file (root's, for
+        // a root rme) would have it written or cut to the pid.
+        return refuse(format!(
+            "has {} hard links; rme's files have one: refusing it (remove it)",
+            m.nlink()
+        ));
+    }
+    Ok(())
 }
 
 /// Creates `dir` (and missing parents) mode 0700 if it does not exist, then

@@ -3,20 +3,24 @@
 //! 127.0.0.1:0 (mini-redis's `run(listener, shutdown)`).
 //!
 //! With a web config (`web_config.rs`) connections are TLS (optionally with
-//! client certificates) and requests need basic auth. Whatever the config,
-//! a local user cannot take the endpoint or the process down: at most
-//! `max_connections` are open at once; when full, a new connection takes the
-//! place of the oldest one that has sent no request yet (else it is closed at
-//! once); a request header must arrive within [`HEADER_TIMEOUT`], a TLS
-//! handshake within [`HANDSHAKE_TIMEOUT`], and a client must take some of its
-//! answer every [`WRITE_TIMEOUT`]; a failing `accept()` (EMFILE) frees
-//! such a waiting connection's descriptor, is retried after a pause growing
-//! while nothing can be freed, and is logged at most once per [`LOG_EVERY`].
+//! client certificates) and requests need basic auth. A local user holding
+//! connections cannot keep a scraper out: at most `max_connections` are open
+//! at once; when full, a new connection takes the place of the oldest idle
+//! one (no request being answered on it: not sent yet, or kept alive after
+//! an answer), else it is closed at once. A connection is protected only
+//! while one of its requests is answered, which is bounded: a 401 closes the
+//! connection, the wait for bcrypt is bounded (`web_config.rs`), and a client
+//! must take some of its answer every [`WRITE_TIMEOUT`]. A request header must
+//! arrive within [`HEADER_TIMEOUT`], a TLS handshake within
+//! [`HANDSHAKE_TIMEOUT`]; a failing `accept()` (EMFILE) frees an idle
+//! connection's descriptor, is retried after a pause growing while nothing
+//! can be freed, and is logged at most once per [`LOG_EVERY`].
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -35,7 +39,7 @@ use crate::config::ServeConfig;
 use crate::shared::{SharedRef, lock};
 use crate::store::text::{self, Format};
 use crate::store::{Kind, Series, now_ms};
-use crate::web_config::WebConfig;
+use crate::web_config::{Auth, WebConfig};
 
 /// A connection that has not sent a whole request header by then is closed
 /// (also between requests on a kept-alive connection).
@@ -57,6 +61,7 @@ const REFUSED: &str = "rme_serve_connections_refused_total";
 const EVICTED: &str = "rme_serve_connections_evicted_total";
 const HANDSHAKE_FAILURES: &str = "rme_serve_tls_handshake_failures_total";
 const UNAUTHORIZED: &str = "rme_serve_unauthorized_total";
+const AUTH_BUSY: &str = "rme_serve_auth_busy_total";
 
 /// What the endpoint needs from `[serve]`.
 #[derive(Clone, Debug)]
@@ -100,18 +105,18 @@ pub async fn serve(
             _ = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 pause = Duration::ZERO;
-                stream
+                (stream, peer.ip())
             }
             // The peer gave up before we took it: nothing to wait for.
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 // EMFILE and the like: the pending connection stays queued, so
-                // retrying at once would spin. Free a descriptor held by a
-                // connection that sent no request yet, and wait, longer each
-                // time nothing could be freed.
+                // retrying at once would spin. Free a descriptor held by an
+                // idle connection, and wait, longer each time nothing could be
+                // freed.
                 count(&shared, ACCEPT_ERRORS);
                 pause = if waiting.evict(&shared) {
                     ACCEPT_BACKOFF.0
@@ -132,8 +137,8 @@ pub async fn serve(
         };
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
-            // Full: make room by closing the oldest connection still without a
-            // request (it gives its slot back at once), else close this one.
+            // Full: make room by closing the oldest idle connection (it gives
+            // its slot back at once), else close this one.
             Err(_) if waiting.evict(&shared) => {
                 tokio::time::timeout(EVICT_WAIT, slots.clone().acquire_owned())
                     .await
@@ -150,6 +155,7 @@ pub async fn serve(
         let conn = waiting.add(cap);
         tokio::spawn(connection(
             stream,
+            peer,
             slot,
             conn,
             shared.clone(),
@@ -161,43 +167,64 @@ pub async fn serve(
 /// One open connection, as seen by the accept loop.
 #[derive(Default)]
 struct Conn {
-    /// Set when its first request header arrived: from then on it is not evicted.
-    requested: AtomicBool,
+    /// Set once its task was first polled; not evicted before.
+    started: AtomicBool,
+    /// Set while one of its requests is being answered: not evicted meanwhile.
+    busy: AtomicBool,
     close: Notify,
 }
 
-/// Open connections that have not sent a request yet, oldest first.
+impl Conn {
+    /// Marks a request as being answered until the guard is dropped (also
+    /// when the request is abandoned).
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.store(true, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+}
+
+struct Busy(Arc<Conn>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The open connections, oldest first, for eviction.
 #[derive(Default)]
 struct Waiting(Mutex<VecDeque<Weak<Conn>>>);
 
 impl Waiting {
     fn add(&self, cap: usize) -> Arc<Conn> {
         let conn = Arc::new(Conn::default());
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() > 2 * cap {
-            q.retain(|w| {
-                w.upgrade()
-                    .is_some_and(|c| !c.requested.load(Ordering::Relaxed))
-            });
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() > 2 * cap {
+            all.retain(|w| w.strong_count() > 0);
         }
-        q.push_back(Arc::downgrade(&conn));
+        all.push_back(Arc::downgrade(&conn));
         conn
     }
 
-    /// Closes the oldest connection still waiting for its request; false if there is none.
+    /// Closes the oldest idle connection (started, no request being
+    /// answered); false if there is none. The oldest rather than the one
+    /// idle the longest: a newcomer (a scraper whose request is on its way)
+    /// is then the last to go, however often the others send requests.
     fn evict(&self, shared: &SharedRef) -> bool {
-        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(w) = q.pop_front() {
-            if let Some(c) = w.upgrade()
-                && !c.requested.load(Ordering::Relaxed)
-            {
-                c.close.notify_one();
-                drop(q);
-                count(shared, EVICTED);
-                return true;
-            }
-        }
-        false
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        let idle = all.iter().position(|w| {
+            w.upgrade().is_some_and(|c| {
+                c.started.load(Ordering::Relaxed) && !c.busy.load(Ordering::Relaxed)
+            })
+        });
+        let Some(c) = idle.and_then(|i| all.remove(i)).and_then(|w| w.upgrade()) else {
+            return false;
+        };
+        drop(all);
+        c.close.notify_one();
+        count(shared, EVICTED);
+        true
     }
 }
 
@@ -246,11 +273,11 @@ fn describe(shared: &SharedRef) {
         ),
         (
             REFUSED,
-            "/metrics connections closed at once: all serve.max_connections had a request.",
+            "/metrics connections closed at once: a request was being answered on each of serve.max_connections.",
         ),
         (
             EVICTED,
-            "/metrics connections without a request yet, closed to make room for a new one.",
+            "Idle /metrics connections (no request being answered) closed to make room for a new one.",
         ),
         (
             HANDSHAKE_FAILURES,
@@ -259,6 +286,10 @@ fn describe(shared: &SharedRef) {
         (
             UNAUTHORIZED,
             "/metrics requests answered 401 (missing or wrong basic auth).",
+        ),
+        (
+            AUTH_BUSY,
+            "/metrics requests answered 503 unchecked: too many password checks were waiting for bcrypt.",
         ),
     ] {
         g.store.describe(&crate::store::Metric {
@@ -293,6 +324,7 @@ fn announce(listener: &TcpListener, web: Option<&WebConfig>) {
 /// One connection, holding its slot until it ends or is evicted.
 async fn connection(
     stream: TcpStream,
+    peer: IpAddr,
     _slot: OwnedSemaphorePermit,
     conn: Arc<Conn>,
     shared: SharedRef,
@@ -305,30 +337,48 @@ async fn connection(
             Some(tls) => {
                 let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                    Ok(Ok(stream)) => http(TokioIo::new(stream), &conn, &shared, &web).await,
+                    Ok(Ok(stream)) => http(TokioIo::new(stream), peer, &conn, &shared, &web).await,
                     // A refused handshake is the client's business; counted, not logged.
                     _ => count(&shared, HANDSHAKE_FAILURES),
                 }
             }
-            None => http(TokioIo::new(stream), &conn, &shared, &web).await,
+            None => http(TokioIo::new(stream), peer, &conn, &shared, &web).await,
         }
     };
+    // Not evictable before its first poll: by its end a request that came
+    // with the connection is being answered (busy), so a scraper is not
+    // evicted by a flood of connections while its task waits to run.
+    let mut serve = std::pin::pin!(serve);
+    let serve = std::future::poll_fn(|cx| {
+        let polled = serve.as_mut().poll(cx);
+        conn.started.store(true, Ordering::Relaxed);
+        polled
+    });
     tokio::select! {
         _ = serve => {}
         _ = conn.close.notified() => {}
     }
 }
 
-async fn http<I>(io: I, conn: &Arc<Conn>, shared: &SharedRef, web: &Option<Arc<WebConfig>>)
-where
+async fn http<I>(
+    io: I,
+    peer: IpAddr,
+    conn: &Arc<Conn>,
+    shared: &SharedRef,
+    web: &Option<Arc<WebConfig>>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (conn, shared, web) = (conn.clone(), shared.clone(), web.clone());
     let service = hyper::service::service_fn(move |req| {
-        conn.requested.store(true, Ordering::Relaxed);
+        let busy = conn.busy();
         let shared = shared.clone();
         let web = web.clone();
-        async move { Ok::<_, Infallible>(respond(&req, &shared, web.as_deref()).await) }
+        async move {
+            let resp = respond(&req, peer, &shared, web.as_deref()).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -337,30 +387,45 @@ where
         .await;
 }
 
-/// Basic auth first (401 with `WWW-Authenticate`, as exporter-toolkit answers),
-/// then the page; the web config's headers go on every answer.
+/// Basic auth first (401 with `WWW-Authenticate`, as exporter-toolkit answers,
+/// or 503 when too many checks already wait for bcrypt), then the page; the
+/// web config's headers go on every answer. A refused request closes its
+/// connection: one password check per connection.
 async fn respond(
     req: &Request<Incoming>,
+    peer: IpAddr,
     shared: &SharedRef,
     web: Option<&WebConfig>,
 ) -> Response<Full<Bytes>> {
     let mut resp = match web {
         Some(w) if w.needs_auth() => {
             let given = req.headers().get(header::AUTHORIZATION);
-            if w.authorized(given.map(|v| v.as_bytes())).await {
-                answer(req, shared)
-            } else {
-                count(shared, UNAUTHORIZED);
-                let mut r = reply(
-                    StatusCode::UNAUTHORIZED,
-                    "text/plain",
-                    "Unauthorized\n".into(),
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static("Basic"),
-                );
-                r
+            match w.check(given.map(|v| v.as_bytes()), peer).await {
+                Auth::Granted => answer(req, shared),
+                Auth::Denied => {
+                    count(shared, UNAUTHORIZED);
+                    let mut r = reply(
+                        StatusCode::UNAUTHORIZED,
+                        "text/plain",
+                        "Unauthorized\n".into(),
+                    );
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Basic"),
+                    );
+                    close_after(r)
+                }
+                Auth::Busy => {
+                    count(shared, AUTH_BUSY);
+                    let mut r = reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "too many password checks at once; retry\n".into(),
+                    );
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                    close_after(r)
+                }
             }
         }
         _ => answer(req, shared),
@@ -369,6 +434,14 @@ async fn respond(
         resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
+}
+
+fn close_after(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 fn reply(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {

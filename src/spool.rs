@@ -27,6 +27,10 @@ const HEADER: usize = 4 + 8 + 4 + 4 + 4 + 4;
 /// Records of rme before notes: no note length.
 const MAGIC_V2: &[u8; 4] = b"RMS2";
 const HEADER_V2: usize = 4 + 8 + 4 + 4 + 4;
+/// The highest record number rme reads: a name past it (up to `u64::MAX`, which
+/// has no successor) is corrupt, dropped and counted like a bad checksum. At one
+/// record a millisecond rme would take 290 million years to get there.
+const MAX_SEQ: u64 = u64::MAX / 2;
 
 /// One queued body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,7 @@ impl Spool {
                 .with_context(|| format!("spool {}", d.display()))?;
         }
         let mut index = Vec::new();
+        let mut dropped = Dropped::default();
         for entry in
             std::fs::read_dir(dir).with_context(|| format!("reading spool {}", dir.display()))?
         {
@@ -96,6 +101,14 @@ impl Spool {
                 .and_then(|s| s.parse::<u64>().ok())
             {
                 let (created_ms, samples) = read_header(&entry.path()).unwrap_or((None, 0));
+                if seq > MAX_SEQ {
+                    // rme never numbers a record this high: corrupt (or planted).
+                    tracing::warn!(spool = %dir.display(), seq, "spool record numbered past {MAX_SEQ} skipped as corrupt");
+                    dropped.corrupt += 1;
+                    dropped.samples += samples;
+                    let _ = std::fs::remove_file(entry.path());
+                    continue;
+                }
                 index.push(Entry {
                     seq,
                     bytes: entry.metadata()?.len(),
@@ -105,13 +118,14 @@ impl Spool {
             }
         }
         index.sort_unstable_by_key(|e| e.seq);
+        // At most MAX_SEQ + 1: no overflow however the names were chosen.
         let next_seq = index.last().map_or(1, |e| e.seq + 1);
         Ok(Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             index,
             next_seq,
-            dropped: Dropped::default(),
+            dropped,
         })
     }
 
@@ -133,7 +147,7 @@ impl Spool {
         created_ms: i64,
     ) -> anyhow::Result<u64> {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq = seq.checked_add(1).context("spool sequence exhausted")?;
         let len = u32::try_from(body.len()).context("spool record over 4 GiB")?;
         let note_len = u32::try_from(note.len()).context("spool note over 4 GiB")?;
         let samples = u32::try_from(samples).unwrap_or(u32::MAX);
@@ -196,12 +210,7 @@ impl Spool {
         while let Some(&Entry { seq, samples, .. }) = self.index.first() {
             match self.read(seq) {
                 Ok(Some(r)) => return Ok(Some(r)),
-                Ok(None) => {
-                    tracing::warn!(spool = %self.dir.display(), seq, "corrupt spool record skipped");
-                    self.dropped.corrupt += 1;
-                    self.dropped.samples += samples;
-                    self.remove(seq)?;
-                }
+                Ok(None) => self.drop_corrupt(seq, samples)?,
                 Err(e) => return Err(e),
             }
         }
@@ -209,18 +218,31 @@ impl Spool {
     }
 
     /// The notes of every readable record, oldest first (a sink replays them
-    /// over its saved state when it starts). Unreadable records are left for
-    /// [`Spool::oldest`] to count.
-    pub fn notes(&self) -> anyhow::Result<Vec<Vec<u8>>> {
+    /// over its saved state when it starts). Reading every record, it removes
+    /// the unreadable ones and counts them in [`Spool::dropped`] now, so the
+    /// run that finds them reports them (`push --once` included).
+    pub fn notes(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut notes = Vec::new();
+        let mut corrupt = Vec::new();
         for e in &self.index {
-            if let Some(r) = self.read(e.seq)?
-                && !r.note.is_empty()
-            {
-                notes.push(r.note);
+            match self.read(e.seq)? {
+                Some(r) if !r.note.is_empty() => notes.push(r.note),
+                Some(_) => {}
+                None => corrupt.push((e.seq, e.samples)),
             }
         }
+        for (seq, samples) in corrupt {
+            self.drop_corrupt(seq, samples)?;
+        }
         Ok(notes)
+    }
+
+    /// Removes a record that failed its checksum or was cut short, and counts it.
+    fn drop_corrupt(&mut self, seq: u64, samples: u64) -> anyhow::Result<()> {
+        tracing::warn!(spool = %self.dir.display(), seq, "corrupt spool record skipped");
+        self.dropped.corrupt += 1;
+        self.dropped.samples += samples;
+        self.remove(seq)
     }
 
     /// Removes a record once the receiver took it (or refused it for good).
@@ -512,6 +534,47 @@ mod tests {
         assert_eq!(got.len(), 4);
         assert_eq!(got[3], (b"four".to_vec(), Vec::new(), 4));
         assert_eq!(got[2].1, b"n3");
+    }
+
+    /// F15: a record named `u64::MAX` (no successor) panicked a debug build at
+    /// every start; names past MAX_SEQ are corrupt, dropped and counted.
+    #[test]
+    fn a_record_numbered_past_the_bound_is_corrupt_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let kept = s.append(b"kept", 2, 1).unwrap();
+        let bytes = std::fs::read(s.record_path(kept)).unwrap();
+        for seq in [u64::MAX, u64::MAX / 2 + 1] {
+            std::fs::write(dir.path().join(format!("{seq}.rec")), &bytes).unwrap();
+        }
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.dropped.corrupt, 2);
+        assert_eq!(s.dropped.samples, 4, "their headers were intact");
+        assert_eq!(s.len(), 1);
+        let next = s.append(b"next", 1, 2).unwrap();
+        assert_eq!(next, kept + 1);
+        assert_eq!(s.oldest().unwrap().unwrap().body, b"kept");
+        assert!(!dir.path().join(format!("{}.rec", u64::MAX)).exists());
+    }
+
+    /// F18: the notes are read at start, so a corrupt record found there is
+    /// dropped and counted then, before the run's first flush takes the counts.
+    #[test]
+    fn reading_the_notes_counts_corrupt_records_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let bad = s.append_noted(b"bad", b"n0", 5, 1).unwrap();
+        s.append_noted(b"good", b"n1", 1, 2).unwrap();
+        let p = s.record_path(bad);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.notes().unwrap(), [b"n1".to_vec()]);
+        assert_eq!((s.dropped.corrupt, s.dropped.samples), (1, 5));
+        assert_eq!(s.len(), 1);
+        assert!(!p.exists());
     }
 
     #[test]

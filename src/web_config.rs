@@ -2,16 +2,21 @@
 //! every Prometheus exporter reads with `--web.config.file`, so one file serves
 //! rme and the exporters beside it. `tls_server_config` becomes a rustls
 //! server config, `basic_auth_users` a bcrypt check with a cache of recent
-//! answers (as exporter-toolkit does, so bcrypt does not run per scrape), and
-//! `http_server_config.headers` extra response headers.
+//! successes (so bcrypt does not run per scrape; failures are not remembered,
+//! so they cannot push a success out), and `http_server_config.headers` extra
+//! response headers. bcrypt runs one check at a time, and at most
+//! [`BCRYPT_QUEUE`] checks (one per peer address) wait for it: more are
+//! answered [`Auth::Busy`] unchecked, so a flood of guesses costs a scraper
+//! whose success is remembered nothing, and bounds how long any check waits.
 //!
 //! Everything is read and checked by [`WebConfig::load`] at config load, so
 //! `rme check-config` refuses a broken file and SIGHUP keeps the running one.
 //! Errors name the file and the key; they never quote a hash, a password or
 //! key material, and `Debug` prints user names only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -103,12 +108,29 @@ impl ClientAuth {
     ];
 }
 
-/// How many (user, password) answers are remembered (exporter-toolkit keeps 100).
+/// How many successful (user, password) checks are remembered (exporter-toolkit
+/// keeps 100 answers of either kind; only a right password makes one here).
 const AUTH_CACHE_SIZE: usize = 100;
 
+/// Password checks waiting for or running bcrypt at once; more are answered
+/// [`Auth::Busy`] without a check.
+pub const BCRYPT_QUEUE: usize = 4;
+/// Of those, at most this many from one peer address.
+pub const BCRYPT_PER_PEER: usize = 1;
+
 /// bcrypt runs against this when the user is unknown, so the answer takes as
-/// long as for a known user (exporter-toolkit's dummy hash of cost 10).
+/// long as for a known user: exporter-toolkit's dummy hash, with its cost (10)
+/// replaced by a configured user's (see [`WebConfig::dummy_hash`]).
 const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
+
+/// The answer to a request's basic auth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    Granted,
+    Denied,
+    /// Not checked: [`BCRYPT_QUEUE`] checks (or this peer's share) already wait.
+    Busy,
+}
 
 /// A loaded and checked web config.
 pub struct WebConfig {
@@ -120,10 +142,18 @@ pub struct WebConfig {
     /// user → bcrypt hash; empty = no authentication.
     users: BTreeMap<String, String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// SHA-256(user, hash, password) → answer; no password is kept in memory.
-    cache: Mutex<HashMap<[u8; 32], bool>>,
+    /// SHA-256(user, hash, password) of recent successes, least recently
+    /// used first; no password is kept in memory.
+    successes: Mutex<VecDeque<[u8; 32]>>,
+    /// Peer addresses of the checks waiting for or running bcrypt.
+    queued: Mutex<Vec<IpAddr>>,
     /// One bcrypt at a time (it is slow on purpose), off the async threads.
     bcrypt_gate: tokio::sync::Semaphore,
+    /// The configured hashes' costs, one per user: an unknown user is checked
+    /// against a dummy hash of one of them.
+    costs: Vec<u32>,
+    /// Picks that cost from the name (random per load, so names cannot be chosen to hit one).
+    dummy_key: [u8; 32],
 }
 
 impl fmt::Debug for WebConfig {
@@ -167,16 +197,21 @@ impl WebConfig {
             _ => (None, None),
         };
         let users = file.basic_auth_users.unwrap_or_default();
+        let mut costs = Vec::new();
         for (user, hash) in &users {
             if user.contains(':') {
                 bail!("basic_auth_users.{user}: a user name cannot contain ':'");
             }
-            if hash.parse::<bcrypt::HashParts>().is_err() {
+            let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                 bail!(
                     "basic_auth_users.{user}: not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
                 );
-            }
+            };
+            costs.push(parts.get_cost());
         }
+        let mut dummy_key = [0u8; 32];
+        ::ring::rand::SecureRandom::fill(&::ring::rand::SystemRandom::new(), &mut dummy_key)
+            .map_err(|_| anyhow!("no randomness from the system"))?;
         let http = file.http_server_config.unwrap_or_default();
         let _ = http.http2;
         let mut headers = Vec::new();
@@ -203,8 +238,11 @@ impl WebConfig {
             tls_summary,
             users,
             headers,
-            cache: Mutex::new(HashMap::new()),
+            successes: Mutex::new(VecDeque::new()),
+            queued: Mutex::new(Vec::new()),
             bcrypt_gate: tokio::sync::Semaphore::new(1),
+            costs,
+            dummy_key,
         })
     }
 
@@ -213,45 +251,104 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header against `basic_auth_users` (true when none are set).
-    pub async fn authorized(&self, header: Option<&[u8]>) -> bool {
+    /// Checks an `Authorization` header from `peer` against `basic_auth_users`
+    /// (granted when none are set).
+    pub async fn check(&self, header: Option<&[u8]>, peer: IpAddr) -> Auth {
         if self.users.is_empty() {
-            return true;
+            return Auth::Granted;
         }
         let Some((user, password)) = header.and_then(parse_basic) else {
-            return false;
+            return Auth::Denied;
         };
         let known = self.users.get(&user);
-        let hash = known.map_or(DUMMY_HASH, String::as_str);
-        let key = cache_key(&user, hash, &password);
-        if let Some(ok) = self.cached(&key) {
-            return ok && known.is_some();
-        }
-        let Ok(_gate) = self.bcrypt_gate.acquire().await else {
-            return false;
+        let hash = match known {
+            Some(h) => h.clone(),
+            None => self.dummy_hash(&user),
         };
-        if let Some(ok) = self.cached(&key) {
-            return ok && known.is_some();
+        let key = cache_key(&user, &hash, &password);
+        if known.is_some() && self.remembered(&key) {
+            return Auth::Granted;
         }
-        let owned = hash.to_string();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &owned))
+        let Some(_ticket) = self.enqueue(peer) else {
+            return Auth::Busy;
+        };
+        let Ok(_gate) = self.bcrypt_gate.acquire().await else {
+            return Auth::Denied;
+        };
+        if known.is_some() && self.remembered(&key) {
+            return Auth::Granted;
+        }
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or(false);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= AUTH_CACHE_SIZE
-            && let Some(old) = cache.keys().next().copied()
-        {
-            cache.remove(&old);
+        if !(ok && known.is_some()) {
+            return Auth::Denied;
         }
-        cache.insert(key, ok);
-        ok && known.is_some()
+        let mut cache = self.successes.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= AUTH_CACHE_SIZE {
+            cache.pop_front();
+        }
+        cache.push_back(key);
+        Auth::Granted
     }
 
-    fn cached(&self, key: &[u8; 32]) -> Option<bool> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(key).copied()
+    /// Whether this success is remembered (then it becomes the most recent).
+    fn remembered(&self, key: &[u8; 32]) -> bool {
+        let mut cache = self.successes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = cache.iter().position(|k| k == key) else {
+            return false;
+        };
+        if let Some(k) = cache.remove(i) {
+            cache.push_back(k);
+        }
+        true
+    }
+
+    /// A place among the checks waiting for bcrypt, if there is one for `peer`.
+    fn enqueue(&self, peer: IpAddr) -> Option<Queued<'_>> {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= BCRYPT_QUEUE || q.iter().filter(|p| **p == peer).count() >= BCRYPT_PER_PEER {
+            return None;
+        }
+        q.push(peer);
+        Some(Queued { config: self, peer })
+    }
+
+    /// The hash an unknown `user` is checked against: exporter-toolkit's dummy
+    /// with the cost of one configured user, the same one for the same name
+    /// (a keyed hash of the name picks it), so an unknown name takes as long
+    /// as a known one whatever costs the file's hashes have.
+    fn dummy_hash(&self, user: &str) -> String {
+        let mut ctx = ::ring::digest::Context::new(&::ring::digest::SHA256);
+        ctx.update(&self.dummy_key);
+        ctx.update(user.as_bytes());
+        let d = ctx.finish();
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&d.as_ref()[..8]);
+        let pick = u64::from_le_bytes(n) % self.costs.len().max(1) as u64;
+        let cost = usize::try_from(pick)
+            .ok()
+            .and_then(|i| self.costs.get(i))
+            .copied()
+            .unwrap_or(10);
+        format!("$2y${cost:02}{}", &DUMMY_HASH[6..])
+    }
+}
+
+/// A check's place in the bcrypt queue, given back when dropped.
+struct Queued<'a> {
+    config: &'a WebConfig,
+    peer: IpAddr,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut q = self.config.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = q.iter().position(|p| *p == self.peer) {
+            q.swap_remove(i);
+        }
     }
 }
 
@@ -566,6 +663,7 @@ impl ClientCertVerifier for AnyClientCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> anyhow::Result<WebConfig> {
         WebConfig::parse(text, Path::new("/nonexistent"), Path::new("web.yml"))
@@ -673,27 +771,170 @@ mod tests {
         assert!(versions(Some("TLS14"), None).is_err());
     }
 
+    fn b(s: &str) -> String {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn peer(n: u8) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, n))
+    }
+
     #[test]
-    fn basic_auth_is_checked_and_cached() {
+    fn basic_auth_is_checked_and_successes_cached() {
         let hash = bcrypt::hash("pw", 4).unwrap();
         let c = parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
-        let b = |s: &str| {
-            use base64::Engine as _;
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let check = |h: Option<&str>| rt.block_on(c.authorized(h.map(str::as_bytes)));
-        assert!(check(Some(&b("alice:pw"))));
-        assert!(check(Some(&b("alice:pw"))), "cached answer");
-        assert!(!check(Some(&b("alice:wrong"))));
-        assert!(!check(Some(&b("bob:pw"))));
-        assert!(!check(None));
-        assert!(!check(Some("Bearer x")));
-        assert_eq!(c.cache.lock().unwrap().len(), 3);
+        let check = |h: Option<&str>| rt.block_on(c.check(h.map(str::as_bytes), PEER));
+        assert_eq!(check(Some(&b("alice:pw"))), Auth::Granted);
+        assert_eq!(check(Some(&b("alice:pw"))), Auth::Granted, "cached answer");
+        assert_eq!(check(Some(&b("alice:wrong"))), Auth::Denied);
+        assert_eq!(check(Some(&b("bob:pw"))), Auth::Denied);
+        assert_eq!(check(None), Auth::Denied);
+        assert_eq!(check(Some("Bearer x")), Auth::Denied);
+        assert_eq!(
+            c.successes.lock().unwrap().len(),
+            1,
+            "failures are not kept"
+        );
         let shown = format!("{c:?}");
         assert!(shown.contains("alice") && !shown.contains(&hash), "{shown}");
+    }
+
+    /// Security review 3, F5: failures were cached with the successes (100
+    /// entries, an arbitrary one evicted), so guesses pushed the scraper's
+    /// success out and it waited for bcrypt behind them.
+    #[test]
+    fn failed_guesses_never_push_a_remembered_success_out() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let c = parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        assert_eq!(
+            rt.block_on(c.check(Some(b("alice:pw").as_bytes()), PEER)),
+            Auth::Granted
+        );
+        for i in 0..2 * AUTH_CACHE_SIZE {
+            let guess = b(&format!("alice:guess{i}"));
+            assert_eq!(
+                rt.block_on(c.check(Some(guess.as_bytes()), PEER)),
+                Auth::Denied
+            );
+        }
+        // bcrypt is taken (a long check running): the remembered success needs none
+        let _held = rt.block_on(c.bcrypt_gate.acquire()).unwrap();
+        let right = b("alice:pw");
+        let answer = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                c.check(Some(right.as_bytes()), PEER),
+            )
+            .await
+        });
+        assert_eq!(answer, Ok(Auth::Granted));
+    }
+
+    /// F5: every check waited for bcrypt, one at a time, however many queued.
+    /// Now at most BCRYPT_QUEUE wait, one per peer address; the rest are
+    /// answered Busy at once.
+    #[test]
+    fn at_most_a_few_checks_wait_for_bcrypt_one_per_peer() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let c = Arc::new(parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let held = c.bcrypt_gate.acquire().await.unwrap();
+            let wrong = b("alice:wrong");
+            let mut waiting = Vec::new();
+            for n in 0..BCRYPT_QUEUE as u8 {
+                let (c, wrong) = (c.clone(), wrong.clone());
+                waiting.push(tokio::spawn(async move {
+                    c.check(Some(wrong.as_bytes()), peer(n)).await
+                }));
+            }
+            while c.queued.lock().unwrap().len() < BCRYPT_QUEUE {
+                tokio::task::yield_now().await;
+            }
+            // the queue is full: a new peer is refused at once
+            let soon = Duration::from_secs(5);
+            let other = tokio::time::timeout(soon, c.check(Some(wrong.as_bytes()), peer(200)));
+            assert_eq!(other.await, Ok(Auth::Busy));
+            drop(held);
+            for w in waiting {
+                assert_eq!(w.await.unwrap(), Auth::Denied);
+            }
+            assert!(c.queued.lock().unwrap().is_empty());
+            let held = c.bcrypt_gate.acquire().await.unwrap();
+            let first = {
+                let (c, wrong) = (c.clone(), wrong.clone());
+                tokio::spawn(async move { c.check(Some(wrong.as_bytes()), PEER).await })
+            };
+            while c.queued.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+            let same = tokio::time::timeout(soon, c.check(Some(wrong.as_bytes()), PEER));
+            assert_eq!(same.await, Ok(Auth::Busy), "one waiting check per peer");
+            drop(held);
+            assert_eq!(first.await.unwrap(), Auth::Denied);
+        });
+    }
+
+    /// Security review 3, F6: the dummy hash for unknown users had cost 10
+    /// whatever the users' hashes had, so with cost-12 users a known name took
+    /// 328 ms and an unknown one 86 ms. Now an unknown name is checked at a
+    /// configured user's cost. Timing compared coarsely (medians, a 4x band):
+    /// before, cost 4 users against the cost-10 dummy differed 64x in work.
+    #[test]
+    fn an_unknown_user_costs_what_a_known_one_does() {
+        let c = parse(&format!(
+            "basic_auth_users:\n  alice: '{}'\n",
+            bcrypt::hash("pw", 4).unwrap()
+        ))
+        .unwrap();
+        for name in ["nobody", "admin", "root", "x"] {
+            let cost = c
+                .dummy_hash(name)
+                .parse::<bcrypt::HashParts>()
+                .unwrap()
+                .get_cost();
+            assert_eq!(cost, 4, "{name}");
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let median = |user: &str| {
+            let mut t: Vec<_> = (0..5)
+                .map(|i| {
+                    let h = b(&format!("{user}:wrong{i}"));
+                    let start = std::time::Instant::now();
+                    assert_eq!(rt.block_on(c.check(Some(h.as_bytes()), PEER)), Auth::Denied);
+                    start.elapsed()
+                })
+                .collect();
+            t.sort();
+            t[2]
+        };
+        let (known, unknown) = (median("alice"), median("nobody"));
+        assert!(
+            unknown < known * 4 + Duration::from_millis(5),
+            "known {known:?}, unknown {unknown:?}"
+        );
+        // several costs: each unknown name gets one of them, always the same one
+        let c = parse(&format!(
+            "basic_auth_users:\n  a: '{}'\n  b: '{}'\n",
+            bcrypt::hash("pw", 4).unwrap(),
+            bcrypt::hash("pw", 5).unwrap()
+        ))
+        .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            let name = format!("user{i}");
+            let h = c.dummy_hash(&name);
+            assert_eq!(h, c.dummy_hash(&name));
+            seen.insert(h.parse::<bcrypt::HashParts>().unwrap().get_cost());
+        }
+        assert_eq!(seen, [4, 5].into());
     }
 }

@@ -403,7 +403,7 @@ fn outlet(
     mut sink: AnySink,
     config: SinkConfig,
     saved: Option<serde_json::Value>,
-    spool: Spool,
+    mut spool: Spool,
 ) -> anyhow::Result<Outlet> {
     if let Some(s) = saved {
         sink.restore_state(s);
