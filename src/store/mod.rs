@@ -12,6 +12,7 @@
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
 pub mod series;
+pub mod shared;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -587,10 +588,12 @@ impl Slot {
     }
 }
 
-/// Wall-clock now in unix ms.
+/// Wall-clock now in unix ms (moved by [`crate::failpoint::clock_offset_ms`]
+/// in a debug build under test).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + crate::failpoint::clock_offset_ms()
 }
