@@ -23,6 +23,7 @@ mod remote_write;
 mod rotation;
 mod serve_attacks;
 mod serve_tls;
+mod soak;
 mod state_dir;
 mod statsd;
 mod stop;

@@ -392,9 +392,16 @@ impl StateFile {
             Some(f) => f,
             None => self.journal.insert(new_journal(&path)?),
         };
-        f.write_all(frame)
-            .and_then(|()| f.sync_data())
-            .with_context(|| format!("writing state file {}", path.display()))?;
+        if let Err(e) = f.write_all(frame).and_then(|()| f.sync_data()) {
+            // Part of the frame may be on disk (a full disk takes what fits):
+            // a later frame appended after it would sit behind a torn one,
+            // and loading stops at the torn one, so every later save would be
+            // lost. The journal is not appended to again; the next save is a
+            // checkpoint, written atomically, and starts a new journal.
+            self.journal = None;
+            self.checkpoint_due = true;
+            return Err(e).with_context(|| format!("writing state file {}", path.display()));
+        }
         self.journal_bytes += frame.len() as u64;
         Ok(())
     }
