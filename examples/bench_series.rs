@@ -49,7 +49,7 @@ fn main() {
     let rendered = t.elapsed();
     let t = Instant::now();
     let dir = tempfile::tempdir().expect("a temp dir for the state file");
-    let (mut state, _) = rme::state::StateFile::open(dir.path()).expect("state file");
+    let (mut state, _) = rme::state_dir::state::StateFile::open(dir.path()).expect("state file");
     let none = BTreeMap::new();
     state
         .save(&mut store, &none, &BTreeMap::new())

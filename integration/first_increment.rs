@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    append, curl_get, peer, push_once, push_once_output, stderr, unique, wait_for, write,
+    Killed, append, curl_get, free_port, peer, peer_env, push_once, push_once_output, stderr,
+    unique, wait_for, write,
 };
 
 /// A Ban line in fail2ban 1.0.2's own format.
@@ -608,4 +609,112 @@ fn otlp_burst_counts_in_victoriametrics_1_112_and_1_145() {
         );
         assert_eq!(by_jail.get("sshd"), Some(&2.0), "{name}: {by_jail:?}");
     }
+}
+
+/// A Prometheus 3.5.3 of this test's own (empty head, so a backdated first
+/// push is in bounds), killed when dropped.
+fn own_prometheus(dir: &Path) -> (Killed, String) {
+    let tools = peer_env()
+        .get("PEERS_TOOLS")
+        .cloned()
+        .unwrap_or_else(|| "/opt/rme-peers".into());
+    let bin = Path::new(&tools).join("sid/prometheus/usr/bin/prometheus");
+    let port = free_port();
+    let config = write(dir, "prometheus.yml", "global:\n  scrape_interval: 15s\n");
+    let child = std::process::Command::new(&bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args([
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=created-timestamp-zero-ingestion",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} (peers.sh install): {e}", bin.display()));
+    let child = Killed(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for("the test's own Prometheus 3.5.3", 30, || {
+        std::process::Command::new("curl")
+            .args(["-sf", &format!("{url}/-/ready")])
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    });
+    (child, url)
+}
+
+/// `rme push --once` with the test clock `offset_ms` off the wall clock.
+fn push_at(config: &Path, offset_ms: i64) -> std::process::Output {
+    let out = crate::common::rme()
+        .args(["push", "--once", "--config"])
+        .arg(config)
+        .env("RME_TEST_CLOCK_OFFSET_MS", offset_ms.to_string())
+        .output()
+        .expect("running rme");
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// E7: three hours after a host's previous push (other hosts pushing all
+/// along), a new series' zero goes 30 minutes before its value, inside
+/// Prometheus' out-of-bounds window: stored, and the burst counted. A zero
+/// just after the previous push would be refused ("out of bounds"), and the
+/// body sent again without it would hide the burst from `increase()`.
+#[test]
+fn after_a_long_downtime_the_zero_is_30_minutes_old_and_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_prometheus, url) = own_prometheus(dir.path());
+    let prom = Receiver {
+        name: "Prometheus 3.5.3",
+        url: url.clone(),
+        write_url: format!("{url}/api/v1/write"),
+    };
+    let three_hours = 3 * 3600 * 1000;
+    let a = host(
+        &dir.path().join("a"),
+        "down-a",
+        std::slice::from_ref(&prom),
+        "",
+    );
+    let b = host(
+        &dir.path().join("b"),
+        "up-b",
+        std::slice::from_ref(&prom),
+        "",
+    );
+    push_at(&a.config, -three_hours);
+    append(&a.log, &ban("sshd", "203.0.113.1"));
+    push_at(&a.config, -three_hours + 5_000);
+    push_at(&b.config, 0);
+    append(&a.log, &ban("postfix", "203.0.113.2").repeat(12));
+    let out = push_at(&a.config, 0);
+    let log = stderr(&out);
+    assert!(!log.contains("without them"), "{log}");
+    let truth: BTreeSet<String> = ["203.0.113.1", "203.0.113.2"].map(String::from).into();
+    let seen = seen(&prom, "down-a", 13, &truth);
+    let postfix = seen
+        .samples
+        .iter()
+        .find(|(l, _)| l["jail"] == "postfix")
+        .map(|(_, p)| p.clone())
+        .expect("postfix");
+    assert_eq!(postfix.len(), 2, "{postfix:?}");
+    assert_eq!(postfix[0].1, 0.0, "{postfix:?}");
+    let age = postfix[1].0 - postfix[0].0;
+    assert!(
+        (age - 1800.0).abs() < 1.0,
+        "zero {age} s before: {postfix:?}"
+    );
+    let at = postfix[1].0;
+    let burst = query_at(
+        &url,
+        "sum(increase(fail2ban_bans_total{host=\"down-a\",jail=\"postfix\"}[1h]))",
+        at,
+    );
+    assert_eq!(burst.first().map(|r| r.1), Some(12.0), "{postfix:?}");
 }

@@ -275,7 +275,7 @@ fn receiver_down_spools_then_everything_arrives_in_order() {
 fn record_samples(path: &Path) -> Vec<(BTreeMap<String, String>, i64, f64)> {
     use prost::Message as _;
     let bytes = std::fs::read(path).expect("reading a spool record");
-    let record = rme::spool::decode(0, &bytes).expect("a whole spool record");
+    let record = rme::state_dir::spool::decode(0, &bytes).expect("a whole spool record");
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&record.body)
         .expect("snappy");

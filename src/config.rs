@@ -318,19 +318,8 @@ impl Config {
                     format!("two sinks are named '{}'; give one a `name`", s.name()),
                 ));
             }
-            let name_ok = !s.name().is_empty()
-                && s.name()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !name_ok {
-                return Err(Invalid::new(
-                    format!("sinks[{i}].name"),
-                    format!(
-                        "'{}': only letters, digits, '_' and '-' (it names the sink's spool directory)",
-                        s.name()
-                    ),
-                ));
-            }
+            crate::state_dir::check_sink_name(s.name())
+                .map_err(|reason| Invalid::new(format!("sinks[{i}].name"), reason))?;
             s.validate(&format!("sinks[{i}]"))?;
         }
         if let Some(serve) = &self.serve {

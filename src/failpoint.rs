@@ -19,3 +19,21 @@ pub fn hit(name: &str) {
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
+
+/// A test clock: with `RME_TEST_CLOCK_OFFSET_MS=<ms>` in its environment, a
+/// debug build of rme stamps everything that many ms off the wall clock (a
+/// backdated cron run, a long downtime in seconds). Release builds: always 0.
+pub fn clock_offset_ms() -> i64 {
+    #[cfg(debug_assertions)]
+    {
+        static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        *OFFSET.get_or_init(|| {
+            std::env::var("RME_TEST_CLOCK_OFFSET_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+    #[cfg(not(debug_assertions))]
+    0
+}

@@ -22,29 +22,30 @@
 //! 4. `config.rs`: the TOML file as written (unknown keys rejected) and
 //!    `Config::plan`, which checks it by building every source and sink
 //!    (shared by `rme push` and `rme check-config`).
-//! 5. `sinks/`, `shared.rs`: one module per protocol (stdout, remote_write,
-//!    otlp, statsd) beside the closed `SinkConfig`; the store and the read
-//!    positions behind one lock.
-//! 6. `sources/`, `state.rs`: one folder per program read (fail2ban/,
+//! 5. `sinks/`: one module per protocol (stdout, remote_write, otlp, statsd)
+//!    beside the closed `SinkConfig`.
+//! 6. `sources/`, `state_dir/`: one folder per program read (fail2ban/,
 //!    reaction/, audit/: `mod.rs` config + build, `log.rs` the line parser with
-//!    no I/O, a live probe, `tests.rs`) beside the closed `SourceConfig`; the
-//!    state file: read positions and counter values as a checkpoint plus an
-//!    append-only journal of what changed.
-//! 7. `spool.rs`, `lock.rs`, `inputs/`, `store/`: the on-disk queue, one
-//!    checksummed file per request body; one rme per state dir (flock); following
-//!    inputs (`tail/`: a file across rotation by rename and copytruncate,
-//!    `journal.rs`: journald through `journalctl`, `progress.rs`); the one metric
-//!    store (the series arena in `mod.rs`, `series.rs`, `snapshot.rs`, and
-//!    `text.rs`: a snapshot as exposition text).
-//! 8. `labels/`, `web_config.rs`, `helper_proto.rs`, `logging/`, `safe_fs.rs`,
-//!    `varint.rs`, `failpoint.rs`: the label rules (`rules.rs`) and their kinds
-//!    (replace, lowercase, selectors, top-K, GeoIP, hash); the exporter-toolkit
-//!    web config (TLS, client certificates, bcrypt basic auth); what `rme helper`
-//!    and its clients say; log output (`redact.rs`: secrets out of messages,
-//!    `ratelimit.rs`: repeated warnings counted); writes in the state dir
-//!    (O_EXCL|O_NOFOLLOW, 0600/0700); LEB128 varints (state file, remote-write);
-//!    crash points of debug builds.
-//! 9. `invalid.rs`: the "key: reason" error of a config value.
+//!    no I/O, a live probe, `tests.rs`) beside the closed `SourceConfig`;
+//!    everything rme keeps on disk, with its one owner `StateDir` and its layout
+//!    spelled once (`mod.rs`): one rme per state dir (`lock.rs`, flock), the state
+//!    file (`state.rs`: read positions and counter values as a checkpoint plus an
+//!    append-only journal of what changed), the on-disk queue (`spool.rs`, one
+//!    checksummed file per request body), writes in the state dir (`safe_fs.rs`:
+//!    O_EXCL|O_NOFOLLOW, 0600/0700).
+//! 7. `store/`: the one metric store (the series arena in `mod.rs`, `series.rs`,
+//!    `snapshot.rs`, `text.rs`: a snapshot as exposition text, and `shared.rs`:
+//!    the store and the read positions behind one lock).
+//! 8. `inputs/`, `labels/`: following inputs (`tail/`: a file across rotation
+//!    by rename and copytruncate, `journal.rs`: journald through `journalctl`,
+//!    `progress.rs`) and where each stands (`SourceState`); the label rules
+//!    (`rules.rs`) and their kinds (replace, lowercase, selectors, top-K, GeoIP, hash).
+//! 9. `web_config.rs`, `helper_proto.rs`, `logging/`, `varint.rs`, `failpoint.rs`:
+//!    the exporter-toolkit web config (TLS, client certificates, bcrypt basic
+//!    auth); what `rme helper` and its clients say; log output (`redact.rs`:
+//!    secrets out of messages, `ratelimit.rs`: repeated warnings counted); LEB128
+//!    varints (state file, remote-write); crash points of debug builds.
+//! 10. `invalid.rs`: the "key: reason" error of a config value.
 
 pub mod agent;
 pub mod config;
@@ -55,15 +56,11 @@ pub mod import;
 pub mod inputs;
 pub mod invalid;
 pub mod labels;
-pub mod lock;
 pub mod logging;
-pub mod safe_fs;
 pub mod serve;
-pub mod shared;
 pub mod sinks;
 pub mod sources;
-pub mod spool;
-pub mod state;
+pub mod state_dir;
 pub mod store;
 pub mod varint;
 pub mod web_config;

@@ -192,7 +192,10 @@ fn check_config(path: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `rme state`: the state dir's files as JSON.
 fn print_state(path: Option<&Path>) -> anyhow::Result<()> {
-    out(&format!("{}\n", rme::state::dump(&load(path)?.state_dir)?))
+    out(&format!(
+        "{}\n",
+        rme::state_dir::state::dump(&load(path)?.state_dir)?
+    ))
 }
 
 /// `rme import`: another tool's config as rme's, its warnings on stderr.

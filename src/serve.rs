@@ -36,7 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ServeConfig;
-use crate::shared::{SharedRef, lock};
+use crate::store::shared::{SharedRef, lock};
 use crate::store::text::{self, Format};
 use crate::store::{Kind, Series, now_ms};
 use crate::web_config::{Auth, WebConfig};

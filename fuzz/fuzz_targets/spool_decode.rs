@@ -11,7 +11,7 @@ const HEADER: usize = 4 + 8 + 4 + 4 + 4 + 4;
 const HEADER_V2: usize = 4 + 8 + 4 + 4 + 4;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(record) = rme::spool::decode(7, data) {
+    if let Some(record) = rme::state_dir::spool::decode(7, data) {
         assert_eq!(record.seq, 7);
         let header = if data.starts_with(b"RMS3") {
             HEADER
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     framed.extend_from_slice(body);
     framed.extend_from_slice(note);
     assert_eq!(framed.len(), HEADER + data.len());
-    let back = rme::spool::decode(1, &framed).expect("a well-framed RMS3 record decodes");
+    let back = rme::state_dir::spool::decode(1, &framed).expect("a well-framed RMS3 record decodes");
     assert_eq!(
         (back.created_ms, back.samples, &back.body[..], &back.note[..]),
         (42, 3, body, note)
@@ -55,11 +55,11 @@ fuzz_target!(|data: &[u8]| {
         if cut == framed.len() {
             continue;
         }
-        assert!(rme::spool::decode(1, &framed[..cut]).is_none(), "cut at {cut}");
+        assert!(rme::state_dir::spool::decode(1, &framed[..cut]).is_none(), "cut at {cut}");
     }
     let flip = usize::from(data.get(1).copied().unwrap_or(0)) % (framed.len() - 4) + 4;
     framed[flip] ^= 0x01;
-    assert!(rme::spool::decode(1, &framed).is_none(), "flipped byte {flip}");
+    assert!(rme::state_dir::spool::decode(1, &framed).is_none(), "flipped byte {flip}");
 });
 
 /// CRC-32 (IEEE), the checksum crc32fast computes; bitwise to keep the target dependency-free.

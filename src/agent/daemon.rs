@@ -181,7 +181,7 @@ impl Daemon {
         match stop {
             Stop::Reload => {
                 tracing::info!("SIGHUP: config is valid; restarting with it");
-                let err = reexec(&self.agent.state_lock);
+                let err = reexec(self.agent.dir.lock());
                 tracing::error!("SIGHUP: could not restart: {err}; keeping the running config");
             }
             Stop::Exit => {
@@ -195,7 +195,7 @@ impl Daemon {
 
 /// Replaces this process with a fresh rme with the same arguments, keeping
 /// the state_dir lock (no other rme can take it in between); returns only on failure.
-fn reexec(lock: &crate::lock::StateLock) -> std::io::Error {
+fn reexec(lock: &crate::state_dir::lock::StateLock) -> std::io::Error {
     use std::os::unix::process::CommandExt as _;
     let exe = std::env::current_exe()
         .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));

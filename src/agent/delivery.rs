@@ -22,11 +22,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::shared::{Shared, lock};
 #[cfg(test)]
 use crate::sinks::{Accepted, Batch};
 use crate::sinks::{AnySink, SendError, Sink};
-use crate::spool::Spool;
+use crate::state_dir::spool::Spool;
+use crate::store::shared::{Shared, lock};
 use crate::store::{Handle, Metric, Store};
 
 /// How hard one delivery tries a body before leaving it (and the rest) in the spool.

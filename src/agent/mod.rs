@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 
 use crate::config::Plan;
-use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sinks::{AnySink, Sink, SinkConfig};
 use crate::sources::{self, Probe};
-use crate::spool::{Spool, WriteErrors};
-use crate::state::StateFile;
+use crate::state_dir::spool::Spool;
+use crate::state_dir::state::StateFile;
+use crate::state_dir::{StateDir, WriteErrors};
+use crate::store::shared::{Shared, SharedRef, lock, lock_at};
 use crate::store::{Metric, Series, Snapshot, Store, now_ms};
 use delivery::{Courier, RetryPolicy, SharedSpool, lock_spool};
 use read::Reader;
@@ -124,8 +125,8 @@ pub struct Agent {
     other_sinks: BTreeMap<String, serde_json::Value>,
     /// Spool and state writes that failed, logged once per kind.
     write_errors: WriteErrors,
-    /// Held while this Agent lives: one rme per state_dir.
-    state_lock: crate::lock::StateLock,
+    /// Held (locked) while this Agent lives: one rme per state_dir.
+    dir: StateDir,
 }
 
 const SPOOL_WRITE_ERRORS: Metric = Metric::counter(
@@ -149,8 +150,7 @@ impl Agent {
             sinks,
             limits,
         } = plan;
-        let lock = crate::lock::StateLock::acquire(&config.state_dir)?;
-        let (state_file, mut state) = StateFile::open(&config.state_dir)?;
+        let (dir, state_file, mut state) = StateDir::open(&config.state_dir)?;
         let mut store = Store::new(limits);
         delivery::describe_metrics(&mut store);
         store.describe_all(&[SPOOL_WRITE_ERRORS, STATE_WRITE_ERRORS]);
@@ -161,8 +161,7 @@ impl Agent {
         let mut outlets = Vec::new();
         for (sink, sink_config) in sinks.into_iter().zip(std::mem::take(&mut config.sinks)) {
             let saved = other_sinks.remove(sink.name());
-            let dir = config.state_dir.join("spool").join(sink.name());
-            let spool = Spool::open(&dir, config.spool_max_bytes)?;
+            let spool = dir.spool(sink.name(), config.spool_max_bytes)?;
             outlets.push(outlet(sink, sink_config, saved, spool)?);
         }
         let shared = Arc::new(Mutex::new(Shared {
@@ -178,7 +177,7 @@ impl Agent {
             retry,
             other_sinks,
             write_errors: WriteErrors::default(),
-            state_lock: lock,
+            dir,
         })
     }
 
@@ -372,7 +371,7 @@ impl Agent {
 fn inputs(
     built: Vec<sources::Built>,
     store: &mut Store,
-    saved: &BTreeMap<String, crate::state::SourceState>,
+    saved: &BTreeMap<String, crate::inputs::SourceState>,
 ) -> (Vec<Reader>, Vec<NamedProbe>) {
     let mut readers = Vec::new();
     let mut probes = Vec::new();

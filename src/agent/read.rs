@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::inputs::SourceState;
 use crate::inputs::journal::{self, JournalInput};
 use crate::inputs::tail::{BATCH, Tailer};
-use crate::shared::{Shared, SharedRef, lock, lock_at};
 use crate::sources::{Input, LineParser, feed_as, feed_entry_as};
-use crate::state::SourceState;
 use crate::store::now_ms;
+use crate::store::shared::{Shared, SharedRef, lock, lock_at};
 
 /// One source's log input with its parser.
 pub struct Reader {

@@ -2,7 +2,7 @@
 //!
 //! A sink only encodes a [`Snapshot`] into request bodies and sends one body
 //! once, classifying the answer. Retry and backoff live in `agent/delivery.rs`,
-//! the disk spool in `spool.rs`, so "nothing is lost" is written once for every sink.
+//! the disk spool in `state_dir/spool.rs`, so "nothing is lost" is written once for every sink.
 
 pub mod first_increment;
 pub mod http;

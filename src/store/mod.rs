@@ -13,6 +13,7 @@
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
 pub mod series;
+pub mod shared;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -660,12 +661,14 @@ impl Slot {
     }
 }
 
-/// Wall-clock now in unix ms.
+/// Wall-clock now in unix ms (moved by [`crate::failpoint::clock_offset_ms`]
+/// in a debug build under test).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        + crate::failpoint::clock_offset_ms()
 }
 
 /// `value` when it is at most `max` bytes; else its first bytes (cut at a

@@ -1,13 +1,13 @@
 //! Cutting bytes into lines: a file read to its end (or a byte budget) with
 //! complete lines handed out straight from the read buffer, a gzipped copy read
-//! at once, and the last line of a file that will never get its newline.
+//! at once, the last line of a file that will never get its newline, and the
+//! hash of a file's first line that tells files apart.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::rotated::{fnv1a, head_of_open};
 use super::{FilePos, Open, ReadStats};
 
 /// A line longer than this without a newline is cut and handed out as it is.
@@ -192,4 +192,56 @@ fn emit(line: &[u8], on_line: &mut dyn FnMut(&str)) {
 /// Positions of every `\n` in `buf` (memchr's SIMD search, not a byte loop).
 fn memchr_all(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
     memchr::memchr_iter(b'\n', buf)
+}
+
+/// How many bytes of a file's start are read for [`first_line`].
+const HEAD: usize = 4096;
+
+/// Hash of the first line in a file's first [`HEAD`] bytes; `None` while it
+/// has no complete line. [`fnv1a`] looks at 4095 bytes at most, so a longer
+/// first line counts as complete.
+fn first_line(bytes: &[u8]) -> Option<u64> {
+    match memchr::memchr(b'\n', bytes) {
+        Some(i) => Some(fnv1a(&bytes[..i])),
+        None if bytes.len() >= HEAD - 1 => Some(fnv1a(bytes)),
+        None => None,
+    }
+}
+
+/// [`first_line`] of an open file, read at 0 without moving its cursor.
+pub(super) fn head_of_open(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt as _;
+    let mut buf = [0u8; HEAD];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    first_line(&buf[..n])
+}
+
+/// [`first_line`] of the file at `path`, through gzip when `gz`; `None` when it
+/// cannot be read.
+pub(super) fn head_of(path: &Path, gz: bool) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut buf = [0u8; HEAD];
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    first_line(&buf[..n])
+}
+
+/// FNV-1a 64: a stable hash (std's hasher may change between releases).
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
+    let bytes = &bytes[..bytes.len().min(4095)];
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

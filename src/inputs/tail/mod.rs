@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use lines::{CHUNK, Drained, drain, flush_partial, read_gz};
-use rotated::{head_of, head_of_open, siblings};
+use lines::{CHUNK, Drained, drain, flush_partial, head_of, head_of_open, read_gz};
+use rotated::siblings;
 
 /// Where a followed file stands: which file (device + inode) and how far it was read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,15 +2,15 @@
 //! inode, files rotated in between two reads by name (`log.N`, `log-DATE`,
 //! maybe `.gz`) and mtime, and the copy a copytruncate left, each told apart
 //! from a reused inode or an unrelated file by the hash of its first line
-//! (fail2ban's `firstlinemd5`; Vector calls this part its fingerprinter).
+//! (fail2ban's `firstlinemd5`, in `lines.rs`; Vector calls this part its
+//! fingerprinter).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::lines::read_gz;
+use super::lines::{head_of, read_gz};
 use super::{FilePos, Open, ReadStats, Tailer, open_log};
 
 impl Tailer {
@@ -237,56 +237,4 @@ fn find_by_inode(path: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
                 .is_ok_and(|m| m.is_file() && m.dev() == dev && m.ino() == ino)
         })
         .map(|e| e.path())
-}
-
-/// How many bytes of a file's start are read for [`first_line`].
-const HEAD: usize = 4096;
-
-/// Hash of the first line in a file's first [`HEAD`] bytes; `None` while it
-/// has no complete line. [`fnv1a`] looks at 4095 bytes at most, so a longer
-/// first line counts as complete.
-fn first_line(bytes: &[u8]) -> Option<u64> {
-    match memchr::memchr(b'\n', bytes) {
-        Some(i) => Some(fnv1a(&bytes[..i])),
-        None if bytes.len() >= HEAD - 1 => Some(fnv1a(bytes)),
-        None => None,
-    }
-}
-
-/// [`first_line`] of an open file, read at 0 without moving its cursor.
-pub(super) fn head_of_open(file: &File) -> Option<u64> {
-    use std::os::unix::fs::FileExt as _;
-    let mut buf = [0u8; HEAD];
-    let n = file.read_at(&mut buf, 0).ok()?;
-    first_line(&buf[..n])
-}
-
-/// [`first_line`] of the file at `path`, through gzip when `gz`; `None` when it
-/// cannot be read.
-pub(super) fn head_of(path: &Path, gz: bool) -> Option<u64> {
-    let file = File::open(path).ok()?;
-    let mut reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut buf = [0u8; HEAD];
-    let mut n = 0;
-    while n < buf.len() {
-        match reader.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    first_line(&buf[..n])
-}
-
-/// FNV-1a 64: a stable hash (std's hasher may change between releases).
-pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
-    let bytes = &bytes[..bytes.len().min(4095)];
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

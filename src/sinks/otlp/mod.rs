@@ -152,10 +152,9 @@ impl OtlpConfig {
         }
     }
 
-    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let url = self
-            .url()
-            .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
+    /// The TLS keys: one spelling, only with an https endpoint, a certificate
+    /// with its key, `insecure_skip_verify` not with grpc.
+    fn validate_tls(&self, key: &str, https: bool) -> Result<(), Invalid> {
         let flat = self.ca_file.is_some()
             || self.cert_file.is_some()
             || self.key_file.is_some()
@@ -166,7 +165,6 @@ impl OtlpConfig {
                 "give the TLS keys either in `tls = { ... }` or flat (`ca_file`, `cert_file`, `key_file`, `insecure_skip_verify`), not both",
             ));
         }
-        let https = url.scheme() == "https";
         let files = self.tls_files();
         let at = |field: &str| format!("{key}.{}{field}", files.key);
         for (field, set) in [
@@ -194,6 +192,14 @@ impl OtlpConfig {
                 "not supported with grpc; give the receiver's CA in ca_file",
             ));
         }
+        Ok(())
+    }
+
+    pub fn validate(&self, key: &str) -> Result<(), Invalid> {
+        let url = self
+            .url()
+            .map_err(|reason| Invalid::new(format!("{key}.endpoint"), reason))?;
+        self.validate_tls(key, url.scheme() == "https")?;
         for (name, value) in &self.headers {
             let k = format!("{key}.headers.{name}");
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {

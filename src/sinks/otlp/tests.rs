@@ -493,7 +493,7 @@ async fn partial_success_is_counted_by_the_push_cycle() {
     let c = config(&format!("endpoint = \"http://127.0.0.1:{port}\""));
     let mut sink = Otlp::new("otlp".into(), &c).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut spool = crate::spool::Spool::open(dir.path(), 1 << 20).unwrap();
+    let mut spool = crate::state_dir::spool::Spool::open(dir.path(), 1 << 20).unwrap();
     spool
         .append(&bodies(sink.encode(&snapshot()))[0], 1, 1)
         .unwrap();

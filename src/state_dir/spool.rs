@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::safe_fs;
+use super::safe_fs;
 
 const MAGIC: &[u8; 4] = b"RMS3";
 /// magic + created_ms (i64) + samples (u32) + len (u32) + note len (u32) + crc32 (u32)
@@ -296,53 +296,6 @@ impl Spool {
     /// Samples waiting in the spool, as the record headers say.
     pub fn samples(&self) -> u64 {
         self.index.iter().map(|e| e.samples).sum()
-    }
-}
-
-/// Write failures of the spool and the state file, logged once per (what, kind)
-/// until that write works again: a full disk does not log at every flush.
-#[derive(Debug, Default)]
-pub struct WriteErrors {
-    warned: std::collections::BTreeSet<(String, &'static str)>,
-}
-
-impl WriteErrors {
-    /// Logs the failure the first time for this kind; returns the kind, for the counter.
-    pub fn failed(&mut self, what: &str, err: &anyhow::Error) -> &'static str {
-        let kind = error_kind(err);
-        if self.warned.insert((what.to_string(), kind)) {
-            tracing::error!(
-                what,
-                kind,
-                "{err:#}; already spooled bodies still go out; logged once until it works again"
-            );
-        }
-        kind
-    }
-
-    /// A write of `what` worked: the next failure is logged again.
-    pub fn ok(&mut self, what: &str) {
-        let before = self.warned.len();
-        self.warned.retain(|(w, _)| w != what);
-        if self.warned.len() != before {
-            tracing::info!(what, "writing works again");
-        }
-    }
-}
-
-/// The kind of a write failure, from the first OS error in its chain.
-fn error_kind(err: &anyhow::Error) -> &'static str {
-    let code = err
-        .chain()
-        .find_map(|e| e.downcast_ref::<std::io::Error>())
-        .and_then(std::io::Error::raw_os_error);
-    match code {
-        Some(libc::ENOSPC) => "no_space",
-        Some(libc::EDQUOT) => "quota",
-        Some(libc::EROFS) => "read_only",
-        Some(libc::EACCES | libc::EPERM) => "permission",
-        Some(libc::EIO) => "io",
-        _ => "other",
     }
 }
 

@@ -33,14 +33,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::inputs::tail::FilePos;
+use crate::inputs::SourceState;
 use crate::store::{Changed, NOT_SAVED, SavedCounter, Series, SlotRef, Store};
 use crate::varint;
 
-const JSON_STATE: &str = "state.json";
-const MIGRATED_JSON: &str = "state.json.migrated";
-const CHECKPOINT: &str = "state.checkpoint";
-const JOURNAL: &str = "state.journal";
+use super::{CHECKPOINT, JOURNAL, JSON_STATE, MIGRATED_JSON, safe_fs};
+
 const CHECKPOINT_MAGIC: &[u8; 8] = b"RMESTATE";
 const JOURNAL_MAGIC: &[u8; 8] = b"RMEJOURN";
 /// Version of the two files above (1 was `state.json`).
@@ -61,20 +59,6 @@ pub const SKIPPED: crate::store::Metric = crate::store::Metric::counter(
     "rme_state_counters_skipped_total",
     "Counters in the state file not restored because a metric or label name is not valid (a corrupt or hostile state file).",
 );
-
-/// Where one source stopped reading.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceState {
-    /// File identity and offset, for file inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FilePos>,
-    /// Rotated files still read because their writer may not have reopened yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rotated: Vec<FilePos>,
-    /// journald cursor of the last entry read, for journal inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
-}
 
 /// The whole state as people (and rme 0.1's `state.json`) read it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -107,6 +91,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// rme 0.1's `state.json`, its counters not in the state file yet.
+    fn migrated(old: State) -> Loaded {
+        Loaded {
+            sources: old.sources,
+            sinks: old.sinks,
+            counters: old.counters.into_iter().map(|c| (NOT_SAVED, c)).collect(),
+        }
+    }
+
     /// Puts the counters into a fresh store, before any source runs. A counter
     /// whose metric or label names are not valid Prometheus names (or repeat a
     /// label) could not come from rme: it is skipped, logged and counted in
@@ -171,11 +164,50 @@ enum Record {
     Meta(Meta),
 }
 
-impl StateFile {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join(CHECKPOINT)
+/// The state being read back, frame after frame: counters by id, and the
+/// last `Meta` (positions and sink bookkeeping).
+#[derive(Default)]
+struct Replay {
+    counters: BTreeMap<u32, SavedCounter>,
+    meta: Meta,
+}
+
+impl Replay {
+    fn apply(&mut self, records: Vec<Record>) {
+        for r in records {
+            match r {
+                Record::Def(id, series) => {
+                    let c = SavedCounter {
+                        series,
+                        value: 0,
+                        start_ms: 0,
+                    };
+                    self.counters.insert(id, c);
+                }
+                Record::Val(id, value, start_ms) => {
+                    if let Some(c) = self.counters.get_mut(&id) {
+                        c.value = value;
+                        c.start_ms = start_ms;
+                    }
+                }
+                Record::Forget(id) => {
+                    self.counters.remove(&id);
+                }
+                Record::Meta(m) => self.meta = m,
+            }
+        }
     }
 
+    fn into_loaded(self) -> Loaded {
+        Loaded {
+            sources: self.meta.sources,
+            sinks: self.meta.sinks,
+            counters: self.counters.into_iter().collect(),
+        }
+    }
+}
+
+impl StateFile {
     /// Reads the state directory (an empty state when there is none yet),
     /// cutting a torn frame off the journal's end.
     pub fn open(dir: &Path) -> anyhow::Result<(StateFile, Loaded)> {
@@ -191,35 +223,8 @@ impl StateFile {
             migrated: false,
             min_journal_bytes: MIN_JOURNAL_BYTES,
         };
+        let mut replay = Replay::default();
         let checkpoint = dir.join(CHECKPOINT);
-        let mut counters: BTreeMap<u32, SavedCounter> = BTreeMap::new();
-        let mut meta = Meta::default();
-        let mut apply = |records: Vec<Record>, counters: &mut BTreeMap<u32, SavedCounter>| {
-            for r in records {
-                match r {
-                    Record::Def(id, series) => {
-                        counters.insert(
-                            id,
-                            SavedCounter {
-                                series,
-                                value: 0,
-                                start_ms: 0,
-                            },
-                        );
-                    }
-                    Record::Val(id, value, start_ms) => {
-                        if let Some(c) = counters.get_mut(&id) {
-                            c.value = value;
-                            c.start_ms = start_ms;
-                        }
-                    }
-                    Record::Forget(id) => {
-                        counters.remove(&id);
-                    }
-                    Record::Meta(m) => meta = m,
-                }
-            }
-        };
         match read_file(&checkpoint, CHECKPOINT_MAGIC)? {
             Some((frames, len)) => {
                 let (seq, records) = frames
@@ -233,48 +238,44 @@ impl StateFile {
                     })?;
                 file.seq = seq;
                 file.checkpoint_bytes = len;
-                apply(records, &mut counters);
+                replay.apply(records);
             }
             None => {
                 if let Some(old) = read_json(&dir.join(JSON_STATE))? {
                     file.checkpoint_due = true;
                     file.migrated = true;
-                    let loaded = Loaded {
-                        sources: old.sources,
-                        sinks: old.sinks,
-                        counters: old.counters.into_iter().map(|c| (NOT_SAVED, c)).collect(),
-                    };
-                    return Ok((file, loaded));
+                    return Ok((file, Loaded::migrated(old)));
                 }
             }
         }
-        let journal = dir.join(JOURNAL);
-        if let Some((frames, good)) = read_file(&journal, JOURNAL_MAGIC)? {
-            for (seq, records) in frames {
-                if seq > file.seq {
-                    file.seq = seq;
-                    apply(records, &mut counters);
-                }
+        file.replay_journal(&mut replay)?;
+        file.next_id = replay.counters.keys().next_back().map_or(0, |k| k + 1);
+        file.meta = Some(replay.meta.clone());
+        Ok((file, replay.into_loaded()))
+    }
+
+    /// Applies the journal's frames newer than the checkpoint, cuts a torn
+    /// frame off its end, and keeps it open for the next saves.
+    fn replay_journal(&mut self, replay: &mut Replay) -> anyhow::Result<()> {
+        let journal = self.dir.join(JOURNAL);
+        let Some((frames, good)) = read_file(&journal, JOURNAL_MAGIC)? else {
+            return Ok(());
+        };
+        for (seq, records) in frames {
+            if seq > self.seq {
+                self.seq = seq;
+                replay.apply(records);
             }
-            let f = open_append(&journal)
-                .with_context(|| format!("opening state file {}", journal.display()))?;
-            if f.metadata()?.len() > good {
-                tracing::warn!(file = %journal.display(), "state journal ends in a torn frame (a crash while saving); continuing from the save before it");
-                f.set_len(good)?;
-            }
-            file.journal = Some(f);
-            file.journal_bytes = good;
         }
-        file.next_id = counters.keys().next_back().map_or(0, |k| k + 1);
-        file.meta = Some(meta.clone());
-        Ok((
-            file,
-            Loaded {
-                sources: meta.sources,
-                sinks: meta.sinks,
-                counters: counters.into_iter().collect(),
-            },
-        ))
+        let f = open_append(&journal)
+            .with_context(|| format!("opening state file {}", journal.display()))?;
+        if f.metadata()?.len() > good {
+            tracing::warn!(file = %journal.display(), "state journal ends in a torn frame (a crash while saving); continuing from the save before it");
+            f.set_len(good)?;
+        }
+        self.journal = Some(f);
+        self.journal_bytes = good;
+        Ok(())
     }
 
     /// Writes what changed in the store since the last save: [`StateFile::prepare`],
@@ -498,19 +499,19 @@ fn new_journal(path: &Path) -> std::io::Result<File> {
 
 /// The state file's one atomic write: a crash leaves the old file or the new one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    crate::safe_fs::write_atomic(path, bytes)
+    safe_fs::write_atomic(path, bytes)
 }
 
 /// The journal opened for appending; a symlink in its place is an error, as
 /// everywhere in the state directory.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    crate::safe_fs::open_append(path)
+    safe_fs::open_append(path)
 }
 
 /// Reads rme 0.1's `state.json`, if there is one (a symlink there is an error).
 fn read_json(path: &Path) -> anyhow::Result<Option<State>> {
     let mut text = String::new();
-    match crate::safe_fs::open_nofollow(path) {
+    match safe_fs::open_nofollow(path) {
         Ok(mut f) => f
             .read_to_string(&mut text)
             .with_context(|| format!("reading state file {}", path.display()))?,
@@ -534,7 +535,7 @@ fn read_json(path: &Path) -> anyhow::Result<Option<State>> {
 /// corrupt frame ends the file there.
 fn read_file(path: &Path, magic: &[u8; 8]) -> anyhow::Result<Option<(Vec<Frame>, u64)>> {
     let mut bytes = Vec::new();
-    match crate::safe_fs::open_nofollow(path) {
+    match safe_fs::open_nofollow(path) {
         Ok(mut f) => f
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading state file {}", path.display()))?,
@@ -628,7 +629,7 @@ fn valid_names(series: &Series) -> bool {
 }
 
 fn decode(raw: &[u8]) -> Option<Frame> {
-    let mut r = Reader { bytes: raw, at: 0 };
+    let mut r = ByteReader { bytes: raw, at: 0 };
     let seq = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
     let mut records = Vec::new();
     while r.at < raw.len() {
@@ -663,12 +664,13 @@ fn decode(raw: &[u8]) -> Option<Frame> {
     Some((seq, records))
 }
 
-struct Reader<'a> {
+/// A cursor over a frame's bytes.
+struct ByteReader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> ByteReader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
@@ -676,15 +678,7 @@ impl<'a> Reader<'a> {
     }
 
     fn uvar(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.take(1)?[0];
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
+        varint::get(self.bytes, &mut self.at)
     }
 
     fn id(&mut self) -> Option<u32> {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::inputs::tail::FilePos;
 use crate::store::{Limits, Series, Store, Value};
 
 fn store() -> Store {

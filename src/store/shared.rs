@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::state::SourceState;
-use crate::store::Store;
+use super::Store;
+use crate::inputs::SourceState;
 
 /// The store and where each source stands, behind one lock so a snapshot and
 /// the positions saved with it always agree.

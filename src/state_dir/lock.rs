@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::safe_fs;
+use super::{LOCK as LOCK_FILE, safe_fs};
 
-const LOCK_FILE: &str = "lock";
 /// The lock's fd number, kept open across a SIGHUP restart's exec.
 pub const INHERITED_FD_ENV: &str = "RME_STATE_LOCK_FD";
 
