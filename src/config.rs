@@ -129,10 +129,16 @@ const fn default_max_connections() -> usize {
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// New series past this many per metric are folded into one
-    /// `rme_overflow="true"` series and counted. Default 10000.
+    /// New series past this many per metric are folded into one series per
+    /// set of their `FOLD_KEEPS` labels (jail, stream, …) with
+    /// `rme_overflow="true"`, and counted. Default 10000.
     #[serde(default = "default_max_series")]
     pub max_series_per_metric: usize,
+    /// Label values longer than this many bytes are cut to it (a prefix, `…`
+    /// and a hash of the whole value) and counted in
+    /// `rme_label_values_truncated_total{metric}`. Default 256, at least 32.
+    #[serde(default = "default_max_label_value_bytes")]
+    pub max_label_value_bytes: usize,
     /// Series not updated for this many seconds are forgotten (0 = never). Default 0.
     #[serde(default)]
     pub idle_expiry_secs: u64,
@@ -149,6 +155,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_series_per_metric: default_max_series(),
+            max_label_value_bytes: default_max_label_value_bytes(),
             idle_expiry_secs: 0,
             labels: Vec::new(),
             drop_metrics: Vec::new(),
@@ -160,12 +167,22 @@ const fn default_max_series() -> usize {
     crate::store::DEFAULT_MAX_SERIES
 }
 
+const fn default_max_label_value_bytes() -> usize {
+    crate::store::DEFAULT_MAX_LABEL_VALUE_BYTES
+}
+
 impl StoreConfig {
     /// The store's limits with the label rules compiled (GeoIP databases
     /// opened, hash keys read): errors name `store.labels[i]` and the key.
     pub fn limits(&self) -> Result<Limits, Invalid> {
+        Invalid::at_least(
+            "store.max_label_value_bytes",
+            self.max_label_value_bytes as u64,
+            crate::store::MIN_LABEL_VALUE_BYTES as u64,
+        )?;
         Ok(Limits {
             max_series_per_metric: self.max_series_per_metric,
+            max_label_value_bytes: self.max_label_value_bytes,
             idle_expiry_ms: (self.idle_expiry_secs as i64).saturating_mul(1000),
             rules: Rules::compile(&self.labels)?,
             drop_metrics: self.drop_metrics.iter().cloned().collect(),

@@ -6,8 +6,9 @@
 //! stream, filter and action) and then bumps the slot without allocating.
 //! Everything that decides *which* series an update lands in happens when a
 //! handle is made, not on every update: label rules (drop a label, keep an
-//! IP's prefix; a rule may also add labels), the per-metric series cap that
-//! folds new series into one overflow series, and a handle going stale when
+//! IP's prefix; a rule may also add labels), label values cut to their bound,
+//! the per-metric series cap that folds new series into overflow series (one
+//! per jail, stream, …: [`FOLD_KEEPS`]), and a handle going stale when
 //! idle expiry freed its series. Sinks and `/metrics` see a [`Snapshot`],
 //! whose points share the store's `Arc<Series>` instead of copying labels.
 
@@ -33,6 +34,9 @@ pub use snapshot::{Kind, Meta, Metric, Point, Snapshot, Value};
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_series_per_metric: usize,
+    /// Longer label values are cut (see [`cut_value`]) before label rules,
+    /// and counted in `rme_label_values_truncated_total{metric}`.
+    pub max_label_value_bytes: usize,
     /// Series not updated for this long are forgotten (0 = never).
     pub idle_expiry_ms: i64,
     /// The label rules, compiled.
@@ -43,11 +47,26 @@ pub struct Limits {
 
 /// `max_series_per_metric` when the config does not say.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
+/// `max_label_value_bytes` when the config does not say: an email address
+/// (254 bytes at most) fits, and so does every IP address.
+pub const DEFAULT_MAX_LABEL_VALUE_BYTES: usize = 256;
+/// The least `max_label_value_bytes` may be: the marker and hash a cut value
+/// ends with, and a prefix.
+pub const MIN_LABEL_VALUE_BYTES: usize = 32;
+/// Labels a series keeps when the cap folds it (see [`Store::fold_of`]): their
+/// values are names from the programs' configs (jails, streams, filters,
+/// actions, audit keys) or from a fixed vocabulary (`result`, `type`, …), not
+/// per-attacker values such as `ip`, a pattern label or `country`, which go.
+pub const FOLD_KEEPS: &[&str] = &[
+    "action", "cause", "event", "filter", "jail", "key", "kind", "logger", "metric", "moment",
+    "reason", "result", "sink", "source", "state", "stream", "type",
+];
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_series_per_metric: DEFAULT_MAX_SERIES,
+            max_label_value_bytes: DEFAULT_MAX_LABEL_VALUE_BYTES,
             idle_expiry_ms: 0,
             rules: Rules::default(),
             drop_metrics: BTreeSet::new(),
@@ -62,6 +81,10 @@ pub const FOLDED: Metric = Metric::counter(
     "Updates folded into an overflow series because a metric hit max_series_per_metric.",
 );
 pub const SERIES: Metric = Metric::gauge("rme_series", "Series held in the store.");
+pub const TRUNCATED: Metric = Metric::counter(
+    "rme_label_values_truncated_total",
+    "Label values cut to max_label_value_bytes when a series was made, by metric.",
+);
 
 /// Where updates for one series go: resolved once, then used without a lookup.
 /// A handle made before idle expiry freed its series is stale; the `*_at`
@@ -163,7 +186,7 @@ impl Store {
             sorted: true,
             ..Store::default()
         };
-        store.describe_all(&[FOLDED, SERIES]);
+        store.describe_all(&[FOLDED, SERIES, TRUNCATED]);
         store
     }
 
@@ -198,6 +221,23 @@ impl Store {
     pub fn handle(&mut self, name: &str, kind: Kind, labels: &[(&str, &str)]) -> Option<Handle> {
         if self.limits.drop_metrics.contains(name) {
             return None;
+        }
+        let max = self.limits.max_label_value_bytes;
+        let long = labels.iter().filter(|(_, v)| v.len() > max).count();
+        if long > 0 {
+            let cut: Vec<(&str, String)> = labels
+                .iter()
+                .map(|&(k, v)| (k, cut_value(v, max)))
+                .collect();
+            let cut: Vec<(&str, &str)> = cut.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let h = self.handle(name, kind, &cut);
+            if name != TRUNCATED.name {
+                self.inc(
+                    Series::new(TRUNCATED.name, &[("metric", name)]),
+                    long as u64,
+                );
+            }
+            return h;
         }
         let series = if self.limits.rules.is_empty() {
             Series::new(name, labels)
@@ -240,7 +280,7 @@ impl Store {
                     };
                     handle.fold = f + 1;
                     handle.fold_generation = self.slots[f as usize].generation;
-                    let over = Series::new(series.name(), &[(OVERFLOW_LABEL, "true")]);
+                    let over = self.fold_of(&series, count);
                     match self.index.get(&over) {
                         Some(&s) => s,
                         None => self.insert(over, kind, now, true),
@@ -262,6 +302,28 @@ impl Store {
         handle.slot = slot;
         handle.generation = s.generation;
         Some(handle)
+    }
+
+    /// The series a new one folds into past the cap: its [`FOLD_KEEPS`] labels
+    /// (jail, stream, filter, …) and `rme_overflow="true"`, so sums by those
+    /// labels stay right. Each such label set is one more series of the metric;
+    /// once the metric holds a tenth of its cap more (at least 100), new label
+    /// sets fold into the one `{rme_overflow="true"}` series, so a metric never
+    /// holds more than `max_series_per_metric * 1.1 + 1` (or `+ 101`) series.
+    fn fold_of(&self, series: &Series, count: usize) -> Series {
+        let name = series.name();
+        let kept: Vec<(&str, &str)> = (series.labels())
+            .filter(|(k, _)| FOLD_KEEPS.contains(k))
+            .chain([(OVERFLOW_LABEL, "true")])
+            .collect();
+        let over = Series::new(name, &kept);
+        let max = self.limits.max_series_per_metric;
+        let room = max.saturating_add((max / 10).max(100));
+        if kept.len() == 1 || count < room || self.index.contains_key(&over) {
+            over
+        } else {
+            Series::new(name, &[(OVERFLOW_LABEL, "true")])
+        }
     }
 
     /// Puts a new series into a free slot (or a new one).
@@ -503,6 +565,17 @@ impl Store {
     /// kept as it is (a hash is not applied twice); a `top` rule promotes its
     /// value again while there is room.
     pub fn restore_counter(&mut self, series: Series, value: u64, start_ms: i64, saved_id: u32) {
+        // A value saved under a larger bound (or by an older rme) is cut as a new one is.
+        let max = self.limits.max_label_value_bytes;
+        let series = if series.labels().any(|(_, v)| v.len() > max) {
+            let cut: Vec<(&str, String)> = (series.labels())
+                .map(|(k, v)| (k, cut_value(v, max)))
+                .collect();
+            let cut: Vec<(&str, &str)> = cut.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Series::new(series.name(), &cut)
+        } else {
+            series
+        };
         let rules = &mut self.limits.rules;
         rules.remember_restored(series.name(), series.labels(), self.now_ms);
         if let Some(h) = self.handle_of(series, Kind::Counter) {
@@ -596,4 +669,21 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
         + crate::failpoint::clock_offset_ms()
+}
+
+/// `value` when it is at most `max` bytes; else its first bytes (cut at a
+/// character boundary), `…` and the CRC-32 of the whole value in hex, `max`
+/// bytes at most: values that differ only after the cut stay apart, and the
+/// marker says the value was cut (VictoriaMetrics cuts long values too, at
+/// 4 KiB; Mimir refuses series with values over 2 KiB).
+pub fn cut_value(value: &str, max: usize) -> String {
+    if value.len() <= max {
+        return value.to_string();
+    }
+    let hash = format!("\u{2026}{:08x}", crc32fast::hash(value.as_bytes()));
+    let mut end = max.saturating_sub(hash.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{hash}", &value[..end])
 }

@@ -350,3 +350,103 @@ fn a_folded_handle_counts_every_update_and_is_made_again_when_expiry_makes_room(
     assert_eq!(s.sum("m_total", &[("ip", "b")]), 1);
     assert_eq!(s.sum("m_total", &[(OVERFLOW_LABEL, "true")]), 0);
 }
+
+/// F7: a label value is as long as the log line it came from; past
+/// `max_label_value_bytes` it is cut (prefix, marker, hash of the whole value),
+/// so memory is bounded by the cap times the bound, values differing after the
+/// cut stay apart, and every cut is counted.
+#[test]
+fn long_label_values_are_cut_kept_apart_and_counted() {
+    let mut s = store_with(vec![], 100);
+    let long = |c: char| format!("{}{c}", "A".repeat(500_000));
+    for v in [long('x'), long('y'), long('x')] {
+        s.inc(
+            Series::new("m_total", &[("user", &v), ("stream", "ssh")]),
+            1,
+        );
+    }
+    let snap = s.snapshot(1);
+    let m: Vec<_> = snap
+        .points
+        .iter()
+        .filter(|p| p.series.name() == "m_total")
+        .collect();
+    assert_eq!(m.len(), 2, "x and y differ after the cut: two series");
+    for p in &m {
+        let v = p.series.label("user").unwrap();
+        assert!(v.len() <= DEFAULT_MAX_LABEL_VALUE_BYTES, "{}", v.len());
+        assert!(v.starts_with("AAAA") && v.contains('\u{2026}'), "{v}");
+        assert_eq!(p.series.label("stream"), Some("ssh"));
+    }
+    assert_eq!(s.sum("m_total", &[]), 3);
+    assert_eq!(s.sum(TRUNCATED.name, &[("metric", "m_total")]), 3);
+    // cut at a character boundary
+    let v = cut_value(&"é".repeat(100), 33);
+    assert!(v.len() <= 33 && v.starts_with("éé"), "{v}");
+    assert_eq!(cut_value("short", 32), "short");
+}
+
+/// F9: past the cap a new series folds into one per jail (its FOLD_KEEPS
+/// labels), not one for the whole metric: after more attacker IPs in one jail
+/// than the cap, bans in a second jail and more in the first still sum right
+/// per jail.
+#[test]
+fn past_the_cap_sums_by_jail_stay_right() {
+    let mut s = store_with(vec![], DEFAULT_MAX_SERIES);
+    let mut truth: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut ban = |s: &mut Store, jail: &'static str, i: u32| {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+        s.inc(
+            Series::new("fail2ban_bans_total", &[("jail", jail), ("ip", &ip)]),
+            1,
+        );
+        *truth.entry(jail).or_default() += 1;
+    };
+    for i in 0..10_050 {
+        ban(&mut s, "nginx-probe", i);
+    }
+    for i in 0..3 {
+        ban(&mut s, "sshd", 20_000 + i);
+    }
+    for i in 0..7 {
+        ban(&mut s, "nginx-probe", 30_000 + i);
+    }
+    for (jail, n) in &truth {
+        assert_eq!(
+            s.sum("fail2ban_bans_total", &[("jail", jail)]),
+            *n,
+            "{jail}"
+        );
+    }
+    assert_eq!(
+        s.sum(
+            "fail2ban_bans_total",
+            &[("jail", "sshd"), (OVERFLOW_LABEL, "true")]
+        ),
+        3
+    );
+    assert_eq!(s.sum(FOLDED.name, &[("metric", "fail2ban_bans_total")]), 60);
+}
+
+/// Fold label sets are bounded too: a tenth of the cap (at least 100) per
+/// metric, then the one `{rme_overflow="true"}` series.
+#[test]
+fn fold_label_sets_are_bounded() {
+    let mut s = store_with(vec![], 10);
+    for i in 0..500 {
+        let jail = format!("j{i}");
+        s.inc(Series::new("m_total", &[("jail", &jail), ("ip", "x")]), 1);
+    }
+    let n = s
+        .snapshot(1)
+        .points
+        .iter()
+        .filter(|p| p.series.name() == "m_total")
+        .count();
+    assert_eq!(n, 10 + 100 + 1);
+    assert_eq!(s.sum("m_total", &[]), 500);
+    assert_eq!(
+        s.get(&Series::new("m_total", &[(OVERFLOW_LABEL, "true")])),
+        Some(Value::Counter(390))
+    );
+}
