@@ -53,7 +53,7 @@ pub const DEFAULT_MAX_LABEL_VALUE_BYTES: usize = 256;
 /// The least `max_label_value_bytes` may be: the marker and hash a cut value
 /// ends with, and a prefix.
 pub const MIN_LABEL_VALUE_BYTES: usize = 32;
-/// Labels a series keeps when the cap folds it (see [`Store::fold_of`]): their
+/// Labels a series keeps when the cap folds it (see `Store::fold_of`): their
 /// values are names from the programs' configs (jails, streams, filters,
 /// actions, audit keys) or from a fixed vocabulary (`result`, `type`, …), not
 /// per-attacker values such as `ip`, a pattern label or `country`, which go.
