@@ -290,8 +290,23 @@ pub fn wait_for<T>(what: &str, secs: u64, mut ok: impl FnMut() -> Option<T>) -> 
 
 /// `result` of an instant PromQL query (VictoriaMetrics or Prometheus) as (labels, value).
 pub fn promql(url: &str, query: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-    let text = curl_get(&format!("{url}/api/v1/query"), &[("query", query)]);
-    let v: Value = serde_json::from_str(&text).expect("query answer is JSON");
+    vector(&curl_get(
+        &format!("{url}/api/v1/query"),
+        &[("query", query)],
+    ))
+}
+
+/// The same query evaluated at `at` (unix seconds).
+pub fn promql_at(url: &str, query: &str, at: f64) -> Vec<(BTreeMap<String, String>, f64)> {
+    vector(&curl_get(
+        &format!("{url}/api/v1/query"),
+        &[("query", query), ("time", &format!("{at:.3}"))],
+    ))
+}
+
+/// An instant-vector answer as (labels, value).
+fn vector(text: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    let v: Value = serde_json::from_str(text).expect("query answer is JSON");
     v["data"]["result"]
         .as_array()
         .expect("result")

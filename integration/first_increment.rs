@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{
-    Killed, append, curl_get, free_port, peer, peer_env, push_once, push_once_output, stderr,
-    unique, wait_for, write,
+    Killed, append, curl_get, free_port, peer, peer_env, promql_at, push_once, push_once_output,
+    stderr, unique, wait_for, write,
 };
 
 /// A Ban line in fail2ban 1.0.2's own format.
@@ -139,33 +139,6 @@ pub fn raw(url: &str, selector: &str) -> BTreeMap<BTreeMap<String, String>, Vec<
     out
 }
 
-/// An instant query at `at` (unix s) as (labels, value).
-pub fn query_at(url: &str, query: &str, at: f64) -> Vec<(BTreeMap<String, String>, f64)> {
-    let text = curl_get(
-        &format!("{url}/api/v1/query"),
-        &[("query", query), ("time", &format!("{at:.3}"))],
-    );
-    let v: Value = serde_json::from_str(&text).expect("query answer is JSON");
-    v["data"]["result"]
-        .as_array()
-        .expect("result")
-        .iter()
-        .map(|r| {
-            let labels = r["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
-            let value = r["value"][1]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .expect("value");
-            (labels, value)
-        })
-        .collect()
-}
-
 /// What one receiver shows for one host.
 #[derive(Debug)]
 pub struct Seen {
@@ -193,7 +166,7 @@ pub fn seen(r: &Receiver, host: &str, truth: u64, attackers: &BTreeSet<String>) 
         .filter_map(|p| p.last())
         .map(|p| p.0)
         .fold(0.0, f64::max);
-    let q = |query: &str| query_at(&r.url, query, at);
+    let q = |query: &str| promql_at(&r.url, query, at);
     let increase = q(&format!("sum(increase({selector}[15m]))"))
         .first()
         .map_or(0.0, |r| r.1);
@@ -220,7 +193,7 @@ pub fn seen(r: &Receiver, host: &str, truth: u64, attackers: &BTreeSet<String>) 
             .filter_map(|p| p.iter().rev().find(|p| p.0 <= at + 1e-6))
             .map(|p| p.1)
             .sum();
-        let shown = query_at(&r.url, &format!("sum(increase({selector}[15m]))"), at)
+        let shown = promql_at(&r.url, &format!("sum(increase({selector}[15m]))"), at)
             .first()
             .map_or(0.0, |r| r.1);
         let ratio = shown / truth;
@@ -594,7 +567,7 @@ fn otlp_burst_counts_in_victoriametrics_1_112_and_1_145() {
             .filter_map(|p| p.last())
             .map(|p| p.0)
             .fold(0.0, f64::max);
-        let by_jail: BTreeMap<String, f64> = query_at(
+        let by_jail: BTreeMap<String, f64> = promql_at(
             url,
             &format!("sum by (jail) (increase({selector}[15m]))"),
             at,
@@ -711,7 +684,7 @@ fn after_a_long_downtime_the_zero_is_30_minutes_old_and_kept() {
         "zero {age} s before: {postfix:?}"
     );
     let at = postfix[1].0;
-    let burst = query_at(
+    let burst = promql_at(
         &url,
         "sum(increase(fail2ban_bans_total{host=\"down-a\",jail=\"postfix\"}[1h]))",
         at,
