@@ -207,12 +207,7 @@ pub fn vm_export(vm_url: &str, selector: &str) -> Vec<Exported> {
     let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
     for l in text.lines() {
         let v: Value = serde_json::from_str(l).expect("export line is JSON");
-        let labels = v["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let labels = metric_labels(&v["metric"]);
         let ts = v["timestamps"]
             .as_array()
             .expect("timestamps")
@@ -304,6 +299,16 @@ pub fn promql_at(url: &str, query: &str, at: f64) -> Vec<(BTreeMap<String, Strin
     ))
 }
 
+/// The labels of a series in a query or export answer (its `metric` object).
+pub fn metric_labels(metric: &Value) -> BTreeMap<String, String> {
+    metric
+        .as_object()
+        .expect("metric")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
 /// An instant-vector answer as (labels, value).
 fn vector(text: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     let v: Value = serde_json::from_str(text).expect("query answer is JSON");
@@ -312,12 +317,7 @@ fn vector(text: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         .expect("result")
         .iter()
         .map(|r| {
-            let labels = r["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
+            let labels = metric_labels(&r["metric"]);
             let value = r["value"][1]
                 .as_str()
                 .and_then(|s| s.parse().ok())

@@ -118,12 +118,7 @@ pub fn raw(url: &str, selector: &str) -> BTreeMap<BTreeMap<String, String>, Vec<
     let v: Value = serde_json::from_str(&text).expect("query answer is JSON");
     let mut out = BTreeMap::new();
     for r in v["data"]["result"].as_array().expect("result") {
-        let labels = r["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
+        let labels = crate::common::metric_labels(&r["metric"]);
         let points = r["values"]
             .as_array()
             .expect("values")

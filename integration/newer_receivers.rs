@@ -156,12 +156,7 @@ fn remote_write_into_prometheus_2_53_stores_every_series_sent() {
         .expect("result")
         .iter()
         .map(|r| {
-            let labels: BTreeMap<String, String> = r["metric"]
-                .as_object()
-                .expect("metric")
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
+            let labels: BTreeMap<String, String> = crate::common::metric_labels(&r["metric"]);
             let last = r["values"]
                 .as_array()
                 .and_then(|a| a.last())
